@@ -1,0 +1,40 @@
+# Burrow's verbs. `make demo` and `make test` work on a fresh machine: each installs what it needs.
+SHELL := /bin/bash
+CARGO ?= cargo
+PLUGIN_TARGET := wasm32-wasip2
+PLUGIN_DIR := target/plugins
+PLUGINS := $(notdir $(wildcard plugins/*))
+
+.PHONY: demo test bench plugins setup lint unit clean-plugins
+
+## demo: run the main job on an embedded Kafka with the example plugin
+demo: setup plugins
+	$(CARGO) run --release -p burrow -- demo
+
+## test: every test there is: lint, unit, property, plugin, integration, end-to-end
+test: setup plugins lint unit
+
+unit:
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## bench: print the benchmark tables (release builds)
+bench: setup plugins
+	$(CARGO) bench -p burrow
+
+## plugins: build every plugin in plugins/ for wasm32-wasip2 into target/plugins/NAME.wasm
+plugins: setup
+	$(CARGO) build --profile plugin --target $(PLUGIN_TARGET) $(addprefix -p ,$(PLUGINS))
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(PLUGINS); do \
+	  cp target/$(PLUGIN_TARGET)/plugin/$${p//-/_}.wasm $(PLUGIN_DIR)/$$p.wasm; \
+	  echo "built $(PLUGIN_DIR)/$$p.wasm"; \
+	done
+
+## setup: install the toolchain target and system packages the build needs (idempotent)
+setup:
+	@bash scripts/setup.sh
