@@ -1,0 +1,683 @@
+//! The host's configuration file: one TOML file, every key overridable from the environment.
+//!
+//! The file is read with the `config` crate, then layered with environment variables named
+//! `BURROW__SECTION__KEY` (e.g. `BURROW__KAFKA__BROKERS=localhost:9092`,
+//! `BURROW__POOL__WORKERS=32`). Deserialisation goes through `serde_path_to_error` so every
+//! error names the key it is about (`tenant[1].limits.memory: invalid size ...`), and every
+//! struct denies unknown fields: a typo is an error, never a silently ignored setting.
+//!
+//! After parsing, [`HostConfig::validate`] checks what types cannot: ranges, references between
+//! keys (a dead-letter policy needs a topic), uniqueness of tenant names. It reports every
+//! problem at once, each with its key, so a user fixes a file in one pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// Prefix of the environment variables that override file keys.
+pub const ENV_PREFIX: &str = "BURROW";
+/// Separator between the prefix, sections and keys of an environment override.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// How to reach Kafka; shared by every tenant.
+    pub kafka: KafkaConfig,
+    /// Pool settings every tenant starts from; a tenant's `[tenant.pool]` overrides them.
+    #[serde(default)]
+    pub pool: PoolSettings,
+    /// The admin HTTP listener (metrics, health, stats).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Where compiled plugins are cached; keyed by content hash, safe to delete.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// The tenants this host serves, each with its own consumer group and plugin.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port,host:port`.
+    pub brokers: String,
+    /// Any librdkafka property, passed through as is (e.g. `"security.protocol" = "ssl"`).
+    /// Burrow sets `bootstrap.servers`, `group.id` and the offset-commit properties itself;
+    /// setting them here is an error.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `[pool]` and `[tenant.pool]`: every key optional so a tenant overrides only what it names.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSettings {
+    /// Messages processed at once (each worker owns one plugin instance).
+    pub workers: Option<usize>,
+    /// Messages fetched but not yet started; when full, the partitions feeding it pause.
+    pub job_queue_size: Option<usize>,
+    /// Commit at least this often (`"5s"`).
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    pub commit_interval: Option<Duration>,
+    /// ...or after this many messages finished, whichever comes first.
+    pub commit_batch_size: Option<usize>,
+    /// Permanent failures in a row that halt the tenant.
+    pub max_consecutive_errors: Option<u32>,
+    /// Retries of a retriable failure before it becomes permanent.
+    pub max_retries: Option<u32>,
+    /// First retry delay; doubles per attempt (`"100ms"`).
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    pub retry_backoff_base: Option<Duration>,
+    /// `unordered` (default), `partition` or `key`.
+    pub ordering: Option<OrderingSetting>,
+    /// How long shutdown and partition revocation wait for in-flight messages (`"30s"`).
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// Processing order guarantee.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub enum OrderingSetting {
+    /// Any message may run at any time.
+    Unordered,
+    /// One message in flight per partition, in offset order.
+    Partition,
+    /// One message in flight per key per partition, in offset order.
+    Key,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the HTTP listener. Loopback by default: metrics and stats are not for the
+    /// whole network unless you say so.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// One `[[tenant]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Names the tenant in logs, metrics labels and `/stats`.
+    pub name: String,
+    /// The tenant's own consumer group, so tenants never share offsets.
+    pub group_id: String,
+    /// Topics the tenant consumes. Its plugin sees these and nothing else.
+    pub topics: Vec<String>,
+    /// The plugin component (`.wasm`), relative to the config file's directory.
+    pub plugin: PathBuf,
+    /// What a permanent failure does.
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+    /// Where `dead-letter` sends failed messages; required with that policy.
+    pub dead_letter_topic: Option<String>,
+    /// Topics the plugin may `emit` to; an emit elsewhere fails the message.
+    #[serde(default)]
+    pub output_topics: Vec<String>,
+    /// Sandbox limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Overrides of the top-level `[pool]` for this tenant.
+    #[serde(default)]
+    pub pool: PoolSettings,
+    /// The plugin's own settings, read by the plugin through `config(key)`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// What happens to a message that failed for good.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub enum FailurePolicy {
+    /// Produce it to `dead_letter_topic` with headers saying why, then move on.
+    #[default]
+    DeadLetter,
+    /// Count it and move on.
+    Skip,
+    /// Stop the tenant cleanly (committing what is done).
+    Halt,
+}
+
+/// `[tenant.limits]`: what one call of the plugin may use.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Linear memory cap of one plugin instance (`"64MiB"`).
+    #[serde(default = "default_memory", deserialize_with = "units::size")]
+    pub memory: ByteSize,
+    /// Wall-clock deadline of one call (`"1s"`).
+    #[serde(default = "default_timeout", deserialize_with = "units::duration")]
+    pub timeout: Duration,
+    /// Instructions budget (wasmtime fuel) of one call; none by default.
+    pub fuel: Option<u64>,
+    /// Environment variables the plugin may read. None by default.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host directories the plugin may read, mounted read-only at the same path.
+    #[serde(default)]
+    pub read_dirs: Vec<PathBuf>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            memory: default_memory(),
+            timeout: default_timeout(),
+            fuel: None,
+            env: BTreeMap::new(),
+            read_dirs: Vec::new(),
+        }
+    }
+}
+
+fn default_memory() -> ByteSize {
+    ByteSize::mib(64)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Keyword enums: parsed from their documented spelling, with an error listing the choices
+/// (serde's own message through the `config` crate names the Rust type instead).
+macro_rules! keyword_enum {
+    ($ty:ident { $($word:literal => $variant:ident),+ $(,)? }) => {
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(word: String) -> Result<Self, String> {
+                match word.as_str() {
+                    $($word => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        "unknown value {word:?}; expected one of {}",
+                        [$(concat!("\"", $word, "\"")),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+keyword_enum!(OrderingSetting { "unordered" => Unordered, "partition" => Partition, "key" => Key });
+keyword_enum!(LogFormat { "text" => Text, "json" => Json });
+keyword_enum!(FailurePolicy { "dead-letter" => DeadLetter, "skip" => Skip, "halt" => Halt });
+
+/// librdkafka properties Burrow owns: letting a user set them would break the delivery
+/// guarantee (auto commit) or tenant isolation (group id).
+const RESERVED_KAFKA_OPTIONS: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
+
+/// A problem with one key of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted path of the key, e.g. `tenant[0].limits.memory`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or is not valid TOML.
+    #[error("{}cannot read config: {message}", at(path))]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        message: String,
+    },
+    /// A key has the wrong type, an unknown name, or a value that does not parse.
+    #[error("{}`{key}`: {message}", at(path))]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Dotted path of the offending key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file parsed, but some values are invalid or inconsistent.
+    #[error("{}{} invalid setting(s):\n{}", at(path), issues.len(), list(issues))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found, in file order.
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+/// `"FILE: "` when the error is about a file, nothing when it is about text.
+fn at(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", path.display())
+    }
+}
+
+fn list(issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl HostConfig {
+    /// Reads `path`, applies `BURROW__...` environment overrides, parses and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Like [`HostConfig::load`], with the environment given explicitly (tests, embedding).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut config = Self::parse(&text, env).map_err(|e| e.with_path(path))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate().map_err(|e| e.with_path(path))?;
+        Ok(config)
+    }
+
+    /// Parses TOML text layered with environment overrides; does not validate.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+            .collect();
+        let layered = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator(ENV_SEPARATOR)
+                    .separator(ENV_SEPARATOR)
+                    .try_parsing(true)
+                    .source(Some(overrides)),
+            )
+            .build()
+            .map_err(|e| ConfigError::Read {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            })?;
+        serde_path_to_error::deserialize(layered).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Parse {
+                path: PathBuf::new(),
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                message: clean_message(&e.into_inner().to_string()),
+            }
+        })
+    }
+
+    /// Makes plugin and directory paths relative to the config file's directory absolute, so
+    /// the host can run from anywhere.
+    fn resolve_paths(&mut self, base: &Path) {
+        for tenant in &mut self.tenants {
+            if tenant.plugin.is_relative() {
+                tenant.plugin = base.join(&tenant.plugin);
+            }
+        }
+        if let Some(dir) = &mut self.cache_dir
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
+    }
+
+    /// Checks every value and cross-reference; returns every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut issues = Vec::new();
+        self.validate_kafka(&mut issues);
+        self.pool.validate("pool", &mut issues);
+        if self.tenants.is_empty() {
+            issues.push(issue("tenant", "at least one [[tenant]] is required"));
+        }
+        let mut names = BTreeSet::new();
+        let mut groups = BTreeSet::new();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            let at = format!("tenant[{i}]");
+            tenant.validate(&at, &mut issues);
+            if !names.insert(tenant.name.as_str()) {
+                issues.push(issue(
+                    format!("{at}.name"),
+                    format!("tenant name {:?} is used twice", tenant.name),
+                ));
+            }
+            if !groups.insert(tenant.group_id.as_str()) {
+                issues.push(issue(
+                    format!("{at}.group_id"),
+                    format!(
+                        "group {:?} is used by another tenant; tenants must not share offsets",
+                        tenant.group_id
+                    ),
+                ));
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: PathBuf::new(),
+                issues,
+            })
+        }
+    }
+
+    fn validate_kafka(&self, issues: &mut Vec<ConfigIssue>) {
+        if self.kafka.brokers.trim().is_empty() {
+            issues.push(issue("kafka.brokers", "must name at least one host:port"));
+        }
+        for key in self.kafka.options.keys() {
+            if RESERVED_KAFKA_OPTIONS.contains(&key.as_str()) {
+                issues.push(issue(
+                    format!("kafka.options.{key}"),
+                    "is set by Burrow itself and cannot be overridden",
+                ));
+            }
+        }
+    }
+
+    /// The pool settings of `tenant`: its own overrides on top of the top-level `[pool]`.
+    pub fn pool_settings_for(&self, tenant: &TenantConfig) -> PoolSettings {
+        tenant.pool.clone().or(&self.pool)
+    }
+}
+
+impl TenantConfig {
+    fn validate(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
+        if !is_simple_name(&self.name) {
+            issues.push(issue(
+                format!("{at}.name"),
+                "must be non-empty and use only letters, digits, '-', '_' and '.'",
+            ));
+        }
+        if self.group_id.trim().is_empty() {
+            issues.push(issue(format!("{at}.group_id"), "must not be empty"));
+        }
+        if self.topics.is_empty() {
+            issues.push(issue(
+                format!("{at}.topics"),
+                "must list at least one topic",
+            ));
+        }
+        for (j, topic) in self.topics.iter().enumerate() {
+            if !is_valid_topic(topic) {
+                issues.push(issue(format!("{at}.topics[{j}]"), bad_topic(topic)));
+            }
+        }
+        self.validate_failure_policy(at, issues);
+        for (j, topic) in self.output_topics.iter().enumerate() {
+            if !is_valid_topic(topic) {
+                issues.push(issue(format!("{at}.output_topics[{j}]"), bad_topic(topic)));
+            } else if self.topics.contains(topic) {
+                issues.push(issue(
+                    format!("{at}.output_topics[{j}]"),
+                    format!("{topic:?} is also an input topic; emitting to it would loop"),
+                ));
+            }
+        }
+        self.limits.validate(&format!("{at}.limits"), issues);
+        self.pool.validate(&format!("{at}.pool"), issues);
+    }
+
+    fn validate_failure_policy(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
+        match (&self.on_failure, &self.dead_letter_topic) {
+            (FailurePolicy::DeadLetter, None) => issues.push(issue(
+                format!("{at}.dead_letter_topic"),
+                "is required when on_failure = \"dead-letter\" (or set on_failure = \"skip\" or \"halt\")",
+            )),
+            (_, Some(topic)) if !is_valid_topic(topic) => {
+                issues.push(issue(format!("{at}.dead_letter_topic"), bad_topic(topic)))
+            }
+            (_, Some(topic)) if self.topics.contains(topic) => issues.push(issue(
+                format!("{at}.dead_letter_topic"),
+                format!("{topic:?} is also an input topic; dead letters would be consumed again"),
+            )),
+            _ => {}
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
+        // A Rust plugin's std needs a few pages before `process` even runs.
+        const MIN_MEMORY: u64 = 1024 * 1024;
+        if self.memory.as_u64() < MIN_MEMORY {
+            issues.push(issue(
+                format!("{at}.memory"),
+                format!("{} is too small; a plugin needs at least 1MiB", self.memory),
+            ));
+        }
+        if self.timeout.is_zero() {
+            issues.push(issue(format!("{at}.timeout"), "must be greater than 0"));
+        }
+        if self.fuel == Some(0) {
+            issues.push(issue(
+                format!("{at}.fuel"),
+                "must be greater than 0 (omit it for no fuel limit)",
+            ));
+        }
+        for (j, dir) in self.read_dirs.iter().enumerate() {
+            if !dir.is_absolute() {
+                issues.push(issue(
+                    format!("{at}.read_dirs[{j}]"),
+                    format!("{} must be an absolute path", dir.display()),
+                ));
+            }
+        }
+    }
+}
+
+impl PoolSettings {
+    /// Each key set here wins; each key unset falls back to `base`.
+    pub fn or(self, base: &PoolSettings) -> PoolSettings {
+        PoolSettings {
+            workers: self.workers.or(base.workers),
+            job_queue_size: self.job_queue_size.or(base.job_queue_size),
+            commit_interval: self.commit_interval.or(base.commit_interval),
+            commit_batch_size: self.commit_batch_size.or(base.commit_batch_size),
+            max_consecutive_errors: self.max_consecutive_errors.or(base.max_consecutive_errors),
+            max_retries: self.max_retries.or(base.max_retries),
+            retry_backoff_base: self.retry_backoff_base.or(base.retry_backoff_base),
+            ordering: self.ordering.or(base.ordering),
+            shutdown_timeout: self.shutdown_timeout.or(base.shutdown_timeout),
+        }
+    }
+
+    fn validate(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
+        let positive = [
+            ("workers", self.workers),
+            ("job_queue_size", self.job_queue_size),
+            ("commit_batch_size", self.commit_batch_size),
+            (
+                "max_consecutive_errors",
+                self.max_consecutive_errors.map(|v| v as usize),
+            ),
+        ];
+        for (key, value) in positive {
+            if value == Some(0) {
+                issues.push(issue(format!("{at}.{key}"), "must be greater than 0"));
+            }
+        }
+        let durations = [
+            ("commit_interval", self.commit_interval),
+            ("retry_backoff_base", self.retry_backoff_base),
+            ("shutdown_timeout", self.shutdown_timeout),
+        ];
+        for (key, value) in durations {
+            if value.is_some_and(|d| d.is_zero()) {
+                issues.push(issue(format!("{at}.{key}"), "must be greater than 0"));
+            }
+        }
+    }
+}
+
+fn issue(key: impl Into<String>, message: impl Into<String>) -> ConfigIssue {
+    ConfigIssue {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn is_simple_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Kafka's own rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn is_valid_topic(topic: &str) -> bool {
+    (1..=249).contains(&topic.len()) && is_simple_name(topic) && topic != "." && topic != ".."
+}
+
+fn bad_topic(topic: &str) -> String {
+    format!("{topic:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)")
+}
+
+/// Drops the `for key ...` suffix the `config` crate appends (the key is already in front, and
+/// the crate's spelling of it is garbled for array elements), but keeps where the value came
+/// from when it was the environment, since the file would look right.
+fn clean_message(message: &str) -> String {
+    let from_env = message.ends_with("in the environment");
+    let core = message.split(" for key `").next().unwrap_or(message).trim();
+    if from_env {
+        format!("{core} (set in the environment)")
+    } else {
+        core.to_owned()
+    }
+}
+
+impl ConfigError {
+    fn with_path(self, file: &Path) -> Self {
+        match self {
+            ConfigError::Read { message, .. } => ConfigError::Read {
+                path: file.to_owned(),
+                message,
+            },
+            ConfigError::Parse { key, message, .. } => ConfigError::Parse {
+                path: file.to_owned(),
+                key,
+                message,
+            },
+            ConfigError::Invalid { issues, .. } => ConfigError::Invalid {
+                path: file.to_owned(),
+                issues,
+            },
+        }
+    }
+}
+
+/// Human units for sizes and durations, with errors that show how to write them.
+mod units {
+    use std::time::Duration;
+
+    use bytesize::ByteSize;
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum SizeValue {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn size<'de, D: Deserializer<'de>>(de: D) -> Result<ByteSize, D::Error> {
+        match SizeValue::deserialize(de)? {
+            SizeValue::Bytes(n) => Ok(ByteSize::b(n)),
+            SizeValue::Text(text) => text.parse::<ByteSize>().map_err(|e| {
+                D::Error::custom(format!(
+                    "invalid size {text:?} ({e}); write it like \"64MiB\" or \"512KiB\""
+                ))
+            }),
+        }
+    }
+
+    pub fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(de)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write it like \"5s\" or \"250ms\""
+            ))
+        })
+    }
+
+    pub fn opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+        duration(de).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests;

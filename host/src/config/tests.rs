@@ -1,0 +1,254 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[kafka]
+brokers = "localhost:9092"
+
+[[tenant]]
+name = "orders"
+group_id = "burrow-orders"
+topics = ["orders"]
+plugin = "plugins/json-validate.wasm"
+dead_letter_topic = "orders-dlq"
+"#;
+
+fn parse(text: &str) -> Result<HostConfig, ConfigError> {
+    HostConfig::parse(text, Vec::<(String, String)>::new())
+}
+
+fn invalid_keys(text: &str) -> Vec<String> {
+    let config = parse(text).expect("parses");
+    match config.validate() {
+        Err(ConfigError::Invalid { issues, .. }) => issues.into_iter().map(|i| i.key).collect(),
+        other => panic!("expected invalid, got {other:?}"),
+    }
+}
+
+/// A minimal file gets the documented defaults.
+#[test]
+fn minimal_file_gets_defaults() {
+    let config = parse(MINIMAL).expect("parses");
+    config.validate().expect("valid");
+    assert_eq!(config.admin.listen, "127.0.0.1:9464".parse().expect("addr"));
+    let tenant = &config.tenants[0];
+    assert_eq!(tenant.on_failure, FailurePolicy::DeadLetter);
+    assert_eq!(tenant.limits.memory, ByteSize::mib(64));
+    assert_eq!(tenant.limits.timeout, Duration::from_secs(1));
+    assert_eq!(tenant.limits.fuel, None);
+    assert!(tenant.limits.env.is_empty() && tenant.limits.read_dirs.is_empty());
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+/// Every documented key parses, with durations and sizes in human units.
+#[test]
+fn full_file_parses_every_key() {
+    let text = r#"
+cache_dir = "/var/cache/burrow"
+[kafka]
+brokers = "a:9092,b:9092"
+[kafka.options]
+"security.protocol" = "plaintext"
+[pool]
+workers = 16
+job_queue_size = 500
+commit_interval = "2s"
+commit_batch_size = 100
+max_consecutive_errors = 5
+max_retries = 4
+retry_backoff_base = "50ms"
+ordering = "key"
+shutdown_timeout = "10s"
+[admin]
+listen = "0.0.0.0:9000"
+[log]
+format = "json"
+[[tenant]]
+name = "t1"
+group_id = "g1"
+topics = ["in"]
+plugin = "p.wasm"
+on_failure = "skip"
+output_topics = ["out"]
+[tenant.limits]
+memory = "32MiB"
+timeout = "250ms"
+fuel = 1000000
+env = { REGION = "eu" }
+read_dirs = ["/etc/burrow"]
+[tenant.pool]
+workers = 2
+ordering = "partition"
+[tenant.config]
+output-topic = "out"
+"#;
+    let config = parse(text).expect("parses");
+    config.validate().expect("valid");
+    assert_eq!(config.pool.commit_interval, Some(Duration::from_secs(2)));
+    assert_eq!(
+        config.pool.retry_backoff_base,
+        Some(Duration::from_millis(50))
+    );
+    assert_eq!(config.pool.ordering, Some(OrderingSetting::Key));
+    assert_eq!(config.log.format, LogFormat::Json);
+    let t = &config.tenants[0];
+    assert_eq!(t.limits.memory, ByteSize::mib(32));
+    assert_eq!(t.limits.timeout, Duration::from_millis(250));
+    assert_eq!(t.limits.fuel, Some(1_000_000));
+    assert_eq!(
+        t.config.get("output-topic").map(String::as_str),
+        Some("out")
+    );
+    let merged = config.pool_settings_for(t);
+    assert_eq!(merged.workers, Some(2), "tenant override wins");
+    assert_eq!(merged.ordering, Some(OrderingSetting::Partition));
+    assert_eq!(
+        merged.job_queue_size,
+        Some(500),
+        "unset keys inherit [pool]"
+    );
+}
+
+/// A misspelt key is an error that names it, not a silently ignored setting.
+#[test]
+fn unknown_key_is_named() {
+    let text = MINIMAL.replace("[kafka]", "[kafka]\nbrokerz = \"x\"");
+    let err = parse(&text).expect_err("unknown key");
+    let shown = err.to_string();
+    assert!(shown.contains("brokerz"), "{shown}");
+    let text = format!("{MINIMAL}[tenant.limits]\nmemroy = \"1MiB\"\n");
+    let shown = parse(&text).expect_err("unknown key").to_string();
+    assert!(
+        shown.contains("tenant[0].limits") && shown.contains("memroy"),
+        "{shown}"
+    );
+}
+
+/// A value that does not parse names its key and says why.
+#[test]
+fn bad_values_name_their_key() {
+    let cases = [
+        ("memory = \"lots\"", "tenant[0].limits.memory"),
+        ("timeout = \"soon\"", "tenant[0].limits.timeout"),
+        ("fuel = \"many\"", "tenant[0].limits.fuel"),
+    ];
+    for (line, key) in cases {
+        let text = format!("{MINIMAL}[tenant.limits]\n{line}\n");
+        let shown = parse(&text).expect_err(line).to_string();
+        assert!(shown.contains(key), "{line}: {shown}");
+    }
+    let text = MINIMAL.replace("[kafka]", "[pool]\nordering = \"random\"\n[kafka]");
+    let shown = parse(&text).expect_err("bad enum").to_string();
+    assert!(
+        shown.contains("pool.ordering") && shown.contains("random"),
+        "{shown}"
+    );
+}
+
+/// Environment variables override file keys, with numbers and durations parsed.
+#[test]
+fn environment_overrides_file() {
+    let env = [
+        ("BURROW__KAFKA__BROKERS", "override:1"),
+        ("BURROW__POOL__WORKERS", "7"),
+        ("BURROW__POOL__COMMIT_INTERVAL", "9s"),
+        ("UNRELATED", "x"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let config = HostConfig::parse(MINIMAL, env).expect("parses");
+    assert_eq!(config.kafka.brokers, "override:1");
+    assert_eq!(config.pool.workers, Some(7));
+    assert_eq!(config.pool.commit_interval, Some(Duration::from_secs(9)));
+}
+
+/// Validation reports every problem at once, each under its own key.
+#[test]
+fn validation_reports_every_issue_with_its_key() {
+    let text = r#"
+[kafka]
+brokers = ""
+[kafka.options]
+"enable.auto.commit" = "true"
+[pool]
+workers = 0
+commit_interval = "0s"
+[[tenant]]
+name = "bad name!"
+group_id = "g"
+topics = ["in"]
+plugin = "p.wasm"
+output_topics = ["in"]
+[tenant.limits]
+memory = "1KiB"
+timeout = "0s"
+fuel = 0
+[[tenant]]
+name = "ok"
+group_id = "g"
+topics = []
+plugin = "p.wasm"
+on_failure = "skip"
+dead_letter_topic = "no/slashes"
+"#;
+    let keys = invalid_keys(text);
+    for expected in [
+        "kafka.brokers",
+        "kafka.options.enable.auto.commit",
+        "pool.workers",
+        "pool.commit_interval",
+        "tenant[0].name",
+        "tenant[0].dead_letter_topic",
+        "tenant[0].output_topics[0]",
+        "tenant[0].limits.memory",
+        "tenant[0].limits.timeout",
+        "tenant[0].limits.fuel",
+        "tenant[1].topics",
+        "tenant[1].dead_letter_topic",
+        "tenant[1].group_id",
+    ] {
+        assert!(
+            keys.iter().any(|k| k == expected),
+            "missing {expected} in {keys:?}"
+        );
+    }
+}
+
+/// A config with no tenant is refused: the host would do nothing.
+#[test]
+fn no_tenant_is_an_error() {
+    let keys = invalid_keys("[kafka]\nbrokers = \"x:1\"\n");
+    assert_eq!(keys, vec!["tenant".to_owned()]);
+}
+
+/// Dead letters must not go to a topic the tenant consumes, or they would loop.
+#[test]
+fn dead_letter_topic_must_not_be_an_input() {
+    let text = MINIMAL.replace("orders-dlq", "orders");
+    assert_eq!(
+        invalid_keys(&text),
+        vec!["tenant[0].dead_letter_topic".to_owned()]
+    );
+}
+
+/// Plugin paths are relative to the config file, so the host runs from any directory.
+#[test]
+fn plugin_path_is_relative_to_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("burrow.toml");
+    std::fs::write(&path, MINIMAL).expect("write");
+    let config = HostConfig::load_with_env(&path, Vec::new()).expect("loads");
+    assert_eq!(
+        config.tenants[0].plugin,
+        dir.path().join("plugins/json-validate.wasm")
+    );
+}
+
+/// A missing file says which file.
+#[test]
+fn missing_file_is_named() {
+    let err = HostConfig::load_with_env(Path::new("/nonexistent/burrow.toml"), Vec::new())
+        .expect_err("missing");
+    assert!(
+        err.to_string().contains("/nonexistent/burrow.toml"),
+        "{err}"
+    );
+}
