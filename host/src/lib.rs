@@ -1,2 +1,4 @@
 //! Burrow.
+pub mod admin;
 pub mod config;
+pub mod kafka;

@@ -1,0 +1,2 @@
+//! Kafka clients.
+pub mod producer;
