@@ -1,4 +1,5 @@
 //! Burrow.
 pub mod admin;
 pub mod config;
+pub mod demo_data;
 pub mod kafka;
