@@ -1,1 +1,2 @@
 //! Burrow.
+pub mod wasm;
