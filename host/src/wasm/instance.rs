@@ -53,7 +53,8 @@ impl PluginInstance {
     /// Processes one message on the slot's current deployment.
     ///
     /// Never panics because of the plugin: every guest failure is a [`CallError`]. After one,
-    /// the instance is dropped and the next call starts a fresh one.
+    /// the instance is dropped and the next call starts a fresh one. Blocks: call it from a
+    /// blocking thread, not from an async task (see the [module docs](crate::wasm)).
     pub fn call(&mut self, context: &CallContext, message: &Message) -> CallResult {
         let deployment = self.slot.current();
         let result = self.call_on(&deployment, context, message);
@@ -140,12 +141,21 @@ fn arm(store: &mut Store<StoreState>, limits: &super::limits::Limits) {
 mod tests {
     use super::*;
 
+    use crate::wasm::{Plugin, Runtime};
+
     fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
 
     #[test]
     fn handles_and_results_can_move_to_worker_threads() {
         assert_send::<PluginInstance>();
         assert_send::<CallResult>();
-        assert_send::<Arc<DeploymentSlot>>();
+    }
+
+    #[test]
+    fn runtime_plugins_and_slots_are_shared_across_threads() {
+        assert_send_sync::<Runtime>();
+        assert_send_sync::<Plugin>();
+        assert_send_sync::<DeploymentSlot>();
     }
 }

@@ -31,7 +31,9 @@
 //!   version that fails to load leaves the old one in place. Every [`CallResult`] names the
 //!   [`Version`] (short sha256) that answered.
 //!
-//! Calls are synchronous; run them on blocking threads (`spawn_blocking` or dedicated workers).
+//! Calls are synchronous; run them on blocking threads (`spawn_blocking` or dedicated workers),
+//! never directly on an async task: wasmtime-wasi's synchronous WASI blocks on the ambient
+//! tokio runtime, and tokio panics when that happens on one of its async worker threads.
 //!
 //! # Caveat: blocking WASI calls overrun the deadline
 //!
@@ -60,7 +62,7 @@ pub use call::{CallContext, CallError, CallResult, Processed};
 pub use deployment::{Deployment, DeploymentSlot};
 pub use instance::PluginInstance;
 pub use limits::Limits;
-pub use plugin::{LoadError, Plugin, PluginId, name_of};
+pub use plugin::{LoadError, Plugin, PluginId};
 pub use runtime::{CacheStats, Runtime, RuntimeConfig, RuntimeError};
 pub use sandbox::{Capabilities, SandboxError};
 pub use version::Version;

@@ -134,7 +134,7 @@ pub(crate) fn load_file(runtime: &Arc<Shared>, path: &Path) -> Result<Plugin, Lo
 }
 
 /// The plugin name for a file: its stem (`plugins/chaos.wasm` → `chaos`).
-pub fn name_of(path: &Path) -> String {
+fn name_of(path: &Path) -> String {
     path.file_stem().map_or_else(
         || path.display().to_string(),
         |s| s.to_string_lossy().into_owned(),
