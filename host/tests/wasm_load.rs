@@ -108,6 +108,28 @@ fn an_unprovided_import_is_named() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A host import the runtime provides, but with another type (a plugin built against another
+/// contract), is named with what does not match.
+#[test]
+fn a_mismatched_host_import_is_named() -> anyhow::Result<()> {
+    let component = wat::parse_str(
+        r#"(component
+            (import "burrow:plugin/host@0.1.0" (instance
+                (export "log" (func (param "x" u32)))))
+            (core module $m (func (export "f") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func (export "process") (param "x" u32) (result u32)
+                (canon lift (core func $i "f"))))"#,
+    )?;
+    let err = refuse(&runtime()?, &component)?;
+    assert!(
+        matches!(&err, LoadError::MismatchedImport { import, .. } if import == "burrow:plugin/host@0.1.0"),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    Ok(())
+}
+
 /// Invalid bytes behind a valid component header.
 #[test]
 fn a_truncated_component_is_refused() -> anyhow::Result<()> {

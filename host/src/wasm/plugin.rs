@@ -231,10 +231,11 @@ fn import_error(
             name: name.into(),
             import,
         },
+        // The causes below the outer message say which function differs, and how.
         Some(import) => LoadError::MismatchedImport {
             name: name.into(),
             import,
-            reason: root,
+            reason: chain_lines(err).skip(1).collect::<Vec<_>>().join(": "),
         },
         None => LoadError::Invalid {
             name: name.into(),
@@ -255,9 +256,11 @@ fn interface(engine: &wasmtime::Engine, component: &Component) -> (Vec<String>, 
 
 /// An error chain on one line (`outer: cause: root`), without wasm backtraces.
 pub(crate) fn one_line(err: &wasmtime::Error) -> String {
+    chain_lines(err).collect::<Vec<_>>().join(": ")
+}
+
+/// The first line of each error in the chain, outermost first.
+fn chain_lines(err: &wasmtime::Error) -> impl Iterator<Item = String> + '_ {
     err.chain()
-        .map(|e| e.to_string())
-        .map(|s| s.lines().next().unwrap_or_default().to_owned())
-        .collect::<Vec<_>>()
-        .join(": ")
+        .map(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
 }
