@@ -13,7 +13,7 @@ use super::plugin::{PluginId, one_line};
 /// Where a call comes from: attached to every log line the plugin causes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallContext {
-    /// `Arc`s so a worker passes them per message without allocating.
+    /// `Arc`s so a worker can keep one per tenant and topic and clone it per message cheaply.
     pub tenant: Arc<str>,
     pub topic: Arc<str>,
     pub partition: i32,
