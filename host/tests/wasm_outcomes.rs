@@ -57,7 +57,8 @@ fn attempt_reaches_the_plugin() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A guest panic is a trap, reported with the panic message, not a host crash.
+/// A guest panic is a trap reported with the panic message, not a host crash; the worker goes
+/// on with a fresh instance.
 #[test]
 fn a_panic_is_a_trap_with_its_message() -> anyhow::Result<()> {
     let (_slot, mut worker) = worker_for("chaos")?;
@@ -68,7 +69,9 @@ fn a_panic_is_a_trap_with_its_message() -> anyhow::Result<()> {
         ),
         other => anyhow::bail!("expected a trap, got {other:?}"),
     }
+    // The trapped instance was thrown away; a fresh one serves the next message.
     assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    assert_eq!(worker.instantiations(), 2);
     Ok(())
 }
 
