@@ -9,6 +9,8 @@ use super::bindings::{Message, Processor};
 use super::call::{self, CallContext, CallError, CallResult, Processed};
 use super::deployment::{Deployment, DeploymentSlot};
 use super::host;
+use super::limits::Limits;
+use super::plugin::one_line;
 use super::store::StoreState;
 use super::ticker;
 
@@ -117,10 +119,10 @@ impl PluginInstance {
         store.epoch_deadline_trap();
         // Instantiation runs guest code too (initialisers), under the same limits as a call.
         arm(&mut store, deployment.limits());
-        self.instantiations += 1;
         let processor = pre
             .instantiate(&mut store)
-            .map_err(|e| CallError::Instantiate(super::plugin::one_line(&e)))?;
+            .map_err(|e| CallError::Instantiate(one_line(&e)))?;
+        self.instantiations += 1;
         Ok(Live {
             deployment: Arc::clone(deployment),
             store,
@@ -130,7 +132,7 @@ impl PluginInstance {
 }
 
 /// Sets the deadline and fuel for the next stretch of guest code.
-fn arm(store: &mut Store<StoreState>, limits: &super::limits::Limits) {
+fn arm(store: &mut Store<StoreState>, limits: &Limits) {
     store.set_epoch_deadline(ticker::ticks_for(limits.timeout));
     // Fuel is always metered engine-wide; unmetered deployments get a tank that never empties.
     // `set_fuel` fails only when fuel is disabled in the engine, which `Runtime::new` enables.
