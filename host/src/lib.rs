@@ -4,3 +4,4 @@ pub mod config;
 pub mod demo_data;
 pub mod kafka;
 pub mod reload;
+pub mod wasm;

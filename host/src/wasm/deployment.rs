@@ -1,0 +1,128 @@
+//! What runs for a tenant — plugin, limits, settings, capabilities — and the slot that lets it
+//! be replaced while messages flow.
+//!
+//! A swap is: load the new version (slow, fallible, off the hot path), then one atomic pointer
+//! switch. Calls already running hold an `Arc` of the old deployment and finish on it; each
+//! worker's next call sees the new pointer and instantiates the new version. A version that
+//! fails to load never reaches the slot.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::limits::Limits;
+use super::plugin::{LoadError, Plugin};
+use super::runtime::Runtime;
+use super::sandbox::Capabilities;
+use super::version::Version;
+
+/// A plugin with the settings it runs under.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    plugin: Plugin,
+    limits: Limits,
+    /// `Arc` because every instance serves it through the `config` import.
+    config: Arc<BTreeMap<String, String>>,
+    capabilities: Capabilities,
+}
+
+impl Deployment {
+    /// `plugin` with default limits, no settings and no capabilities.
+    pub fn new(plugin: Plugin) -> Self {
+        Self {
+            plugin,
+            limits: Limits::default(),
+            config: Arc::default(),
+            capabilities: Capabilities::default(),
+        }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The plugin's own settings, served by its `config(key)` import.
+    pub fn with_config(mut self, config: BTreeMap<String, String>) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// The same settings with another plugin (usually a new version of the same one).
+    pub fn with_plugin(&self, plugin: Plugin) -> Self {
+        Self {
+            plugin,
+            ..self.clone()
+        }
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn config(&self) -> &BTreeMap<String, String> {
+        &self.config
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    pub(crate) fn shared_config(&self) -> Arc<BTreeMap<String, String>> {
+        Arc::clone(&self.config)
+    }
+}
+
+/// The current deployment of one tenant, swappable atomically while workers call it.
+#[derive(Debug)]
+pub struct DeploymentSlot {
+    current: ArcSwap<Deployment>,
+}
+
+impl DeploymentSlot {
+    pub fn new(deployment: Deployment) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(deployment),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Deployment> {
+        self.current.load_full()
+    }
+
+    /// The version that the next call will run.
+    pub fn version(&self) -> Version {
+        self.current.load().plugin().version()
+    }
+
+    /// Makes `next` current; returns the deployment it replaced.
+    pub fn swap(&self, next: Deployment) -> Arc<Deployment> {
+        self.current.swap(Arc::new(next))
+    }
+
+    /// Loads the plugin at `path` and, if it loads, swaps it in under the current limits,
+    /// settings and capabilities. If it does not, the current deployment stays and the error
+    /// says why. Returns the deployment now current.
+    pub fn upgrade_from_file(
+        &self,
+        runtime: &Runtime,
+        path: &Path,
+    ) -> Result<Arc<Deployment>, LoadError> {
+        let plugin = runtime.load_file(path)?;
+        // `rcu`, not load-then-swap: a concurrent settings change is kept, not overwritten.
+        self.current
+            .rcu(|current| Arc::new(current.with_plugin(plugin.clone())));
+        Ok(self.current())
+    }
+}

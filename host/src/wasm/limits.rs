@@ -1,0 +1,118 @@
+//! What one deployment may use per call: memory, wall-clock time, optionally fuel.
+//!
+//! Memory is enforced by [`MemoryCap`], a `ResourceLimiter` that turns a growth past the cap
+//! into a trap *and remembers that it did*: wasmtime's own error for this is a plain message,
+//! and the host must tell "ran out of its memory budget" from any other trap.
+
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+
+/// Per-deployment limits, checked on every call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The most linear memory, in bytes, one instance may grow to.
+    pub memory: u64,
+    /// The wall-clock budget of one call. Enforced only while guest code runs (see the module
+    /// docs of [`crate::wasm`] on blocking WASI calls).
+    pub timeout: Duration,
+    /// Fuel (roughly, wasm instructions) per call; `None` means unmetered.
+    pub fuel: Option<u64>,
+}
+
+impl Default for Limits {
+    /// 64 MiB, 5 s, no fuel: generous for a message transform, small enough that a runaway
+    /// plugin cannot starve the host.
+    fn default() -> Self {
+        Self {
+            memory: 64 * 1024 * 1024,
+            timeout: Duration::from_secs(5),
+            fuel: None,
+        }
+    }
+}
+
+/// Tables hold function references; a guest growing one without bound would eat host memory
+/// the memory cap does not see. A Rust plugin needs a few hundred entries.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The store's resource limiter: caps linear memory and records when the cap was hit.
+#[derive(Debug)]
+pub(crate) struct MemoryCap {
+    limit: usize,
+    /// Set when a growth past `limit` was refused; read and cleared after each call.
+    hit: bool,
+}
+
+/// The error that traps a guest growing past its cap (the limiter records the hit too).
+#[derive(Debug, thiserror::Error)]
+#[error("memory cap of {limit} bytes exceeded (tried to grow to {desired} bytes)")]
+pub(crate) struct MemoryCapExceeded {
+    limit: usize,
+    desired: usize,
+}
+
+impl MemoryCap {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            hit: false,
+        }
+    }
+
+    /// Whether the cap was hit since the last call to this method.
+    pub(crate) fn take_hit(&mut self) -> bool {
+        std::mem::take(&mut self.hit)
+    }
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Err(MemoryCapExceeded {
+                limit: self.limit,
+                desired,
+            }
+            .into());
+        }
+        // The module's own declared maximum: an ordinary failed `memory.grow`, not our cap.
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_past_the_cap_traps_and_is_recorded_once() {
+        let mut cap = MemoryCap::new(1024);
+        assert!(cap.memory_growing(0, 1024, None).is_ok_and(|ok| ok));
+        assert!(!cap.take_hit());
+        assert!(cap.memory_growing(1024, 2048, None).is_err());
+        assert!(cap.take_hit());
+        assert!(!cap.take_hit());
+    }
+
+    #[test]
+    fn growth_past_the_modules_own_maximum_is_refused_without_a_trap() {
+        let mut cap = MemoryCap::new(1 << 20);
+        assert!(cap.memory_growing(0, 4096, Some(2048)).is_ok_and(|ok| !ok));
+        assert!(!cap.take_hit());
+    }
+}

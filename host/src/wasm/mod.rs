@@ -1,0 +1,68 @@
+//! The WASM runtime: runs a tenant's plugin (a WebAssembly component implementing
+//! `burrow:plugin/processor`) once per message, sandboxed and limited.
+//!
+//! # Design
+//!
+//! - **One engine.** A [`Runtime`] owns the process's only `wasmtime::Engine`, the linker every
+//!   plugin is resolved against (WASI + `burrow:plugin/host`), the on-disk code cache, and the
+//!   thread that drives deadlines. Clone it freely.
+//! - **Compile once, cached.** [`Runtime::load_file`] compiles a component, or fetches it from
+//!   the cache (keyed by wasmtime on the bytes, the compiler version and the engine settings),
+//!   checks it against the contract, and pre-links it (`InstancePre`, via the generated
+//!   `ProcessorPre`). A bad file is refused there with a [`LoadError`]; nothing after loading
+//!   fails for contract reasons.
+//! - **One instance per worker.** Each worker owns a [`PluginInstance`]: it instantiates on
+//!   first use and reuses the instance for later messages (instantiating costs far more than a
+//!   call). After a trap, a deadline overrun or a memory-cap hit the instance is dropped, since
+//!   its state can no longer be trusted, and the next call gets a fresh one.
+//! - **Limits per deployment.** [`Limits`]: a memory cap (a `ResourceLimiter` that traps past
+//!   it), a wall-clock deadline per call (epoch interruption: a runtime thread bumps the epoch
+//!   every few milliseconds), optional fuel. Failures are [`CallError`]s, all retriable, and
+//!   the host never crashes because of a plugin: a panic in the guest is a trap.
+//! - **Sandbox.** WASI from a locked-down context: no environment, directories, sockets or
+//!   name lookup; stdout/stderr go to the `tracing` log line by line. A deployment's
+//!   [`Capabilities`] can grant environment variables and read-only directories, nothing else.
+//! - **Host imports.** `log` becomes a `tracing` event with the plugin and message context;
+//!   `emit` is buffered per call and returned in [`Processed`] (produce only on commit);
+//!   `config` reads the deployment's settings, so one compiled plugin serves many tenants.
+//! - **Hot swap.** A [`DeploymentSlot`] holds the current [`Deployment`] behind an atomic
+//!   pointer. Loading a new version happens off the hot path; the switch is one store. Calls
+//!   in flight finish on the old version; each worker's next call instantiates the new one. A
+//!   version that fails to load leaves the old one in place. Every [`CallResult`] names the
+//!   [`Version`] (short sha256) that answered.
+//!
+//! Calls are synchronous; run them on blocking threads (`spawn_blocking` or dedicated workers),
+//! never directly on an async task: wasmtime-wasi's synchronous WASI blocks on the ambient
+//! tokio runtime, and tokio panics when that happens on one of its async worker threads.
+//!
+//! # Caveat: blocking WASI calls overrun the deadline
+//!
+//! Epoch interruption stops guest *code*. A guest blocked inside a host call — say a WASI
+//! `sleep` or a blocking poll — is not interrupted, and the deadline fires only when it returns
+//! to wasm. Our sandbox gives plugins nothing slow to block on (no sockets, no files unless
+//! granted), so in practice this is a sleep; the `chaos` test plugin's `sleep:MS` busy-waits for
+//! that reason.
+
+mod bindings;
+mod call;
+mod deployment;
+mod host;
+mod instance;
+mod limits;
+mod plugin;
+mod runtime;
+mod sandbox;
+mod stdio;
+mod store;
+mod ticker;
+mod version;
+
+pub use bindings::{Header, Level, Message, Outcome, OutputRecord};
+pub use call::{CallContext, CallError, CallResult, Processed};
+pub use deployment::{Deployment, DeploymentSlot};
+pub use instance::PluginInstance;
+pub use limits::Limits;
+pub use plugin::{LoadError, Plugin, PluginId};
+pub use runtime::{CacheStats, Runtime, RuntimeConfig, RuntimeError};
+pub use sandbox::{Capabilities, SandboxError};
+pub use version::Version;

@@ -1,0 +1,126 @@
+//! The runtime: the process's one `wasmtime::Engine`, with its linker, code cache and clock.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Cache, CacheConfig, Config, Engine};
+
+use super::bindings::Processor;
+use super::plugin::{self, LoadError, Plugin};
+use super::store::StoreState;
+use super::ticker::EpochTicker;
+
+/// How to build the [`Runtime`].
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeConfig {
+    /// Where compiled plugins are cached, keyed by content and compiler settings. `None`
+    /// compiles every plugin at every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot use {} as the compiled-plugin cache: {reason}", dir.display())]
+    Cache { dir: PathBuf, reason: String },
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot start the deadline clock thread: {0}")]
+    Ticker(#[source] std::io::Error),
+}
+
+/// Compiled-code cache counters since the runtime started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Loads served from the disk cache.
+    pub hits: usize,
+    /// Loads that compiled and wrote the cache.
+    pub misses: usize,
+}
+
+/// The WASM runtime. One per process: cheap to clone, every clone shares the engine.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+/// What every plugin of the process shares.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    /// WASI plus `burrow:plugin/host`: the imports every plugin is resolved against.
+    pub(crate) linker: Linker<StoreState>,
+    /// Held for its counters; the engine holds the clone that does the caching.
+    cache: Option<Cache>,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache", &self.shared.cache.as_ref().map(Cache::directory))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
+        let cache = config.cache_dir.as_deref().map(open_cache).transpose()?;
+        let mut engine_config = Config::new();
+        engine_config
+            .epoch_interruption(true)
+            .consume_fuel(true)
+            .cache(cache.clone());
+        let engine =
+            Engine::new(&engine_config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let linker = linker(&engine).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                cache,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Loads the plugin at `path` (named after the file stem): compile or fetch from the
+    /// cache, validate against the contract, pre-link. Slow; keep it off the hot path.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
+        plugin::load_file(&self.shared, path)
+    }
+
+    /// Like [`Runtime::load_file`], from bytes already in memory.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        plugin::load_bytes(&self.shared, name, bytes)
+    }
+
+    /// Cache hits and misses so far; `None` without a cache.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.shared.cache.as_ref().map(|cache| CacheStats {
+            hits: cache.cache_hits(),
+            misses: cache.cache_misses(),
+        })
+    }
+}
+
+/// wasmtime wants an absolute, existing cache directory; it creates it if needed.
+fn open_cache(dir: &Path) -> Result<Cache, RuntimeError> {
+    let failed = |reason: String| RuntimeError::Cache {
+        dir: dir.to_owned(),
+        reason,
+    };
+    let absolute = std::path::absolute(dir).map_err(|e| failed(e.to_string()))?;
+    let mut cache_config = CacheConfig::new();
+    cache_config.with_directory(absolute);
+    Cache::new(cache_config).map_err(|e| failed(plugin::one_line(&e)))
+}
+
+/// The imports every plugin may use: WASI (sync flavour, as calls are synchronous) and ours.
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Processor::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state)?;
+    Ok(linker)
+}

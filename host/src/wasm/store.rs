@@ -1,0 +1,101 @@
+//! What one plugin instance carries besides its wasm state: its sandbox, its limits, its
+//! settings, and the scratch state of the call in progress.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::OutputRecord;
+use super::call::CallContext;
+use super::deployment::Deployment;
+use super::limits::MemoryCap;
+use super::plugin::PluginId;
+use super::sandbox::{self, SandboxError};
+use super::stdio::{Captured, CapturedOutput};
+
+/// The data of one instance's `wasmtime::Store`.
+pub(crate) struct StoreState {
+    wasi: WasiCtx,
+    /// WASI's handles (streams, files) live here.
+    table: ResourceTable,
+    pub(super) limiter: MemoryCap,
+    /// Who is speaking, for every log line the plugin causes.
+    pub(super) plugin: PluginId,
+    /// The deployment's settings, served by the `config` import; shared, never copied per call.
+    pub(super) config: Arc<BTreeMap<String, String>>,
+    /// The message in progress, for log lines; set by [`StoreState::begin_call`].
+    pub(super) context: CallContext,
+    pub(super) emitted: Emitted,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+}
+
+/// Records a plugin emitted during the current call, and what they weigh.
+pub(super) struct Emitted {
+    pub(super) records: Vec<OutputRecord>,
+    pub(super) bytes: u64,
+    /// The most bytes one call may emit: the memory cap, since the records sit in host memory
+    /// until the message commits and a plugin must not be able to use more there than in its
+    /// own memory.
+    pub(super) byte_limit: u64,
+}
+
+/// What one call left behind besides its result.
+pub(crate) struct CallTrace {
+    pub(crate) emitted: Vec<OutputRecord>,
+    pub(crate) memory_cap_hit: bool,
+    pub(crate) stdout: Captured,
+    pub(crate) stderr: Captured,
+}
+
+impl StoreState {
+    pub(crate) fn new(deployment: &Deployment) -> Result<Self, SandboxError> {
+        let stdout = CapturedOutput::default();
+        let stderr = CapturedOutput::default();
+        let wasi = sandbox::wasi_ctx(deployment.capabilities(), &stdout, &stderr)?;
+        Ok(Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryCap::new(deployment.limits().memory),
+            plugin: deployment.plugin().id().clone(),
+            config: deployment.shared_config(),
+            context: CallContext::default(),
+            emitted: Emitted {
+                records: Vec::new(),
+                bytes: 0,
+                byte_limit: deployment.limits().memory,
+            },
+            stdout,
+            stderr,
+        })
+    }
+
+    pub(crate) fn begin_call(&mut self, context: &CallContext) {
+        self.context = context.clone();
+        self.emitted.records.clear();
+        self.emitted.bytes = 0;
+        self.limiter.take_hit();
+    }
+
+    /// Collects what the call left behind and resets for the next one.
+    pub(crate) fn end_call(&mut self) -> CallTrace {
+        self.emitted.bytes = 0;
+        CallTrace {
+            emitted: std::mem::take(&mut self.emitted.records),
+            memory_cap_hit: self.limiter.take_hit(),
+            stdout: self.stdout.take(),
+            stderr: self.stderr.take(),
+        }
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The clock behind per-call deadlines.
+//!
+//! Wasmtime's epoch interruption is cheap for the guest (a counter compare at loop heads and
+//! function entries) but needs someone to advance the engine's epoch. One thread per runtime
+//! does that every [`TICK`]; a call's deadline is a number of ticks from when it starts.
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use wasmtime::Engine;
+
+/// How often the epoch advances: the resolution of every deadline.
+pub(crate) const TICK: Duration = Duration::from_millis(5);
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+pub(crate) struct EpochTicker {
+    /// Dropping the sender is the stop signal: the thread sees the channel disconnect.
+    stop: Option<Sender<()>>,
+    /// Joined on drop so no thread outlives the runtime that started it.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("burrow-epoch".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread only loops on a timer; it cannot panic, so the result says nothing.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The epoch deadline for `timeout`: rounded up, plus one tick because the current tick is
+/// already partly over. A call is never stopped early; it may overrun by up to one tick.
+pub(crate) fn ticks_for(timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_is_never_shorter_than_the_timeout() {
+        assert_eq!(ticks_for(Duration::ZERO), 1);
+        assert_eq!(ticks_for(TICK), 2);
+        assert_eq!(ticks_for(TICK + Duration::from_nanos(1)), 3);
+        assert_eq!(ticks_for(Duration::MAX), u64::MAX);
+    }
+}

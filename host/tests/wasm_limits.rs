@@ -1,0 +1,111 @@
+//! A runaway plugin is stopped by its deadline, memory cap or fuel, and the same worker goes on
+//! serving on a fresh instance.
+
+mod wasm_support;
+
+use std::time::Duration;
+
+use burrow::wasm::{CallError, Deployment, Limits, Outcome};
+use wasm_support::{call_error, chaos, load, outcome, runtime, worker};
+
+fn limited(
+    limits: Limits,
+) -> anyhow::Result<(
+    std::sync::Arc<burrow::wasm::DeploymentSlot>,
+    burrow::wasm::PluginInstance,
+)> {
+    let runtime = runtime()?;
+    Ok(worker(
+        Deployment::new(load(&runtime, "chaos")?).with_limits(limits),
+    ))
+}
+
+/// A healthy instance is reused: many messages, one instantiation.
+#[test]
+fn an_instance_is_reused_across_messages() -> anyhow::Result<()> {
+    let (_slot, mut worker) = limited(Limits::default())?;
+    for _ in 0..5 {
+        assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    }
+    assert_eq!(worker.instantiations(), 1);
+    Ok(())
+}
+
+/// `loop` never returns: the deadline stops it, and the next message runs on a new instance.
+#[test]
+fn an_endless_loop_times_out_then_a_fresh_instance_serves() -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(200);
+    let (_slot, mut worker) = limited(Limits {
+        timeout,
+        ..Limits::default()
+    })?;
+    assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    assert_eq!(
+        call_error(&mut worker, &chaos("loop"))?,
+        CallError::Timeout { limit: timeout }
+    );
+    assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    assert_eq!(worker.instantiations(), 2);
+    Ok(())
+}
+
+/// `oom` grows memory without end: the cap stops it, and the next message runs on a new
+/// instance.
+#[test]
+fn memory_growth_past_the_cap_is_stopped_then_a_fresh_instance_serves() -> anyhow::Result<()> {
+    let memory = 16 * 1024 * 1024;
+    let (_slot, mut worker) = limited(Limits {
+        memory,
+        ..Limits::default()
+    })?;
+    assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    assert_eq!(
+        call_error(&mut worker, &chaos("oom"))?,
+        CallError::MemoryExceeded { limit: memory }
+    );
+    assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    assert_eq!(worker.instantiations(), 2);
+    Ok(())
+}
+
+/// With fuel set, an endless loop runs dry before any deadline, and the worker recovers.
+#[test]
+fn fuel_runs_out_then_a_fresh_instance_serves() -> anyhow::Result<()> {
+    let fuel = 10_000_000;
+    let (_slot, mut worker) = limited(Limits {
+        fuel: Some(fuel),
+        timeout: Duration::from_secs(600),
+        ..Limits::default()
+    })?;
+    assert_eq!(
+        call_error(&mut worker, &chaos("loop"))?,
+        CallError::FuelExhausted { limit: fuel }
+    );
+    assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    Ok(())
+}
+
+/// Fuel is per call: many cheap calls under a small budget never run dry.
+#[test]
+fn fuel_is_refilled_for_every_call() -> anyhow::Result<()> {
+    let (_slot, mut worker) = limited(Limits {
+        fuel: Some(1_000_000),
+        ..Limits::default()
+    })?;
+    for _ in 0..20 {
+        assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    }
+    Ok(())
+}
+
+/// A cap below what the plugin needs to start is an instantiation error, not a crash.
+#[test]
+fn a_cap_too_small_to_start_is_an_instantiate_error() -> anyhow::Result<()> {
+    let (_slot, mut worker) = limited(Limits {
+        memory: 64 * 1024,
+        ..Limits::default()
+    })?;
+    let err = call_error(&mut worker, &chaos("commit"))?;
+    assert!(matches!(err, CallError::Instantiate(_)), "{err:?}");
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! What a plugin logs or prints reaches the host's `tracing` log, line by line, tagged with the
+//! plugin and the message it was processing.
+
+mod wasm_support;
+
+use burrow::wasm::Outcome;
+use serde_json::Value;
+use wasm_support::{LogCapture, chaos, outcome, worker_for};
+
+fn field<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
+    line.get("fields").and_then(|f| f.get(name))
+}
+
+fn lines_with_message(capture: &LogCapture, text: &str) -> Vec<Value> {
+    capture
+        .lines()
+        .into_iter()
+        .filter(|l| field(l, "message").and_then(Value::as_str) == Some(text))
+        .collect()
+}
+
+/// `log(level, msg)` is an event at that level with plugin, tenant, topic, partition, offset.
+#[test]
+fn log_import_becomes_a_tagged_tracing_event() -> anyhow::Result<()> {
+    let (_slot, mut worker) = worker_for("chaos")?;
+    let capture = LogCapture::default();
+    let result = capture.during(|| outcome(&mut worker, &chaos("log:warn:disk nearly full")))?;
+    assert_eq!(result, Outcome::Commit);
+    let lines = lines_with_message(&capture, "disk nearly full");
+    assert_eq!(lines.len(), 1, "{:?}", capture.lines());
+    let line = &lines[0];
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["target"], "burrow::plugin");
+    assert_eq!(field(line, "plugin").and_then(Value::as_str), Some("chaos"));
+    assert_eq!(
+        field(line, "tenant").and_then(Value::as_str),
+        Some("tenant-a")
+    );
+    assert_eq!(field(line, "topic").and_then(Value::as_str), Some("in"));
+    assert_eq!(field(line, "partition").and_then(Value::as_i64), Some(3));
+    assert_eq!(field(line, "offset").and_then(Value::as_i64), Some(42));
+    Ok(())
+}
+
+/// stdout and stderr are captured, one event per line, marked with their stream.
+#[test]
+fn stdout_and_stderr_are_captured_into_the_log() -> anyhow::Result<()> {
+    let (_slot, mut worker) = worker_for("chaos")?;
+    let capture = LogCapture::default();
+    let result = capture.during(|| outcome(&mut worker, &chaos("print:hello from the guest")))?;
+    assert_eq!(result, Outcome::Commit);
+    let lines = lines_with_message(&capture, "hello from the guest");
+    let streams: Vec<_> = lines
+        .iter()
+        .filter_map(|l| field(l, "stream").and_then(Value::as_str))
+        .collect();
+    assert_eq!(streams, ["stdout", "stderr"], "{:?}", capture.lines());
+    assert!(
+        lines
+            .iter()
+            .all(|l| field(l, "offset").and_then(Value::as_i64) == Some(42))
+    );
+    Ok(())
+}
+
+/// Output is drained after each call: a reused instance does not repeat earlier lines.
+#[test]
+fn output_is_not_repeated_by_the_next_call() -> anyhow::Result<()> {
+    let (_slot, mut worker) = worker_for("chaos")?;
+    let capture = LogCapture::default();
+    capture.during(|| -> anyhow::Result<()> {
+        outcome(&mut worker, &chaos("print:once"))?;
+        outcome(&mut worker, &chaos("commit"))?;
+        Ok(())
+    })?;
+    assert_eq!(lines_with_message(&capture, "once").len(), 2); // stdout + stderr, once each
+    assert_eq!(worker.instantiations(), 1);
+    Ok(())
+}

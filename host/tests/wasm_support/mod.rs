@@ -1,0 +1,158 @@
+//! Shared helpers for the `wasm_*` integration tests: finding the real plugins, building
+//! messages for the `chaos` plugin, calling and unpacking results.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::{Context, bail};
+use burrow::wasm::{
+    CallContext, CallError, CallResult, Deployment, DeploymentSlot, Header, Message, Outcome,
+    Plugin, PluginInstance, Processed, Runtime, RuntimeConfig,
+};
+
+/// Where `make plugins` puts the plugins, or `BURROW_PLUGIN_DIR`.
+pub fn plugin_dir() -> PathBuf {
+    std::env::var_os("BURROW_PLUGIN_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
+        PathBuf::from,
+    )
+}
+
+/// The path of a built plugin; fails the test with the fix if it is not there.
+pub fn plugin_path(name: &str) -> anyhow::Result<PathBuf> {
+    let path = plugin_dir().join(format!("{name}.wasm"));
+    if !path.is_file() {
+        bail!(
+            "{} not found: run `make plugins` first (or set BURROW_PLUGIN_DIR)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A runtime without a disk cache.
+pub fn runtime() -> anyhow::Result<Runtime> {
+    Ok(Runtime::new(&RuntimeConfig::default())?)
+}
+
+pub fn load(runtime: &Runtime, name: &str) -> anyhow::Result<Plugin> {
+    let path = plugin_path(name)?;
+    runtime
+        .load_file(&path)
+        .with_context(|| format!("loading {}", path.display()))
+}
+
+/// A slot holding `deployment`, and one worker's instance on it.
+pub fn worker(deployment: Deployment) -> (Arc<DeploymentSlot>, PluginInstance) {
+    let slot = Arc::new(DeploymentSlot::new(deployment));
+    let instance = PluginInstance::new(Arc::clone(&slot));
+    (slot, instance)
+}
+
+/// A worker on plugin `name` with default limits and no settings.
+pub fn worker_for(name: &str) -> anyhow::Result<(Arc<DeploymentSlot>, PluginInstance)> {
+    let runtime = runtime()?;
+    Ok(worker(Deployment::new(load(&runtime, name)?)))
+}
+
+pub fn message(value: &[u8]) -> Message {
+    Message {
+        topic: "in".into(),
+        partition: 3,
+        offset: 42,
+        key: Some(b"k".to_vec()),
+        value: value.to_vec(),
+        headers: Vec::new(),
+        timestamp: Some(1_700_000_000_000),
+        attempt: 1,
+    }
+}
+
+/// A message asking the chaos plugin for `action`.
+pub fn chaos(action: &str) -> Message {
+    let mut msg = message(b"payload");
+    msg.headers.push(Header {
+        name: "burrow-action".into(),
+        value: action.as_bytes().to_vec(),
+    });
+    msg
+}
+
+pub fn call(instance: &mut PluginInstance, msg: &Message) -> CallResult {
+    instance.call(&CallContext::for_message("tenant-a", msg), msg)
+}
+
+/// The call's outcome and emitted records; fails the test on a call error.
+pub fn processed(instance: &mut PluginInstance, msg: &Message) -> anyhow::Result<Processed> {
+    call(instance, msg).result.context("call failed")
+}
+
+pub fn outcome(instance: &mut PluginInstance, msg: &Message) -> anyhow::Result<Outcome> {
+    Ok(processed(instance, msg)?.outcome)
+}
+
+/// The reason of a `fail` outcome; fails the test on anything else.
+pub fn fail_reason(instance: &mut PluginInstance, msg: &Message) -> anyhow::Result<String> {
+    match outcome(instance, msg)? {
+        Outcome::Fail(reason) => Ok(reason),
+        other => bail!("expected fail, got {other:?}"),
+    }
+}
+
+pub fn call_error(instance: &mut PluginInstance, msg: &Message) -> anyhow::Result<CallError> {
+    match call(instance, msg).result {
+        Err(err) => Ok(err),
+        Ok(processed) => bail!("expected a call error, got {processed:?}"),
+    }
+}
+
+/// Log output captured from `tracing` while a closure runs on this thread.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Runs `f` with every event at any level written (as JSON lines) to this capture.
+    pub fn during<T>(&self, f: impl FnOnce() -> T) -> T {
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(self.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
