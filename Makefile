@@ -14,9 +14,12 @@ demo: setup plugins
 ## test: every test there is: lint, unit, property, plugin, integration, end-to-end
 test: setup plugins lint unit
 
+# Every test binary's `test result:` line is summed into one closing line, so a reader (or CI)
+# sees the whole suite's count last rather than the last doc-test crate's.
 unit:
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	@mkdir -p target
+	set -o pipefail; { $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test.log
+	@bash scripts/test-summary.sh target/test.log
 
 lint:
 	$(CARGO) fmt --all -- --check
