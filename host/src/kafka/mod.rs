@@ -1,0 +1,15 @@
+//! The Kafka side of the pool: the consumer the pool owns, its rebalance callbacks, the poll
+//! loop, and the message type handlers read.
+//!
+//! rdkafka runs rebalance and commit callbacks on the thread that polls. The pool polls from one
+//! dedicated blocking thread ([`poll_loop`]); its [`PoolContext`] hands each revoke to the pool's
+//! coordinator and blocks until the coordinator has drained and committed those partitions, so a
+//! partition is let go only after its final commit.
+
+mod consumer;
+mod message;
+
+pub use consumer::{Consumer, PoolContext};
+pub use message::{Header, Message};
+
+pub(crate) use consumer::{Event, Tp, poll_loop};
