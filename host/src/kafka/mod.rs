@@ -1,2 +1,17 @@
-//! Kafka clients.
+//! Kafka clients: the consumer the pool owns, its rebalance callbacks, the poll loop, the
+//! message type handlers read, and the acknowledged producer the host uses for emitted records
+//! and dead letters.
+//!
+//! rdkafka runs rebalance and commit callbacks on the thread that polls. The pool polls from one
+//! dedicated blocking thread ([`poll_loop`]); its [`PoolContext`] hands each revoke to the pool's
+//! coordinator and blocks until the coordinator has drained and committed those partitions, so a
+//! partition is let go only after its final commit.
+
+mod consumer;
+mod message;
 pub mod producer;
+
+pub use consumer::{Consumer, PoolContext};
+pub use message::{Header, Message};
+
+pub(crate) use consumer::{Event, Tp, poll_loop};

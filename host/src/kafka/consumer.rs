@@ -1,0 +1,231 @@
+//! The consumer the pool owns and its context (rebalance and commit callbacks).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Message as _, TopicPartitionList};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::Message;
+use crate::pool::stats::Shared;
+
+/// A topic-partition, with the topic name shared.
+pub(crate) type Tp = (Arc<str>, i32);
+
+/// What the poll thread tells the pool's coordinator.
+pub(crate) enum Event {
+    /// A fetched record.
+    Message(Arc<Message>),
+    /// Partitions were assigned to this member.
+    Assigned(Vec<Tp>),
+    /// Partitions are being revoked. The poll thread (and so the rebalance) waits until `done`
+    /// is signalled, or dropped, by the coordinator.
+    Revoke {
+        /// The partitions being let go.
+        partitions: Vec<Tp>,
+        /// Signalled once they are drained and committed.
+        done: SyncSender<()>,
+    },
+}
+
+/// Where the context sends events while a pool runs.
+pub(crate) type Link = UnboundedSender<Event>;
+
+/// How long `poll` blocks, so the poll thread notices a stop request promptly.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The consumer context of a pool consumer: wires rebalances and commit results into the pool.
+#[derive(Default)]
+pub struct PoolContext {
+    /// The coordinator, while `run` is going. `None` otherwise, so a rebalance outside `run`
+    /// (or during the final close) does not wait for anyone.
+    link: Mutex<Option<Link>>,
+    /// The pool's stats, so commit results are recorded when the broker confirms them.
+    stats: OnceLock<Arc<Shared>>,
+}
+
+impl ClientContext for PoolContext {}
+
+impl ConsumerContext for PoolContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.hand_over_revoke(tpl),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance
+            && let Some(link) = self.link()
+        {
+            let _ = link.send(Event::Assigned(partitions(tpl)));
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Some(stats) = self.stats.get() {
+            stats.record_commit(&result, offsets);
+        }
+    }
+}
+
+impl PoolContext {
+    fn link(&self) -> Option<Link> {
+        self.link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Blocks the rebalance until the pool has drained and committed the revoked partitions.
+    fn hand_over_revoke(&self, tpl: &TopicPartitionList) {
+        let Some(link) = self.link() else { return };
+        let (done, wait) = sync_channel(1);
+        let event = Event::Revoke {
+            partitions: partitions(tpl),
+            done,
+        };
+        if link.send(event).is_ok() {
+            // Err means the coordinator stopped without signalling: nothing more to wait for.
+            let _ = wait.recv();
+        }
+    }
+
+    pub(crate) fn attach(&self, link: Link) {
+        *self.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(link);
+    }
+
+    pub(crate) fn detach(&self) {
+        *self.link.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    pub(crate) fn set_stats(&self, stats: Arc<Shared>) -> bool {
+        self.stats.set(stats).is_ok()
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<Tp> {
+    tpl.elements()
+        .iter()
+        .map(|e| (Arc::from(e.topic()), e.partition()))
+        .collect()
+}
+
+/// A Kafka consumer built for a [`Pool`](crate::pool::Pool).
+///
+/// Build it with [`Consumer::from_config`] and subscribe it (or assign partitions through
+/// [`Consumer::inner`]), then hand it to `Pool::new`. It records the settings the pool must check:
+/// `Pool::new` refuses it unless `enable.auto.commit` is `false` (librdkafka's default is
+/// `true`), because the pool alone decides which offsets are safe to commit.
+pub struct Consumer {
+    /// Shared with the poll thread and with blocking commit tasks.
+    inner: Arc<BaseConsumer<PoolContext>>,
+    /// Whether librdkafka would commit on its own (and so commit unprocessed offsets).
+    auto_commit: bool,
+    /// The consumer's `max.poll.interval.ms`: a revoke may block polling at most this long.
+    max_poll_interval: Duration,
+    /// Set once a pool has run it: a run ends by leaving the group, so it cannot run again.
+    used: AtomicBool,
+}
+
+/// librdkafka's default `max.poll.interval.ms`.
+const DEFAULT_MAX_POLL_INTERVAL_MS: u64 = 300_000;
+
+impl Consumer {
+    /// Creates the consumer. `enable.auto.offset.store` is forced to `false`: the pool commits
+    /// explicit offsets and never uses the offset store.
+    pub fn from_config(config: &ClientConfig) -> KafkaResult<Self> {
+        let mut config = config.clone();
+        config.set("enable.auto.offset.store", "false");
+        let auto_commit = config
+            .get("enable.auto.commit")
+            .is_none_or(|v| !matches!(v.trim(), "false" | "0"));
+        let max_poll_ms = config
+            .get("max.poll.interval.ms")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_POLL_INTERVAL_MS);
+        let inner: BaseConsumer<PoolContext> = config.create_with_context(PoolContext::default())?;
+        Ok(Self {
+            inner: Arc::new(inner),
+            auto_commit,
+            max_poll_interval: Duration::from_millis(max_poll_ms),
+            used: AtomicBool::new(false),
+        })
+    }
+
+    /// Subscribes to `topics` (group-managed assignment).
+    pub fn subscribe(&self, topics: &[&str]) -> KafkaResult<()> {
+        self.inner.subscribe(topics)
+    }
+
+    /// The rdkafka consumer, for what this wrapper does not cover (manual assignment, watermarks,
+    /// committed offsets). Do not poll it or commit through it while the pool runs.
+    pub fn inner(&self) -> &BaseConsumer<PoolContext> {
+        &self.inner
+    }
+
+    pub(crate) fn shared(&self) -> Arc<BaseConsumer<PoolContext>> {
+        Arc::clone(&self.inner)
+    }
+
+    pub(crate) fn auto_commit(&self) -> bool {
+        self.auto_commit
+    }
+
+    pub(crate) fn max_poll_interval(&self) -> Duration {
+        self.max_poll_interval
+    }
+
+    /// Marks the consumer as run; `false` if it already was.
+    pub(crate) fn claim(&self) -> bool {
+        !self.used.swap(true, AtomicOrdering::AcqRel)
+    }
+}
+
+/// Polls until `stop` is set, forwarding records to the coordinator, then leaves the group.
+///
+/// Runs on a blocking thread: rebalance callbacks run inside `poll` and may block here while the
+/// coordinator drains a revoked partition.
+pub(crate) fn poll_loop(
+    consumer: Arc<BaseConsumer<PoolContext>>,
+    link: Link,
+    stop: Arc<AtomicBool>,
+    close_timeout: Duration,
+) {
+    let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+    while !stop.load(AtomicOrdering::Acquire) {
+        match consumer.poll(POLL_TIMEOUT) {
+            None => {}
+            Some(Ok(m)) => {
+                let topic = topics
+                    .entry(m.topic().to_owned())
+                    .or_insert_with(|| Arc::from(m.topic()))
+                    .clone();
+                let message = Arc::new(Message::from_borrowed(&m, topic));
+                if link.send(Event::Message(message)).is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+        }
+    }
+    drop(link);
+    // The coordinator is detached by now, so the revoke this close triggers returns at once;
+    // everything safe to commit was committed before.
+    match consumer.close_queue() {
+        Ok(()) => {
+            let deadline = Instant::now() + close_timeout;
+            while !consumer.closed() && Instant::now() < deadline {
+                consumer.poll(POLL_TIMEOUT);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "closing the consumer queue"),
+    }
+}

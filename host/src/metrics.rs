@@ -1,0 +1,130 @@
+//! Prometheus metrics of a pool, all named `burrow_*`.
+//!
+//! They are registered in a [`Registry`] the caller passes (the host serves one registry for all
+//! tenants) with constant labels the caller chooses (the host adds `tenant`), so several pools
+//! can share one registry. Per-partition gauges carry `topic` and `partition` labels.
+
+use std::collections::HashMap;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, core::Collector,
+};
+
+/// The metrics one pool updates.
+#[derive(Clone)]
+pub struct Metrics {
+    pub(crate) processed: IntCounter,
+    pub(crate) failed: IntCounter,
+    pub(crate) retried: IntCounter,
+    pub(crate) commits: IntCounter,
+    pub(crate) commit_failures: IntCounter,
+    pub(crate) rebalances: IntCounter,
+    pub(crate) in_flight: IntGauge,
+    pub(crate) queued: IntGauge,
+    pub(crate) duration: Histogram,
+    pub(crate) committed_offset: IntGaugeVec,
+    pub(crate) gap: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates the pool's metrics and registers them in `registry`, each with `const_labels`.
+    pub fn register(
+        registry: &Registry,
+        const_labels: HashMap<String, String>,
+    ) -> Result<Self, prometheus::Error> {
+        let opts =
+            |name: &str, help: &str| Opts::new(name, help).const_labels(const_labels.clone());
+        let counter = |name: &str, help: &str| IntCounter::with_opts(opts(name, help));
+        let gauge = |name: &str, help: &str| IntGauge::with_opts(opts(name, help));
+        let per_partition =
+            |name: &str, help: &str| IntGaugeVec::new(opts(name, help), &["topic", "partition"]);
+        let metrics = Self {
+            processed: counter(
+                "burrow_messages_processed_total",
+                "Messages processed successfully",
+            )?,
+            failed: counter(
+                "burrow_messages_failed_total",
+                "Messages that failed permanently",
+            )?,
+            retried: counter("burrow_messages_retried_total", "Retries scheduled")?,
+            commits: counter(
+                "burrow_offsets_committed_total",
+                "Partition offsets the broker confirmed as committed",
+            )?,
+            commit_failures: counter(
+                "burrow_commit_failures_total",
+                "Offset commits the broker refused or that failed",
+            )?,
+            rebalances: counter(
+                "burrow_rebalances_total",
+                "Partition assignments and revocations handled",
+            )?,
+            in_flight: gauge(
+                "burrow_in_flight",
+                "Messages being processed by a worker now",
+            )?,
+            queued: gauge(
+                "burrow_queued",
+                "Messages received and waiting for a worker",
+            )?,
+            duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "burrow_processing_duration_seconds",
+                    "Time a handler took for one attempt",
+                )
+                .const_labels(const_labels.clone()),
+            )?,
+            committed_offset: per_partition(
+                "burrow_committed_offset",
+                "Last offset committed per partition",
+            )?,
+            gap: per_partition(
+                "burrow_offset_gap",
+                "Done messages held above the first unfinished one, per partition",
+            )?,
+        };
+        for c in metrics.collectors() {
+            registry.register(c)?;
+        }
+        Ok(metrics)
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.processed.clone()),
+            Box::new(self.failed.clone()),
+            Box::new(self.retried.clone()),
+            Box::new(self.commits.clone()),
+            Box::new(self.commit_failures.clone()),
+            Box::new(self.rebalances.clone()),
+            Box::new(self.in_flight.clone()),
+            Box::new(self.queued.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.committed_offset.clone()),
+            Box::new(self.gap.clone()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two pools (tenants) can register in one registry thanks to their constant labels.
+    #[test]
+    fn two_tenants_share_a_registry() {
+        let registry = Registry::new();
+        let labels = |t: &str| HashMap::from([("tenant".to_owned(), t.to_owned())]);
+        let a = Metrics::register(&registry, labels("a")).expect("first");
+        Metrics::register(&registry, labels("b")).expect("second");
+        a.processed.inc();
+        let names: Vec<_> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        assert!(names.iter().all(|n| n.starts_with("burrow_")));
+        assert!(names.contains(&"burrow_messages_processed_total".to_owned()));
+    }
+}

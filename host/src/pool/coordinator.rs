@@ -1,0 +1,563 @@
+//! The pool's single owner of state: offsets, dispatch, retries, commits, backpressure.
+//!
+//! One task receives everything that happens (records and rebalances from the poll thread,
+//! outcomes from workers, retries whose delay is over, the commit tick) and decides alone, so
+//! the offset state needs no lock and every decision sees a consistent picture.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::dispatch::{Dispatch, Job};
+use super::handler::{FailureAction, Outcome};
+use super::stats::Shared;
+use super::{Config, HaltReason, PoolError};
+use crate::kafka::{Event, PoolContext, Tp};
+use crate::offsets::PartitionOffsets;
+use crate::retry;
+
+/// What a worker sends back after one attempt.
+pub(crate) struct Completion {
+    pub(crate) worker: usize,
+    pub(crate) job: Job,
+    pub(crate) outcome: Outcome,
+    pub(crate) took: Duration,
+}
+
+/// One assigned partition, for as long as this member owns it.
+struct Partition {
+    offsets: PartitionOffsets,
+    /// Tells this assignment's jobs from an earlier one's.
+    epoch: u64,
+    /// Jobs of this partition at a worker now; a revoke waits for them.
+    in_flight: usize,
+    /// Jobs of this partition waiting for their retry delay.
+    retrying: usize,
+    /// The last offset sent in a commit, so the same offset is not sent again.
+    sent: Option<i64>,
+    /// Set on revoke: nothing more is dispatched or retried for it.
+    revoking: bool,
+    /// Cancels this partition's retry timers on revoke.
+    retries: CancellationToken,
+}
+
+/// A revoke waiting for its partitions' in-flight jobs.
+struct PendingRevoke {
+    partitions: Vec<Tp>,
+    deadline: Instant,
+    /// The rebalance (poll thread) waits on this.
+    done: SyncSender<()>,
+}
+
+/// Why a commit is made, which decides what is worth sending.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// `commit_batch_size` finished: send what advanced since the last send.
+    Batch,
+    /// `commit_interval` elapsed: also resend what the broker has not confirmed.
+    Interval,
+}
+
+pub(crate) struct Coordinator {
+    config: Config,
+    consumer: Arc<BaseConsumer<PoolContext>>,
+    shared: Arc<Shared>,
+    partitions: HashMap<Tp, Partition>,
+    dispatch: Dispatch,
+    /// One capacity-1 channel per worker; a worker is sent a job only when it is idle.
+    workers: Vec<mpsc::Sender<Job>>,
+    idle: Vec<usize>,
+    busy: usize,
+    retrying: usize,
+    /// Retry timers hand jobs back here.
+    retry_tx: UnboundedSender<Job>,
+    retry_rx: UnboundedReceiver<Job>,
+    /// Parent of every partition's retry token: cancels all timers when the pool stops.
+    retries: CancellationToken,
+    /// Whether the assigned partitions are paused because the queue is full.
+    paused: bool,
+    finished_since_commit: usize,
+    consecutive_failures: u32,
+    revokes: Vec<PendingRevoke>,
+    next_epoch: u64,
+    /// Set once shutdown or a halt began: nothing new is started.
+    stopping: bool,
+    halt: Option<HaltReason>,
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        config: Config,
+        consumer: Arc<BaseConsumer<PoolContext>>,
+        shared: Arc<Shared>,
+        workers: Vec<mpsc::Sender<Job>>,
+    ) -> Self {
+        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        Self {
+            dispatch: Dispatch::new(config.ordering),
+            idle: (0..workers.len()).rev().collect(),
+            config,
+            consumer,
+            shared,
+            partitions: HashMap::new(),
+            workers,
+            busy: 0,
+            retrying: 0,
+            retry_tx,
+            retry_rx,
+            retries: CancellationToken::new(),
+            paused: false,
+            finished_since_commit: 0,
+            consecutive_failures: 0,
+            revokes: Vec::new(),
+            next_epoch: 0,
+            stopping: false,
+            halt: None,
+        }
+    }
+
+    /// Runs until `shutdown` completes or the pool halts, then drains, commits, and reports.
+    pub(crate) async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        mut events: UnboundedReceiver<Event>,
+        mut done: UnboundedReceiver<Completion>,
+    ) -> Result<(), PoolError> {
+        tokio::pin!(shutdown);
+        let period = self.config.commit_interval;
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        while self.halt.is_none() {
+            let revoke_deadline = self.next_revoke_deadline();
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(c) = done.recv() => self.on_completion(c),
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event),
+                    None => self.halt = Some(HaltReason::ConsumerStopped),
+                },
+                Some(job) = self.retry_rx.recv() => self.on_retry_due(job),
+                _ = tick.tick() => self.commit(Trigger::Interval),
+                () = tokio::time::sleep_until(revoke_deadline), if !self.revokes.is_empty() => {}
+            }
+            self.finish_revokes(false).await;
+            self.start_jobs();
+            if self.finished_since_commit >= self.config.commit_batch_size {
+                self.commit(Trigger::Batch);
+            }
+            self.apply_backpressure();
+            self.publish_load();
+        }
+        self.drain(&mut events, &mut done).await;
+        let committed = self.commit_all().await;
+        self.publish_load();
+        match self.halt.take() {
+            Some(reason) => {
+                if let Err(e) = committed {
+                    tracing::warn!(error = %e, "final commit after halt failed");
+                }
+                Err(PoolError::Halted(reason))
+            }
+            None => committed,
+        }
+    }
+
+    /// Stops starting work, drops queued jobs and retries, and waits for in-flight ones up to
+    /// `shutdown_timeout`, still serving revokes meanwhile.
+    async fn drain(
+        &mut self,
+        events: &mut UnboundedReceiver<Event>,
+        done: &mut UnboundedReceiver<Completion>,
+    ) {
+        self.stopping = true;
+        self.dispatch.clear();
+        self.retries.cancel();
+        self.retrying = 0;
+        for p in self.partitions.values_mut() {
+            p.retrying = 0;
+        }
+        self.publish_load();
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        while self.busy > 0 {
+            let revoke_deadline = self.next_revoke_deadline();
+            tokio::select! {
+                Some(c) = done.recv() => self.on_completion(c),
+                Some(event) = events.recv() => self.on_event(event),
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(in_flight = self.busy, "shutdown timeout: in-flight messages abandoned, they will be redelivered");
+                    break;
+                }
+                () = tokio::time::sleep_until(revoke_deadline), if !self.revokes.is_empty() => {}
+            }
+            self.finish_revokes(false).await;
+        }
+        self.finish_revokes(true).await;
+    }
+
+    fn next_revoke_deadline(&self) -> Instant {
+        self.revokes
+            .iter()
+            .map(|r| r.deadline)
+            .min()
+            .unwrap_or_else(Instant::now)
+    }
+
+    fn new_partition(&mut self) -> Partition {
+        self.next_epoch += 1;
+        Partition {
+            offsets: PartitionOffsets::new(),
+            epoch: self.next_epoch,
+            in_flight: 0,
+            retrying: 0,
+            sent: None,
+            revoking: false,
+            retries: self.retries.child_token(),
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Message(message) => {
+                if self.stopping {
+                    return;
+                }
+                let tp: Tp = (Arc::clone(&message.topic), message.partition);
+                if !self.partitions.contains_key(&tp) {
+                    let p = self.new_partition();
+                    self.partitions.insert(tp.clone(), p);
+                }
+                let Some(p) = self.partitions.get_mut(&tp) else {
+                    return;
+                };
+                if p.revoking || !p.offsets.track(message.offset) {
+                    return;
+                }
+                let epoch = p.epoch;
+                self.dispatch.push(Job {
+                    message,
+                    epoch,
+                    attempt: 0,
+                });
+            }
+            Event::Assigned(tps) => {
+                self.shared.rebalanced();
+                if self.paused {
+                    self.set_paused(&tps, true);
+                }
+            }
+            Event::Revoke { partitions, done } => {
+                self.shared.rebalanced();
+                for tp in &partitions {
+                    self.dispatch.drop_partition(tp);
+                    if let Some(p) = self.partitions.get_mut(tp) {
+                        p.revoking = true;
+                        p.retries.cancel();
+                        self.retrying -= p.retrying;
+                        p.retrying = 0;
+                    }
+                }
+                self.revokes.push(PendingRevoke {
+                    partitions,
+                    deadline: Instant::now() + self.config.shutdown_timeout,
+                    done,
+                });
+            }
+        }
+    }
+
+    /// The partition a job belongs to, if the job is not stale.
+    fn partition_of(&mut self, job: &Job) -> Option<&mut Partition> {
+        let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
+        self.partitions
+            .get_mut(&tp)
+            .filter(|p| p.epoch == job.epoch)
+    }
+
+    fn on_completion(&mut self, c: Completion) {
+        self.busy -= 1;
+        self.idle.push(c.worker);
+        let job = c.job;
+        // `None` for a stale job (its partition was revoked, maybe reassigned, meanwhile):
+        // its outcome is counted but never touches the current offsets.
+        let current = self.partition_of(&job).map(|p| {
+            p.in_flight -= 1;
+            p.revoking
+        });
+        match c.outcome {
+            Outcome::Done => {
+                self.shared.message_processed(c.took);
+                self.consecutive_failures = 0;
+                if current.is_some() {
+                    self.mark_done(&job);
+                }
+            }
+            Outcome::Retry(hint) => {
+                if current == Some(false) && !self.stopping {
+                    self.shared.message_retried(c.took);
+                    self.schedule_retry(job, hint);
+                }
+            }
+            Outcome::Failed(action, error) => {
+                self.shared.message_failed(c.took);
+                self.consecutive_failures += 1;
+                let m = &job.message;
+                let at = format!("{}/{}@{}", m.topic, m.partition, m.offset);
+                tracing::warn!(message = %at, %error, "message failed permanently");
+                match action {
+                    FailureAction::MarkDone => {
+                        if current.is_some() {
+                            self.mark_done(&job);
+                        }
+                        if self.consecutive_failures >= self.config.max_consecutive_errors {
+                            self.halt.get_or_insert(HaltReason::ConsecutiveFailures {
+                                count: self.consecutive_failures,
+                                last: format!("{at}: {error}"),
+                            });
+                        }
+                    }
+                    FailureAction::Halt(reason) => {
+                        self.halt
+                            .get_or_insert(HaltReason::FailureHandler { at, reason });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parks a job on a timer; it keeps its lane, so its partition or key waits behind it.
+    fn schedule_retry(&mut self, job: Job, hint: Option<Duration>) {
+        let delay = self.config.backoff().delay_or_hint(job.attempt, hint);
+        let retry_tx = self.retry_tx.clone();
+        let Some(p) = self.partition_of(&job) else {
+            return;
+        };
+        p.retrying += 1;
+        let cancel = p.retries.clone();
+        self.retrying += 1;
+        let job = Job {
+            attempt: job.attempt + 1,
+            ..job
+        };
+        retry::schedule(job, delay, retry_tx, cancel);
+    }
+
+    fn mark_done(&mut self, job: &Job) {
+        let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
+        if let Some(p) = self.partitions.get_mut(&tp) {
+            p.offsets.mark_done(job.message.offset);
+        }
+        self.dispatch.finish(&job.message);
+        self.finished_since_commit += 1;
+    }
+
+    fn on_retry_due(&mut self, job: Job) {
+        let stopping = self.stopping;
+        let Some(p) = self.partition_of(&job) else {
+            return;
+        };
+        if p.revoking || stopping {
+            return;
+        }
+        p.retrying -= 1;
+        self.retrying -= 1;
+        self.dispatch.retry(job);
+    }
+
+    /// Hands ready jobs to idle workers.
+    fn start_jobs(&mut self) {
+        if self.stopping {
+            return;
+        }
+        while let Some(&worker) = self.idle.last() {
+            let Some(job) = self.dispatch.pop() else {
+                return;
+            };
+            let Some(p) = self.partition_of(&job) else {
+                continue;
+            };
+            p.in_flight += 1;
+            match self.workers[worker].try_send(job) {
+                Ok(()) => {
+                    self.idle.pop();
+                    self.busy += 1;
+                }
+                Err(_) => {
+                    // Only a worker that died outside its handler gets here; stop the pool
+                    // rather than lose the message silently.
+                    self.halt.get_or_insert(HaltReason::WorkersStopped);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Pauses every assigned partition when the queue is full; resumes at half full.
+    fn apply_backpressure(&mut self) {
+        let queued = self.dispatch.queued();
+        let limit = self.config.job_queue_size;
+        let pause = !self.paused && queued >= limit;
+        let resume = self.paused && queued <= limit / 2;
+        if !(pause || resume) {
+            return;
+        }
+        let assigned: Vec<Tp> = match self.consumer.assignment() {
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| (Arc::from(e.topic()), e.partition()))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the assignment for backpressure");
+                return;
+            }
+        };
+        self.paused = pause;
+        tracing::debug!(queued, paused = pause, "backpressure");
+        self.set_paused(&assigned, pause);
+    }
+
+    fn set_paused(&self, tps: &[Tp], pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in tps {
+            tpl.add_partition(topic, *partition);
+        }
+        let result = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, pause, "pausing or resuming partitions");
+        }
+    }
+
+    /// The offsets worth committing now, per the trigger.
+    fn to_commit(&self, trigger: Trigger, only: Option<&[Tp]>) -> Vec<(Tp, i64)> {
+        self.partitions
+            .iter()
+            .filter(|(tp, p)| match only {
+                Some(only) => only.contains(tp),
+                None => !p.revoking,
+            })
+            .filter_map(|(tp, p)| {
+                let next = p.offsets.committable()?;
+                let already = match trigger {
+                    Trigger::Batch => p.sent,
+                    Trigger::Interval => self.shared.committed(&tp.0, tp.1),
+                };
+                (Some(next) > already).then(|| (tp.clone(), next))
+            })
+            .collect()
+    }
+
+    fn publish_partitions(&self) {
+        for ((topic, partition), p) in &self.partitions {
+            self.shared
+                .set_partition(topic, *partition, p.offsets.held(), p.offsets.pending());
+        }
+    }
+
+    /// An asynchronous commit on the hot path; the broker's answer reaches the stats through
+    /// the consumer's commit callback.
+    fn commit(&mut self, trigger: Trigger) {
+        self.finished_since_commit = 0;
+        self.publish_partitions();
+        let offsets = self.to_commit(trigger, None);
+        if offsets.is_empty() {
+            return;
+        }
+        let tpl = match tpl_of(&offsets) {
+            Ok(tpl) => tpl,
+            Err(e) => {
+                tracing::warn!(error = %e, "building the commit");
+                return;
+            }
+        };
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "async commit refused");
+            return;
+        }
+        for (tp, next) in offsets {
+            if let Some(p) = self.partitions.get_mut(&tp) {
+                p.sent = Some(next);
+            }
+        }
+    }
+
+    /// A synchronous commit of `only` (or of every partition), bounded by `shutdown_timeout`.
+    async fn commit_sync(&mut self, only: Option<&[Tp]>) -> Result<(), PoolError> {
+        self.publish_partitions();
+        let offsets = self.to_commit(Trigger::Interval, only);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let tpl = tpl_of(&offsets).map_err(PoolError::Commit)?;
+        let consumer = Arc::clone(&self.consumer);
+        let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
+        match tokio::time::timeout(self.config.shutdown_timeout, commit).await {
+            Ok(Ok(Ok(()))) => {
+                for (tp, next) in offsets {
+                    if let Some(p) = self.partitions.get_mut(&tp) {
+                        p.sent = Some(next);
+                    }
+                }
+                Ok(())
+            }
+            Ok(Ok(Err(e))) => Err(PoolError::Commit(e)),
+            Ok(Err(_)) | Err(_) => Err(PoolError::CommitTimeout),
+        }
+    }
+
+    /// Completes the revokes whose partitions are drained (or all of them when `force`):
+    /// commits them synchronously, forgets them, then lets the rebalance go on.
+    async fn finish_revokes(&mut self, force: bool) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.revokes.len() {
+            let r = &self.revokes[i];
+            let drained = r
+                .partitions
+                .iter()
+                .all(|tp| self.partitions.get(tp).is_none_or(|p| p.in_flight == 0));
+            if !(force || drained || now >= r.deadline) {
+                i += 1;
+                continue;
+            }
+            let r = self.revokes.swap_remove(i);
+            if let Err(e) = self.commit_sync(Some(&r.partitions)).await {
+                tracing::warn!(error = %e, "commit on revoke failed; the new owner will reprocess");
+            }
+            for tp in &r.partitions {
+                self.partitions.remove(tp);
+            }
+            // The rebalance may have given up waiting already; nothing to do then.
+            let _ = r.done.send(());
+        }
+    }
+
+    async fn commit_all(&mut self) -> Result<(), PoolError> {
+        self.commit_sync(None).await
+    }
+
+    fn publish_load(&self) {
+        self.shared
+            .set_load(self.busy, self.dispatch.queued(), self.retrying);
+    }
+}
+
+fn tpl_of(offsets: &[(Tp, i64)]) -> rdkafka::error::KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    Ok(tpl)
+}

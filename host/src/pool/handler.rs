@@ -1,0 +1,317 @@
+//! What a user plugs into the pool: a handler, its error type, and the permanent-failure hook.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::kafka::Message;
+
+/// Any error a handler returns, boxed.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why a message failed, and whether trying again can help.
+///
+/// `?` converts any `std::error::Error` into a *retriable* error; wrap it in [`Permanent`] (or
+/// use [`ProcessError::permanent`]) when retrying cannot help, and it fails at once.
+pub enum ProcessError {
+    /// Worth retrying (up to `max_retries`).
+    Retriable {
+        /// What went wrong.
+        error: BoxError,
+        /// The handler's own idea of when to retry; capped by `retry_backoff_max`.
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help: the message fails permanently now.
+    Permanent {
+        /// What went wrong.
+        error: BoxError,
+    },
+}
+
+impl ProcessError {
+    /// A retriable error with the configured backoff.
+    pub fn retriable(error: impl Into<BoxError>) -> Self {
+        Self::Retriable {
+            error: error.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A retriable error the handler wants retried after `delay` (capped).
+    pub fn retry_after(error: impl Into<BoxError>, delay: Duration) -> Self {
+        Self::Retriable {
+            error: error.into(),
+            retry_after: Some(delay),
+        }
+    }
+
+    /// A non-retriable error: the message fails permanently at once.
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Self::Permanent {
+            error: error.into(),
+        }
+    }
+
+    /// Whether this error skips retries.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent { .. })
+    }
+
+    /// The underlying error.
+    pub fn error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        match self {
+            Self::Retriable { error, .. } | Self::Permanent { error } => error.as_ref(),
+        }
+    }
+
+    fn into_error(self) -> BoxError {
+        match self {
+            Self::Retriable { error, .. } | Self::Permanent { error } => error,
+        }
+    }
+}
+
+impl fmt::Debug for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.is_permanent() {
+            "Permanent"
+        } else {
+            "Retriable"
+        };
+        write!(f, "{kind}({:?})", self.error())
+    }
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.error(), f)
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for ProcessError {
+    fn from(error: E) -> Self {
+        Self::retriable(error)
+    }
+}
+
+/// Marks an error as non-retriable: `Err(Permanent(e))?` fails the message at once.
+#[derive(Debug)]
+pub struct Permanent<E>(pub E);
+
+impl<E: Into<BoxError>> From<Permanent<E>> for ProcessError {
+    fn from(Permanent(error): Permanent<E>) -> Self {
+        Self::permanent(error)
+    }
+}
+
+/// A message's permanent failure, as given to [`Handler::on_permanent_failure`].
+#[derive(Debug)]
+pub struct Failure {
+    /// The last error.
+    pub error: BoxError,
+    /// Attempts made (1 for a message that failed permanently on its first try).
+    pub attempts: u32,
+    /// Whether the error was non-retriable (`false`: retries were exhausted).
+    pub non_retriable: bool,
+}
+
+/// What the pool does after a permanent failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureAction {
+    /// The failure is handled (skipped, or dead-lettered and acknowledged): mark the message
+    /// done so its offset can be committed. Still counts towards `max_consecutive_errors`.
+    MarkDone,
+    /// Stop the pool: the message is *not* marked done (it is redelivered after a restart), and
+    /// `run` returns [`PoolError::Halted`](crate::pool::PoolError::Halted) with this reason.
+    Halt(String),
+}
+
+/// A per-worker message handler. The pool builds one per worker and gives it one message at a
+/// time, so it may keep state (a connection, a WASM instance) without locking.
+pub trait Handler: Send + 'static {
+    /// Processes one message. `Ok` marks it done; an error is retried or fails it permanently.
+    fn process(
+        &mut self,
+        message: &Message,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+
+    /// Called once a message has failed permanently, before its offset may advance: the place
+    /// to dead-letter it (and wait for the broker's ack). The default skips it:
+    /// [`FailureAction::MarkDone`].
+    fn on_permanent_failure(
+        &mut self,
+        message: &Message,
+        failure: &Failure,
+    ) -> impl Future<Output = FailureAction> + Send {
+        let _ = (message, failure);
+        async { FailureAction::MarkDone }
+    }
+}
+
+/// How one attempt at a job ended, as a worker reports it.
+pub(crate) enum Outcome {
+    /// Processed successfully.
+    Done,
+    /// Retriable failure: retry after the delay hint (or the backoff when `None`).
+    Retry(Option<Duration>),
+    /// Permanent failure, handled by the failure hook with this action.
+    Failed(FailureAction, String),
+}
+
+/// The pool's view of a handler: the user's [`Handler`] or a closure.
+pub(crate) trait Work: Send + 'static {
+    fn attempt(
+        &mut self,
+        message: &Arc<Message>,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+    fn failed(
+        &mut self,
+        message: &Arc<Message>,
+        failure: &Failure,
+    ) -> impl Future<Output = FailureAction> + Send;
+}
+
+/// Adapts a [`Handler`].
+pub(crate) struct ByHandler<H>(pub H);
+
+impl<H: Handler> Work for ByHandler<H> {
+    fn attempt(
+        &mut self,
+        message: &Arc<Message>,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send {
+        self.0.process(message)
+    }
+    fn failed(
+        &mut self,
+        message: &Arc<Message>,
+        failure: &Failure,
+    ) -> impl Future<Output = FailureAction> + Send {
+        self.0.on_permanent_failure(message, failure)
+    }
+}
+
+/// Adapts a closure `Fn(Arc<Message>) -> impl Future<Output = Result<(), E>>`.
+pub(crate) struct ByFn<F>(pub Arc<F>);
+
+impl<F, Fut, E> Work for ByFn<F>
+where
+    F: Fn(Arc<Message>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<ProcessError> + 'static,
+{
+    fn attempt(
+        &mut self,
+        message: &Arc<Message>,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send {
+        let fut = (self.0)(Arc::clone(message));
+        async move { fut.await.map_err(Into::into) }
+    }
+    async fn failed(&mut self, _: &Arc<Message>, _: &Failure) -> FailureAction {
+        FailureAction::MarkDone
+    }
+}
+
+/// Runs one attempt of `message` (its `attempt`-th, from 0) and classifies the result. A panic
+/// in the handler counts as a retriable error: the pool never dies for a handler.
+pub(crate) async fn run_attempt<W: Work>(
+    work: &mut W,
+    message: &Arc<Message>,
+    attempt: u32,
+    max_retries: u32,
+) -> Outcome {
+    use futures::FutureExt as _;
+    let result = std::panic::AssertUnwindSafe(work.attempt(message))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(ProcessError::retriable("handler panicked")));
+    let error = match result {
+        Ok(()) => return Outcome::Done,
+        Err(ProcessError::Retriable { retry_after, .. }) if attempt < max_retries => {
+            return Outcome::Retry(retry_after);
+        }
+        Err(e) => e,
+    };
+    let failure = Failure {
+        non_retriable: error.is_permanent(),
+        error: error.into_error(),
+        attempts: attempt + 1,
+    };
+    let text = failure.error.to_string();
+    let action = std::panic::AssertUnwindSafe(work.failed(message, &failure))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| FailureAction::Halt("the failure handler panicked".to_owned()));
+    Outcome::Failed(action, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fails(Option<ProcessError>);
+    impl Handler for Fails {
+        async fn process(&mut self, _: &Message) -> Result<(), ProcessError> {
+            self.0.take().map_or(Ok(()), Err)
+        }
+    }
+
+    fn msg() -> Arc<Message> {
+        Arc::new(Message::new("t", 0, 1))
+    }
+
+    /// `?` on an ordinary error gives a retriable error; `Permanent(e)` a permanent one.
+    #[test]
+    fn errors_are_retriable_unless_marked_permanent() {
+        fn io() -> Result<(), ProcessError> {
+            Err(std::io::Error::other("disk"))?
+        }
+        fn perm() -> Result<(), ProcessError> {
+            Err(Permanent("bad input"))?
+        }
+        assert!(!io().expect_err("fails").is_permanent());
+        assert!(perm().expect_err("fails").is_permanent());
+    }
+
+    /// A retriable error is retried while attempts remain, then becomes a permanent failure.
+    #[tokio::test]
+    async fn retriable_error_retries_then_fails() {
+        let mut w = ByHandler(Fails(Some(ProcessError::retriable("x"))));
+        assert!(matches!(
+            run_attempt(&mut w, &msg(), 0, 1).await,
+            Outcome::Retry(None)
+        ));
+        let mut w = ByHandler(Fails(Some(ProcessError::retriable("x"))));
+        assert!(matches!(
+            run_attempt(&mut w, &msg(), 1, 1).await,
+            Outcome::Failed(FailureAction::MarkDone, _)
+        ));
+    }
+
+    /// A non-retriable error skips retries even when attempts remain.
+    #[tokio::test]
+    async fn permanent_error_skips_retries() {
+        let mut w = ByHandler(Fails(Some(ProcessError::permanent("x"))));
+        assert!(matches!(
+            run_attempt(&mut w, &msg(), 0, 3).await,
+            Outcome::Failed(FailureAction::MarkDone, _)
+        ));
+    }
+
+    /// A panicking handler is a retriable failure, not a crash.
+    #[tokio::test]
+    async fn handler_panic_is_a_retriable_failure() {
+        struct Panics;
+        impl Handler for Panics {
+            async fn process(&mut self, _: &Message) -> Result<(), ProcessError> {
+                panic!("boom")
+            }
+        }
+        let mut w = ByHandler(Panics);
+        assert!(matches!(
+            run_attempt(&mut w, &msg(), 0, 3).await,
+            Outcome::Retry(None)
+        ));
+    }
+}

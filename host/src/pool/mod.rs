@@ -1,0 +1,308 @@
+//! The pool: runs many messages at once and commits only offsets that are safe to commit.
+//!
+//! **Guarantee: at-least-once, never lost.** A partition's committed offset is always `1 + the
+//! highest offset such that it and every offset received before it (since the assignment
+//! started) is done`, where done means processed successfully, or failed permanently and
+//! handled by the failure hook. A crash at any point may cause reprocessing, never loss.
+//!
+//! **Precondition.** The consumer is built with [`Consumer::from_config`] and
+//! `enable.auto.commit=false` (checked by [`Pool::new`]), nothing else commits or polls through
+//! it while the pool runs, and `shutdown_timeout` is shorter than `max.poll.interval.ms` (also
+//! checked), because a revoke holds the poll thread while its partitions drain.
+//!
+//! Data path: a poll thread ([`crate::kafka`]) forwards records and rebalances to one coordinator
+//! task, which tracks offsets ([`crate::offsets`]), orders and queues jobs, hands them to idle
+//! workers, schedules retries on timers ([`crate::retry`]), pauses partitions when the queue is
+//! full, and commits.
+
+mod config;
+mod coordinator;
+mod dispatch;
+mod handler;
+pub(crate) mod stats;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::time::Instant;
+
+use prometheus::Registry;
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::KafkaError;
+use tokio::sync::mpsc;
+
+pub use self::config::{Config, ConfigError, FieldError, Ordering};
+use self::coordinator::{Completion, Coordinator};
+use self::dispatch::Job;
+pub use self::handler::{BoxError, Failure, FailureAction, Handler, Permanent, ProcessError};
+use self::handler::{ByFn, ByHandler, Work, run_attempt};
+use self::stats::Shared;
+pub use self::stats::{PartitionStats, Stats, StatsHandle};
+pub use crate::kafka::{Consumer, Header, Message};
+use crate::metrics::Metrics;
+
+/// Why `run` stopped on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HaltReason {
+    /// `max_consecutive_errors` permanent failures in a row.
+    #[error("{count} consecutive permanent failures (last: {last})")]
+    ConsecutiveFailures {
+        /// How many in a row.
+        count: u32,
+        /// Where and why the last one failed.
+        last: String,
+    },
+    /// The failure hook returned [`FailureAction::Halt`].
+    #[error("the failure handler halted the pool at {at}: {reason}")]
+    FailureHandler {
+        /// `topic/partition@offset` of the message.
+        at: String,
+        /// The hook's reason.
+        reason: String,
+    },
+    /// The consumer's poll loop ended unexpectedly.
+    #[error("the consumer's poll loop stopped")]
+    ConsumerStopped,
+    /// Every worker task ended unexpectedly.
+    #[error("the workers stopped")]
+    WorkersStopped,
+}
+
+/// Errors from building or running a pool.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The config failed validation.
+    #[error("invalid pool config: {0}")]
+    Config(#[from] ConfigError),
+    /// The consumer would commit offsets on its own, including unprocessed ones.
+    #[error(
+        "the consumer has enable.auto.commit on; set it to false: the pool commits only offsets that are safe"
+    )]
+    AutoCommitEnabled,
+    /// A revoke could block polling longer than the group allows.
+    #[error(
+        "shutdown_timeout ({shutdown_timeout:?}) must be shorter than the consumer's max.poll.interval.ms ({max_poll_interval:?}): a revoke waits that long without polling"
+    )]
+    ShutdownTimeoutTooLong {
+        /// The pool's `shutdown_timeout`.
+        shutdown_timeout: std::time::Duration,
+        /// The consumer's `max.poll.interval.ms`.
+        max_poll_interval: std::time::Duration,
+    },
+    /// Metrics could not be registered (e.g. the same labels twice in one registry).
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// `run` was called twice: a run ends by leaving the group.
+    #[error("this pool has already run; a run ends by leaving the group, build a new pool")]
+    AlreadyRan,
+    /// The pool stopped on its own, after committing what was safe.
+    #[error("pool halted: {0}")]
+    Halted(HaltReason),
+    /// The final synchronous commit failed; the uncommitted messages will be redelivered.
+    #[error("final commit failed: {0}")]
+    Commit(#[source] KafkaError),
+    /// The final synchronous commit took longer than `shutdown_timeout`.
+    #[error("final commit did not finish within shutdown_timeout")]
+    CommitTimeout,
+}
+
+/// A pool of workers over one consumer.
+pub struct Pool {
+    consumer: Consumer,
+    config: Config,
+    /// Shared with the coordinator and the consumer's commit callback, read by `stats()`.
+    shared: Arc<Shared>,
+    /// Where the metrics live, if enabled.
+    registry: Option<Registry>,
+}
+
+impl Pool {
+    /// Builds a pool. Refuses an invalid config, a consumer with `enable.auto.commit` on, and a
+    /// `shutdown_timeout` not shorter than the consumer's `max.poll.interval.ms`. With
+    /// `enable_metrics`, metrics go to a fresh registry, see [`Pool::metrics_registry`].
+    pub fn new(consumer: Consumer, config: Config) -> Result<Self, PoolError> {
+        let registry = config.enable_metrics.then(Registry::new);
+        Self::build(consumer, config, registry, Default::default())
+    }
+
+    /// Like [`Pool::new`], registering the metrics (when `enable_metrics` is on) in `registry`
+    /// with `const_labels` (the host passes `tenant`).
+    pub fn with_registry(
+        consumer: Consumer,
+        config: Config,
+        registry: &Registry,
+        const_labels: std::collections::HashMap<String, String>,
+    ) -> Result<Self, PoolError> {
+        let registry = config.enable_metrics.then(|| registry.clone());
+        Self::build(consumer, config, registry, const_labels)
+    }
+
+    fn build(
+        consumer: Consumer,
+        config: Config,
+        registry: Option<Registry>,
+        const_labels: std::collections::HashMap<String, String>,
+    ) -> Result<Self, PoolError> {
+        config.validate()?;
+        if consumer.auto_commit() {
+            return Err(PoolError::AutoCommitEnabled);
+        }
+        if config.shutdown_timeout >= consumer.max_poll_interval() {
+            return Err(PoolError::ShutdownTimeoutTooLong {
+                shutdown_timeout: config.shutdown_timeout,
+                max_poll_interval: consumer.max_poll_interval(),
+            });
+        }
+        let metrics = match &registry {
+            Some(r) => Some(Metrics::register(r, const_labels)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared::new(metrics));
+        // A consumer is built for one pool; a second pool on it would share no stats.
+        if !consumer.inner().context().set_stats(Arc::clone(&shared)) {
+            return Err(PoolError::AlreadyRan);
+        }
+        Ok(Self {
+            consumer,
+            config,
+            shared,
+            registry,
+        })
+    }
+
+    /// The stats now. Callable while `run` is going.
+    pub fn stats(&self) -> Stats {
+        self.shared.snapshot()
+    }
+
+    /// A handle to read the stats from another task.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.shared))
+    }
+
+    /// The registry holding this pool's metrics, when `enable_metrics` is on.
+    pub fn metrics_registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
+    }
+
+    /// The pool's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The consumer (e.g. to read committed offsets).
+    pub fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+
+    /// Runs `process` on every message until `shutdown` completes, then finishes in-flight
+    /// work (up to `shutdown_timeout`), commits, leaves the group and returns. Returns
+    /// [`PoolError::Halted`] if the pool stopped on its own, after committing what is safe.
+    ///
+    /// `process` gets the message in an `Arc` (cheap to move into a spawned task). Return an
+    /// error to retry it; wrap the error in [`Permanent`] to fail it at once. Permanent failures
+    /// are counted and skipped; for a dead-letter hook use [`Pool::run_with`] and a [`Handler`].
+    pub async fn run<F, Fut, E>(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        process: F,
+    ) -> Result<(), PoolError>
+    where
+        F: Fn(Arc<Message>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<ProcessError> + 'static,
+    {
+        let process = Arc::new(process);
+        self.run_workers(shutdown, |_| ByFn(Arc::clone(&process)))
+            .await
+    }
+
+    /// Like [`Pool::run`], with one handler per worker built by `make_handler(worker_index)`:
+    /// for handlers that keep state per worker, and for the permanent-failure hook
+    /// ([`Handler::on_permanent_failure`]).
+    pub async fn run_with<H: Handler>(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        mut make_handler: impl FnMut(usize) -> H,
+    ) -> Result<(), PoolError> {
+        self.run_workers(shutdown, |i| ByHandler(make_handler(i)))
+            .await
+    }
+
+    async fn run_workers<W: Work>(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        mut make: impl FnMut(usize) -> W,
+    ) -> Result<(), PoolError> {
+        if !self.consumer.claim() {
+            return Err(PoolError::AlreadyRan);
+        }
+        let context = Arc::clone(self.consumer.inner().context());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        context.attach(events_tx.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let consumer = self.consumer.shared();
+            let stop = Arc::clone(&stop);
+            let close_timeout = self.config.shutdown_timeout;
+            tokio::task::spawn_blocking(move || {
+                crate::kafka::poll_loop(consumer, events_tx, stop, close_timeout);
+            })
+        };
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let mut senders = Vec::with_capacity(self.config.num_workers);
+        let mut workers = tokio::task::JoinSet::new();
+        for i in 0..self.config.num_workers {
+            let (tx, rx) = mpsc::channel(1);
+            senders.push(tx);
+            workers.spawn(worker(
+                i,
+                make(i),
+                rx,
+                done_tx.clone(),
+                self.config.max_retries,
+            ));
+        }
+        drop(done_tx);
+        let coordinator = Coordinator::new(
+            self.config.clone(),
+            self.consumer.shared(),
+            Arc::clone(&self.shared),
+            senders,
+        );
+        let result = coordinator.run(shutdown, events_rx, done_rx).await;
+        // Everything safe is committed: let the poll thread leave the group without waiting
+        // for us, and stop the workers still running past the shutdown timeout.
+        context.detach();
+        stop.store(true, AtomicOrdering::Release);
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+        if let Err(e) = poller.await {
+            tracing::warn!(error = %e, "poll thread ended abnormally");
+        }
+        result
+    }
+}
+
+/// One worker: runs the jobs it is sent, one at a time, and reports each outcome.
+async fn worker<W: Work>(
+    index: usize,
+    mut work: W,
+    mut jobs: mpsc::Receiver<Job>,
+    done: mpsc::UnboundedSender<Completion>,
+    max_retries: u32,
+) {
+    while let Some(job) = jobs.recv().await {
+        let started = Instant::now();
+        let outcome = run_attempt(&mut work, &job.message, job.attempt, max_retries).await;
+        let completion = Completion {
+            worker: index,
+            job,
+            outcome,
+            took: started.elapsed(),
+        };
+        if done.send(completion).is_err() {
+            return;
+        }
+    }
+}

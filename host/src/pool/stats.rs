@@ -1,0 +1,228 @@
+//! What the pool reports: counters, current load, and per-partition offsets.
+//!
+//! One [`Shared`] per pool is updated by the coordinator and by the consumer's commit callback,
+//! and read by [`StatsHandle`] from any task. Each update is one method, which bumps both the
+//! counter and, when enabled, the Prometheus metric, so the two never disagree.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// A snapshot of a pool's activity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Messages whose handler succeeded.
+    pub messages_processed: u64,
+    /// Messages that failed permanently (non-retriable, or out of retries).
+    pub messages_failed: u64,
+    /// Retries scheduled.
+    pub messages_retried: u64,
+    /// Partition offsets the broker confirmed as committed (one per partition per commit).
+    pub offsets_committed: u64,
+    /// Partition offsets whose commit failed.
+    pub commit_failures: u64,
+    /// Assignments and revocations handled.
+    pub rebalances: u64,
+    /// Workers running a message right now.
+    pub workers_busy: usize,
+    /// Messages received and waiting for a worker right now.
+    pub jobs_queued: usize,
+    /// Messages waiting for their retry delay right now (they hold no worker).
+    pub retries_waiting: usize,
+    /// Per partition, in topic then partition order.
+    pub partitions: Vec<PartitionStats>,
+}
+
+/// One partition's offsets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PartitionStats {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// The last offset the broker confirmed committed (the next offset to consume), if any.
+    pub committed_offset: Option<i64>,
+    /// Done messages held in memory above the first unfinished one (0 when commits are not
+    /// held back).
+    pub gap: usize,
+    /// Received messages not finished yet (queued, running or waiting to retry).
+    pub pending: usize,
+}
+
+/// A cloneable, `'static` view of a pool's stats, for another task.
+#[derive(Clone)]
+pub struct StatsHandle(pub(crate) Arc<Shared>);
+
+impl StatsHandle {
+    /// The stats now.
+    pub fn get(&self) -> Stats {
+        self.0.snapshot()
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct PartitionState {
+    committed: Option<i64>,
+    gap: usize,
+    pending: usize,
+}
+
+/// The pool's live counters, shared between the coordinator, the commit callback and readers.
+#[derive(Default)]
+pub(crate) struct Shared {
+    processed: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    committed: AtomicU64,
+    commit_failures: AtomicU64,
+    rebalances: AtomicU64,
+    busy: AtomicUsize,
+    queued: AtomicUsize,
+    retrying: AtomicUsize,
+    /// Behind a mutex: updated together per partition, read rarely.
+    partitions: Mutex<BTreeMap<(String, i32), PartitionState>>,
+    /// Prometheus mirrors of the above, when enabled.
+    metrics: Option<Metrics>,
+}
+
+impl Shared {
+    pub(crate) fn new(metrics: Option<Metrics>) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
+    }
+
+    fn partitions(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, i32), PartitionState>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn message_processed(&self, took: Duration) {
+        self.processed.fetch_add(1, Relaxed);
+        if let Some(m) = &self.metrics {
+            m.processed.inc();
+            m.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn message_failed(&self, took: Duration) {
+        self.failed.fetch_add(1, Relaxed);
+        if let Some(m) = &self.metrics {
+            m.failed.inc();
+            m.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn message_retried(&self, took: Duration) {
+        self.retried.fetch_add(1, Relaxed);
+        if let Some(m) = &self.metrics {
+            m.retried.inc();
+            m.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn rebalanced(&self) {
+        self.rebalances.fetch_add(1, Relaxed);
+        if let Some(m) = &self.metrics {
+            m.rebalances.inc();
+        }
+    }
+
+    /// Current load: workers busy, jobs queued, retries waiting.
+    pub(crate) fn set_load(&self, busy: usize, queued: usize, retrying: usize) {
+        self.busy.store(busy, Relaxed);
+        self.queued.store(queued, Relaxed);
+        self.retrying.store(retrying, Relaxed);
+        if let Some(m) = &self.metrics {
+            m.in_flight.set(i64::try_from(busy).unwrap_or(i64::MAX));
+            m.queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// A partition's in-memory offset state.
+    pub(crate) fn set_partition(&self, topic: &str, partition: i32, gap: usize, pending: usize) {
+        let mut parts = self.partitions();
+        let p = parts.entry((topic.to_owned(), partition)).or_default();
+        p.gap = gap;
+        p.pending = pending;
+        if let Some(m) = &self.metrics {
+            m.gap
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(i64::try_from(gap).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The last offset the broker confirmed for a partition.
+    pub(crate) fn committed(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.partitions()
+            .get(&(topic.to_owned(), partition))
+            .and_then(|p| p.committed)
+    }
+
+    /// Records a commit result reported by librdkafka (async and sync commits alike).
+    pub(crate) fn record_commit(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        let mut parts = self.partitions();
+        for e in offsets.elements() {
+            let Offset::Offset(offset) = e.offset() else {
+                continue;
+            };
+            if result.is_err() || e.error().is_err() {
+                self.commit_failures.fetch_add(1, Relaxed);
+                if let Some(m) = &self.metrics {
+                    m.commit_failures.inc();
+                }
+                continue;
+            }
+            self.committed.fetch_add(1, Relaxed);
+            let p = parts
+                .entry((e.topic().to_owned(), e.partition()))
+                .or_default();
+            // Commits may be confirmed out of order; the reported offset never goes back.
+            p.committed = p.committed.max(Some(offset));
+            if let Some(m) = &self.metrics {
+                m.commits.inc();
+                m.committed_offset
+                    .with_label_values(&[e.topic(), &e.partition().to_string()])
+                    .set(p.committed.unwrap_or(offset));
+            }
+        }
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let partitions = self
+            .partitions()
+            .iter()
+            .map(|((topic, partition), p)| PartitionStats {
+                topic: topic.clone(),
+                partition: *partition,
+                committed_offset: p.committed,
+                gap: p.gap,
+                pending: p.pending,
+            })
+            .collect();
+        Stats {
+            messages_processed: self.processed.load(Relaxed),
+            messages_failed: self.failed.load(Relaxed),
+            messages_retried: self.retried.load(Relaxed),
+            offsets_committed: self.committed.load(Relaxed),
+            commit_failures: self.commit_failures.load(Relaxed),
+            rebalances: self.rebalances.load(Relaxed),
+            workers_busy: self.busy.load(Relaxed),
+            jobs_queued: self.queued.load(Relaxed),
+            retries_waiting: self.retrying.load(Relaxed),
+            partitions,
+        }
+    }
+}
