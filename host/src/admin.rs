@@ -11,8 +11,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use prometheus::{Encoder, Registry, TextEncoder};
+use axum::routing;
+use std::collections::BTreeMap;
+
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -22,22 +25,23 @@ pub trait Status: Send + Sync + 'static {
     fn readiness(&self) -> Result<(), Vec<String>>;
     /// The `/stats` document.
     fn stats(&self) -> serde_json::Value;
+    /// Every metric to expose. Families of the same name from several sources (one registry
+    /// per tenant) are merged before encoding.
+    fn metrics(&self) -> Vec<MetricFamily>;
 }
 
 #[derive(Clone)]
 struct AdminState {
-    registry: Registry,
     status: Arc<dyn Status>,
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    registry: Registry,
     status: Arc<dyn Status>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(AdminState { registry, status });
+    let app = router(AdminState { status });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -45,20 +49,35 @@ pub async fn serve(
 
 fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/stats", get(stats))
+        .route("/metrics", routing::get(metrics))
+        .route("/healthz", routing::get(healthz))
+        .route("/readyz", routing::get(readyz))
+        .route("/stats", routing::get(stats))
         .with_state(state)
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
     let encoder = TextEncoder::new();
     let mut body = Vec::new();
-    match encoder.encode(&state.registry.gather(), &mut body) {
+    match encoder.encode(&merge(state.status.metrics()), &mut body) {
         Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type())], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// One family per metric name: the text format allows a name's `# TYPE` line once, and each
+/// tenant's registry has its own family of every pool metric.
+fn merge(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
+    let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
+    for mut family in families {
+        match merged.get_mut(family.name()) {
+            Some(existing) => existing.mut_metric().extend(family.take_metric()),
+            None => {
+                merged.insert(family.name().to_owned(), family);
+            }
+        }
+    }
+    merged.into_values().collect()
 }
 
 /// Alive: the process answers. Liveness must not depend on Kafka or plugins, or an outage
@@ -86,17 +105,50 @@ async fn stats(State(state): State<AdminState>) -> Response {
     axum::Json(state.status.stats()).into_response()
 }
 
+/// A plain HTTP/1.1 GET of `path` from an admin listener, returning the body of a 200
+/// response. For the demo and tests, which want the real listener and nothing in between.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    let (code, body) = get_with_status(addr, path).await?;
+    if code == 200 {
+        Ok(body)
+    } else {
+        Err(std::io::Error::other(format!("GET {path}: HTTP {code}")))
+    }
+}
+
+/// Like [`get`], returning the status code with the body whatever it is.
+pub async fn get_with_status(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: burrow\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let code = response
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use prometheus::{IntCounter, Opts};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use prometheus::{IntCounter, Opts, Registry};
 
     use super::*;
 
     struct FakeStatus {
         ready: AtomicBool,
+        registries: Vec<Registry>,
     }
 
     impl Status for FakeStatus {
@@ -110,34 +162,27 @@ mod tests {
         fn stats(&self) -> serde_json::Value {
             serde_json::json!({ "tenants": { "orders": { "processed": 7 } } })
         }
+        fn metrics(&self) -> Vec<MetricFamily> {
+            self.registries.iter().flat_map(Registry::gather).collect()
+        }
     }
 
-    /// A plain HTTP/1.1 GET, so the test exercises the real listener and nothing else.
-    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        let code = response[9..12].parse().expect("status code");
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
-    }
-
-    async fn start(status: Arc<FakeStatus>) -> std::net::SocketAddr {
+    /// A registry like a tenant's: one counter, labelled with the tenant.
+    fn tenant_registry(tenant: &str, value: u64) -> Registry {
         let registry = Registry::new();
-        let counter = IntCounter::with_opts(Opts::new("burrow_test_total", "a test counter"))
-            .expect("counter");
+        let opts = Opts::new("burrow_test_total", "a test counter").const_label("tenant", tenant);
+        let counter = IntCounter::with_opts(opts).expect("counter");
         registry
             .register(Box::new(counter.clone()))
             .expect("register");
-        counter.inc_by(3);
+        counter.inc_by(value);
+        registry
+    }
+
+    async fn start(status: Arc<FakeStatus>) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(serve(listener, registry, status, std::future::pending()));
+        tokio::spawn(serve(listener, status, std::future::pending()));
         addr
     }
 
@@ -146,26 +191,39 @@ mod tests {
     async fn endpoints_answer_with_the_hosts_state() {
         let status = Arc::new(FakeStatus {
             ready: AtomicBool::new(false),
+            registries: vec![tenant_registry("a", 3), tenant_registry("b", 5)],
         });
         let addr = start(status.clone()).await;
 
-        let (code, body) = get(addr, "/metrics").await;
+        let (code, body) = get_with_status(addr, "/metrics").await.expect("get");
         assert_eq!(code, 200);
-        assert!(body.contains("burrow_test_total 3"), "{body}");
+        assert!(
+            body.contains(r#"burrow_test_total{tenant="a"} 3"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"burrow_test_total{tenant="b"} 5"#),
+            "{body}"
+        );
+        assert_eq!(
+            body.matches("# TYPE burrow_test_total").count(),
+            1,
+            "one family per name: {body}"
+        );
 
-        assert_eq!(get(addr, "/healthz").await.0, 200);
+        assert_eq!(get_with_status(addr, "/healthz").await.expect("get").0, 200);
 
-        let (code, body) = get(addr, "/readyz").await;
+        let (code, body) = get_with_status(addr, "/readyz").await.expect("get");
         assert_eq!(code, 503);
         assert!(body.contains("no assignment yet"), "{body}");
         status.ready.store(true, Ordering::SeqCst);
-        assert_eq!(get(addr, "/readyz").await.0, 200);
+        assert_eq!(get_with_status(addr, "/readyz").await.expect("get").0, 200);
 
-        let (code, body) = get(addr, "/stats").await;
+        let (code, body) = get_with_status(addr, "/stats").await.expect("get");
         assert_eq!(code, 200);
         let json: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(json["tenants"]["orders"]["processed"], 7);
 
-        assert_eq!(get(addr, "/nope").await.0, 404);
+        assert_eq!(get_with_status(addr, "/nope").await.expect("get").0, 404);
     }
 }

@@ -5,9 +5,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use burrow::config::{ConfigError, HostConfig};
+use burrow::tenant;
 use burrow::wasm::{LoadError, Plugin, Runtime, RuntimeConfig, RuntimeError};
 
 /// Run sandboxed WebAssembly plugins over Kafka streams.
@@ -32,8 +35,41 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the host: every tenant in the config file, until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Check a config file and load its plugins, without consuming anything.
+    Validate(ValidateArgs),
+    /// The whole product on an embedded Kafka: sample traffic through json-validate.
+    Demo(DemoArgs),
     /// Load a plugin, check it against the plugin contract, and describe it.
     Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The TOML config file. Every key can be overridden by `BURROW__SECTION__KEY`.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// How often to look for changes to the config and plugin files.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub watch_interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The TOML config file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many sample messages to produce.
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: usize,
+    /// The json-validate plugin (default: next to the binary, or target/plugins).
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -92,4 +128,44 @@ fn list(f: &mut fmt::Formatter<'_>, label: &str, items: &[String]) -> fmt::Resul
         writeln!(f, "{label:<8} {item}")?;
     }
     Ok(())
+}
+
+/// Why `burrow validate` refused a config: every problem, each naming its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{} plugin(s) refused:\n{}", .0.len(), .0.join("\n"))]
+    Plugins(Vec<String>),
+}
+
+/// Parses and validates the config, then loads every tenant's plugin as `run` would.
+pub fn validate(args: &ValidateArgs) -> Result<String, ValidateError> {
+    let config = HostConfig::load(&args.config)?;
+    let runtime = Runtime::new(&RuntimeConfig::default())?;
+    let mut refused = Vec::new();
+    let mut lines = Vec::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        match tenant::deployment(&runtime, t) {
+            Ok(d) => lines.push(format!(
+                "tenant {:<16} group {:<20} topics {:?} plugin {}",
+                t.name,
+                t.group_id,
+                t.topics,
+                d.plugin().id()
+            )),
+            Err(e) => refused.push(format!("  - tenant[{i}].plugin: {e}")),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(ValidateError::Plugins(refused));
+    }
+    lines.push(format!(
+        "ok: {} is valid ({} tenant(s))",
+        args.config.display(),
+        config.tenants.len()
+    ));
+    Ok(lines.join("\n"))
 }

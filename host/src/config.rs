@@ -19,6 +19,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::pool;
+
 /// Prefix of the environment variables that override file keys.
 pub const ENV_PREFIX: &str = "BURROW";
 /// Separator between the prefix, sections and keys of an environment override.
@@ -80,6 +82,9 @@ pub struct PoolSettings {
     /// First retry delay; doubles per attempt (`"100ms"`).
     #[serde(default, deserialize_with = "units::opt_duration")]
     pub retry_backoff_base: Option<Duration>,
+    /// No retry waits longer than this, computed or hinted by the plugin (`"30s"`).
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    pub retry_backoff_max: Option<Duration>,
     /// `unordered` (default), `partition` or `key`.
     pub ordering: Option<OrderingSetting>,
     /// How long shutdown and partition revocation wait for in-flight messages (`"30s"`).
@@ -400,7 +405,7 @@ impl HostConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut issues = Vec::new();
         self.validate_kafka(&mut issues);
-        self.pool.validate("pool", &mut issues);
+        self.pool.validate("pool", &self.pool, &mut issues);
         if self.tenants.is_empty() {
             issues.push(issue("tenant", "at least one [[tenant]] is required"));
         }
@@ -409,6 +414,11 @@ impl HostConfig {
         for (i, tenant) in self.tenants.iter().enumerate() {
             let at = format!("tenant[{i}]");
             tenant.validate(&at, &mut issues);
+            self.pool_settings_for(tenant).validate(
+                &format!("{at}.pool"),
+                &tenant.pool,
+                &mut issues,
+            );
             if !names.insert(tenant.name.as_str()) {
                 issues.push(issue(
                     format!("{at}.name"),
@@ -489,7 +499,6 @@ impl TenantConfig {
             }
         }
         self.limits.validate(&format!("{at}.limits"), issues);
-        self.pool.validate(&format!("{at}.pool"), issues);
     }
 
     fn validate_failure_policy(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
@@ -551,35 +560,73 @@ impl PoolSettings {
             max_consecutive_errors: self.max_consecutive_errors.or(base.max_consecutive_errors),
             max_retries: self.max_retries.or(base.max_retries),
             retry_backoff_base: self.retry_backoff_base.or(base.retry_backoff_base),
+            retry_backoff_max: self.retry_backoff_max.or(base.retry_backoff_max),
             ordering: self.ordering.or(base.ordering),
             shutdown_timeout: self.shutdown_timeout.or(base.shutdown_timeout),
         }
     }
 
-    fn validate(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
-        let positive = [
-            ("workers", self.workers),
-            ("job_queue_size", self.job_queue_size),
-            ("commit_batch_size", self.commit_batch_size),
-            (
-                "max_consecutive_errors",
-                self.max_consecutive_errors.map(|v| v as usize),
-            ),
-        ];
-        for (key, value) in positive {
-            if value == Some(0) {
-                issues.push(issue(format!("{at}.{key}"), "must be greater than 0"));
+    /// The pool config these settings give: each key set here, the library default otherwise.
+    /// Metrics are always on: the host serves them.
+    pub fn to_pool_config(&self) -> pool::Config {
+        let d = pool::Config::default();
+        pool::Config {
+            num_workers: self.workers.unwrap_or(d.num_workers),
+            job_queue_size: self.job_queue_size.unwrap_or(d.job_queue_size),
+            commit_interval: self.commit_interval.unwrap_or(d.commit_interval),
+            commit_batch_size: self.commit_batch_size.unwrap_or(d.commit_batch_size),
+            max_consecutive_errors: self
+                .max_consecutive_errors
+                .unwrap_or(d.max_consecutive_errors),
+            max_retries: self.max_retries.unwrap_or(d.max_retries),
+            retry_backoff_base: self.retry_backoff_base.unwrap_or(d.retry_backoff_base),
+            retry_backoff_max: self.retry_backoff_max.unwrap_or(d.retry_backoff_max),
+            enable_metrics: true,
+            ordering: match self.ordering {
+                None => d.ordering,
+                Some(OrderingSetting::Unordered) => pool::Ordering::Unordered,
+                Some(OrderingSetting::Partition) => pool::Ordering::Partition,
+                Some(OrderingSetting::Key) => pool::Ordering::Key,
+            },
+            shutdown_timeout: self.shutdown_timeout.unwrap_or(d.shutdown_timeout),
+        }
+    }
+
+    /// Checks the pool config these settings give, with the pool's own rules, and reports each
+    /// problem under the file key that holds the bad value (`at.workers`, not `num_workers`).
+    /// `own` are the settings written at `at`: a problem in an inherited value is reported
+    /// where it was written, once.
+    fn validate(&self, at: &str, own: &PoolSettings, issues: &mut Vec<ConfigIssue>) {
+        let Err(errors) = self.to_pool_config().validate() else {
+            return;
+        };
+        for error in errors.fields {
+            let key = match error.field {
+                "num_workers" => "workers",
+                other => other,
+            };
+            if own.is_set(key) {
+                issues.push(issue(format!("{at}.{key}"), error.reason));
             }
         }
-        let durations = [
-            ("commit_interval", self.commit_interval),
-            ("retry_backoff_base", self.retry_backoff_base),
-            ("shutdown_timeout", self.shutdown_timeout),
-        ];
-        for (key, value) in durations {
-            if value.is_some_and(|d| d.is_zero()) {
-                issues.push(issue(format!("{at}.{key}"), "must be greater than 0"));
+    }
+
+    /// Whether the file key `key` is set in these settings.
+    fn is_set(&self, key: &str) -> bool {
+        match key {
+            "workers" => self.workers.is_some(),
+            "job_queue_size" => self.job_queue_size.is_some(),
+            "commit_interval" => self.commit_interval.is_some(),
+            "commit_batch_size" => self.commit_batch_size.is_some(),
+            "max_consecutive_errors" => self.max_consecutive_errors.is_some(),
+            "max_retries" => self.max_retries.is_some(),
+            "retry_backoff_base" => self.retry_backoff_base.is_some(),
+            // Its rule compares it with the base: report it if either is written here.
+            "retry_backoff_max" => {
+                self.retry_backoff_max.is_some() || self.retry_backoff_base.is_some()
             }
+            "shutdown_timeout" => self.shutdown_timeout.is_some(),
+            _ => true,
         }
     }
 }

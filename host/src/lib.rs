@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod demo_data;
 pub mod kafka;
 pub mod metrics;
@@ -30,4 +31,6 @@ pub mod offsets;
 pub mod pool;
 pub mod reload;
 pub mod retry;
+pub mod supervisor;
+pub mod tenant;
 pub mod wasm;

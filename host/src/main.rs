@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use burrow::demo::{self, DemoOptions};
+use burrow::supervisor::{self, RunOptions};
 use cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
@@ -27,8 +29,56 @@ fn run(command: &Command) -> anyhow::Result<()> {
             let report = cli::check(args)?;
             println!("{report}");
         }
+        Command::Validate(args) => println!("{}", cli::validate(args)?),
+        Command::Run(args) => {
+            let options = RunOptions {
+                watch_interval: args.watch_interval,
+                ..RunOptions::default()
+            };
+            runtime()?.block_on(supervisor::run(&args.config, options, shutdown_signal()))?;
+        }
+        Command::Demo(args) => {
+            let options = DemoOptions {
+                messages: args.messages,
+                plugin: args.plugin.clone(),
+                ..DemoOptions::default()
+            };
+            eprintln!(
+                "burrow demo: {} sample orders through the json-validate plugin on an embedded Kafka",
+                options.messages
+            );
+            let summary = runtime()?.block_on(demo::run(&options))?;
+            println!("\n{summary}");
+            anyhow::ensure!(
+                summary.is_exact(),
+                "the topics do not hold what a correct run leaves (see the table)"
+            );
+        }
     }
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM: a graceful shutdown for either.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), as text or JSON lines.

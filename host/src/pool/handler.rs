@@ -132,9 +132,11 @@ pub enum FailureAction {
 /// time, so it may keep state (a connection, a WASM instance) without locking.
 pub trait Handler: Send + 'static {
     /// Processes one message. `Ok` marks it done; an error is retried or fails it permanently.
+    /// `attempt` is 1 on first delivery and grows by one per retry (a plugin may want to know).
     fn process(
         &mut self,
         message: &Message,
+        attempt: u32,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
 
     /// Called once a message has failed permanently, before its offset may advance: the place
@@ -165,6 +167,7 @@ pub(crate) trait Work: Send + 'static {
     fn attempt(
         &mut self,
         message: &Arc<Message>,
+        attempt: u32,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
     fn failed(
         &mut self,
@@ -180,8 +183,9 @@ impl<H: Handler> Work for ByHandler<H> {
     fn attempt(
         &mut self,
         message: &Arc<Message>,
+        attempt: u32,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send {
-        self.0.process(message)
+        self.0.process(message, attempt)
     }
     fn failed(
         &mut self,
@@ -204,6 +208,7 @@ where
     fn attempt(
         &mut self,
         message: &Arc<Message>,
+        _attempt: u32,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send {
         let fut = (self.0)(Arc::clone(message));
         async move { fut.await.map_err(Into::into) }
@@ -222,7 +227,7 @@ pub(crate) async fn run_attempt<W: Work>(
     max_retries: u32,
 ) -> Outcome {
     use futures::FutureExt as _;
-    let result = std::panic::AssertUnwindSafe(work.attempt(message))
+    let result = std::panic::AssertUnwindSafe(work.attempt(message, attempt + 1))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(ProcessError::retriable("handler panicked")));
@@ -252,7 +257,7 @@ mod tests {
 
     struct Fails(Option<ProcessError>);
     impl Handler for Fails {
-        async fn process(&mut self, _: &Message) -> Result<(), ProcessError> {
+        async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
             self.0.take().map_or(Ok(()), Err)
         }
     }
@@ -304,7 +309,7 @@ mod tests {
     async fn handler_panic_is_a_retriable_failure() {
         struct Panics;
         impl Handler for Panics {
-            async fn process(&mut self, _: &Message) -> Result<(), ProcessError> {
+            async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
                 panic!("boom")
             }
         }

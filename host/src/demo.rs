@@ -1,0 +1,417 @@
+//! `burrow demo`: the whole product on one machine with nothing installed.
+//!
+//! It starts librdkafka's mock cluster in-process (a real Kafka-protocol broker on a loopback
+//! port), creates the topics, produces a realistic mix of valid and broken order events, and
+//! runs the real host — config file, supervisor, tenant, pool, plugin — with the `json-validate`
+//! plugin: valid orders are emitted to an output topic, the rest dead-lettered. Progress and
+//! the final summary are read back from Kafka itself (committed offsets, topic end offsets,
+//! the dead letters' headers), not from the host's own counters, so the demo shows what a
+//! consumer of those topics would see.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers, Message as _};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::demo_data::{self, Sample};
+use crate::kafka::producer::headers;
+use crate::supervisor::{self, RunOptions};
+
+const INPUT: &str = "orders";
+const OUTPUT: &str = "orders-valid";
+const DEAD_LETTERS: &str = "orders-dlq";
+const GROUP: &str = "burrow-demo";
+const PARTITIONS: i32 = 8;
+const SEED: u64 = 2026;
+/// Kafka round trips must be answered in this time, or the demo gives up.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// How many messages to produce.
+    pub messages: usize,
+    /// The json-validate plugin; found next to the binary or in `target/plugins` if `None`.
+    pub plugin: Option<PathBuf>,
+    /// Give up if the run has not finished by then.
+    pub timeout: Duration,
+    /// Print a progress line this often (`None`: quiet).
+    pub progress: Option<Duration>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            messages: 10_000,
+            plugin: None,
+            timeout: Duration::from_secs(300),
+            progress: Some(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Why the demo could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The plugin file is not where the demo looked.
+    #[error(
+        "json-validate.wasm not found (looked in {looked}); run `make plugins` or pass --plugin"
+    )]
+    PluginNotFound {
+        /// The places tried.
+        looked: String,
+    },
+    /// Kafka (the mock cluster) misbehaved.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The demo's scratch directory or config file could not be written.
+    #[error("scratch files: {0}")]
+    Io(#[from] std::io::Error),
+    /// The host stopped with an error.
+    #[error("host: {0}")]
+    Host(#[from] Box<supervisor::HostError>),
+    /// The host did not commit every message in time.
+    #[error("not finished after {0:?}: {1}")]
+    Timeout(Duration, Progress),
+}
+
+/// Counts read back from Kafka.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Input offsets the tenant's group has committed, over all partitions.
+    pub committed: u64,
+    /// Records in the output topic.
+    pub emitted: u64,
+    /// Records in the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "committed {}, emitted {}, dead-lettered {}",
+            self.committed, self.emitted, self.dead_lettered
+        )
+    }
+}
+
+/// The demo's result.
+#[derive(Debug, Clone)]
+pub struct DemoSummary {
+    /// Messages produced to the input topic.
+    pub produced: u64,
+    /// Of those, valid JSON objects (what should be emitted).
+    pub expected_valid: u64,
+    /// What Kafka holds at the end.
+    pub progress: Progress,
+    /// Retries the host made (from its `/stats`).
+    pub retries: u64,
+    /// From the first message produced to the last offset committed.
+    pub elapsed: Duration,
+    /// One dead letter's source position and `burrow.error` header, to show what they carry.
+    pub sample_dead_letter: Option<String>,
+}
+
+impl DemoSummary {
+    /// Whether Kafka holds exactly what a correct run leaves: every input committed, every
+    /// valid message emitted once, every invalid one dead-lettered once.
+    pub fn is_exact(&self) -> bool {
+        self.progress.committed == self.produced
+            && self.progress.emitted == self.expected_valid
+            && self.progress.dead_lettered == self.produced - self.expected_valid
+    }
+}
+
+impl fmt::Display for DemoSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.progress;
+        let invalid = self.produced - self.expected_valid;
+        let rate = self.produced as f64 / self.elapsed.as_secs_f64().max(1e-9);
+        writeln!(f, "{:<18} {:>14} {:>10}", "", "read back", "expected")?;
+        let row = |f: &mut fmt::Formatter<'_>, name: &str, got: u64, want: u64| {
+            let mark = if got == want { "" } else { "  <- differs" };
+            writeln!(f, "{name:<18} {got:>14} {want:>10}{mark}")
+        };
+        row(f, "produced", self.produced, self.produced)?;
+        row(f, "committed", p.committed, self.produced)?;
+        row(f, "emitted (valid)", p.emitted, self.expected_valid)?;
+        row(f, "dead-lettered", p.dead_lettered, invalid)?;
+        writeln!(f, "{:<18} {:>14}", "retries", self.retries)?;
+        writeln!(
+            f,
+            "{:<18} {:>12.2} s {:>10.0} messages/s",
+            "elapsed",
+            self.elapsed.as_secs_f64(),
+            rate
+        )?;
+        if let Some(sample) = &self.sample_dead_letter {
+            writeln!(f, "\na dead letter: {sample}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the demo and returns what Kafka holds at the end.
+pub async fn run(options: &DemoOptions) -> Result<DemoSummary, DemoError> {
+    let plugin = find_plugin(options.plugin.as_deref())?;
+    let cluster = MockCluster::new(1)?;
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(INPUT, PARTITIONS, 1)?;
+    cluster.create_topic(OUTPUT, PARTITIONS, 1)?;
+    cluster.create_topic(DEAD_LETTERS, 1, 1)?;
+
+    let samples = demo_data::samples(options.messages, SEED);
+    let expected_valid = samples.iter().filter(|s| s.valid).count() as u64;
+    let started = Instant::now();
+    produce(&brokers, &samples).await?;
+
+    let scratch = tempfile::tempdir()?;
+    let config_path = write_config(scratch.path(), &brokers, &plugin)?;
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let admin_addr = admin.local_addr()?;
+    let host_options = RunOptions {
+        admin_listener: Some(admin),
+        ..RunOptions::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let host = tokio::spawn({
+        let stop = stop.clone();
+        async move { supervisor::run(&config_path, host_options, stop.cancelled_owned()).await }
+    });
+
+    let reader = Reader::new(&brokers)?;
+    let produced = samples.len() as u64;
+    let finished = wait_until_committed(&reader, produced, options).await;
+    let elapsed = started.elapsed();
+    let retries = host_retries(admin_addr).await;
+    stop.cancel();
+    let hosted = host.await;
+    finished?;
+    match hosted {
+        Ok(result) => result.map_err(Box::new)?,
+        Err(e) => tracing::error!(error = %e, "host task failed"),
+    }
+    // Read after the host stopped, so its final commit is included.
+    Ok(DemoSummary {
+        produced,
+        expected_valid,
+        progress: reader.progress()?,
+        retries,
+        elapsed,
+        sample_dead_letter: reader.sample_dead_letter()?,
+    })
+}
+
+/// The plugin next to the binary (`target/<profile>/burrow` → `target/plugins`), in
+/// `$BURROW_PLUGIN_DIR`, or in `./target/plugins`.
+fn find_plugin(given: Option<&Path>) -> Result<PathBuf, DemoError> {
+    if let Some(path) = given {
+        return Ok(path.to_owned());
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("BURROW_PLUGIN_DIR") {
+        candidates.push(PathBuf::from(dir).join("json-validate.wasm"));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(profile_dir) = exe.parent()
+    {
+        candidates.push(profile_dir.join("../plugins/json-validate.wasm"));
+    }
+    candidates.push(PathBuf::from("target/plugins/json-validate.wasm"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| DemoError::PluginNotFound {
+            looked: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+async fn produce(brokers: &str, samples: &[Sample]) -> Result<(), DemoError> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()?;
+    let deliveries: Vec<_> = samples
+        .iter()
+        .map(|s| {
+            producer.send(
+                FutureRecord::to(INPUT).key(&s.key).payload(&s.value),
+                KAFKA_TIMEOUT,
+            )
+        })
+        .collect();
+    for delivery in futures::future::join_all(deliveries).await {
+        delivery.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+fn write_config(dir: &Path, brokers: &str, plugin: &Path) -> Result<PathBuf, DemoError> {
+    let plugin = std::path::absolute(plugin)?;
+    let text = format!(
+        r#"# Written by `burrow demo`: one tenant validating orders.
+[kafka]
+brokers = "{brokers}"
+
+[pool]
+workers = 8
+commit_interval = "200ms"
+commit_batch_size = 500
+max_consecutive_errors = 1000000
+
+[[tenant]]
+name = "orders"
+group_id = "{GROUP}"
+topics = ["{INPUT}"]
+plugin = {plugin:?}
+on_failure = "dead-letter"
+dead_letter_topic = "{DEAD_LETTERS}"
+output_topics = ["{OUTPUT}"]
+
+[tenant.limits]
+memory = "32MiB"
+timeout = "1s"
+
+[tenant.config]
+output-topic = "{OUTPUT}"
+"#
+    );
+    let path = dir.join("burrow-demo.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+async fn wait_until_committed(
+    reader: &Reader,
+    produced: u64,
+    options: &DemoOptions,
+) -> Result<Progress, DemoError> {
+    let deadline = Instant::now() + options.timeout;
+    let every = options.progress.unwrap_or(Duration::from_millis(250));
+    loop {
+        tokio::time::sleep(every).await;
+        let progress = reader.progress()?;
+        if options.progress.is_some() {
+            eprintln!("  … {progress} of {produced}");
+        }
+        if progress.committed >= produced {
+            return Ok(progress);
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Timeout(options.timeout, progress));
+        }
+    }
+}
+
+/// Retries the host made, from `/stats`; 0 if it cannot be read (the summary says so).
+async fn host_retries(addr: std::net::SocketAddr) -> u64 {
+    let Ok(body) = crate::admin::get(addr, "/stats").await else {
+        return 0;
+    };
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["tenants"]["orders"]["pool"]["messages_retried"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Reads the demo's topics and its group's committed offsets.
+struct Reader {
+    /// Not subscribed: used for watermarks and the group's committed offsets only.
+    group: BaseConsumer,
+    brokers: String,
+}
+
+impl Reader {
+    fn new(brokers: &str) -> Result<Self, DemoError> {
+        let group = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", GROUP)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        Ok(Self {
+            group,
+            brokers: brokers.to_owned(),
+        })
+    }
+
+    fn progress(&self) -> Result<Progress, DemoError> {
+        Ok(Progress {
+            committed: self.committed()?,
+            emitted: self.records_in(OUTPUT)?,
+            dead_lettered: self.records_in(DEAD_LETTERS)?,
+        })
+    }
+
+    fn committed(&self) -> Result<u64, DemoError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(INPUT, p);
+        }
+        let committed = self.group.committed_offsets(tpl, KAFKA_TIMEOUT)?;
+        Ok(committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) if o > 0 => o as u64,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    fn records_in(&self, topic: &str) -> Result<u64, DemoError> {
+        let partitions = if topic == DEAD_LETTERS { 1 } else { PARTITIONS };
+        let mut total = 0;
+        for p in 0..partitions {
+            let (low, high) = self.group.fetch_watermarks(topic, p, KAFKA_TIMEOUT)?;
+            total += (high - low).max(0) as u64;
+        }
+        Ok(total)
+    }
+
+    /// The first dead letter: where it came from and why it failed, from its headers.
+    fn sample_dead_letter(&self) -> Result<Option<String>, DemoError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", "burrow-demo-reader")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(DEAD_LETTERS, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        let deadline = Instant::now() + KAFKA_TIMEOUT;
+        while Instant::now() < deadline {
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = message?;
+            let header = |name: &str| {
+                message.headers().and_then(|hs| {
+                    hs.iter()
+                        .find(|h| h.key == name)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
+            };
+            let at = format!(
+                "{}[{}]@{}",
+                header(headers::SOURCE_TOPIC).unwrap_or_default(),
+                header(headers::SOURCE_PARTITION).unwrap_or_default(),
+                header(headers::SOURCE_OFFSET).unwrap_or_default()
+            );
+            let error = header(headers::ERROR).unwrap_or_default();
+            return Ok(Some(format!("{at}: {error}")));
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,80 @@
+//! A tenant's own metrics, beside its pool's: what the plugin did and what the host produced.
+//! All carry the `tenant` label, so one registry serves every tenant.
+
+use prometheus::{IntCounter, IntGaugeVec, Opts, Registry};
+
+/// Counters the tenant's workers and supervisor bump.
+#[derive(Clone)]
+pub struct TenantMetrics {
+    pub(crate) emitted: IntCounter,
+    pub(crate) dead_lettered: IntCounter,
+    pub(crate) traps: IntCounter,
+    pub(crate) timeouts: IntCounter,
+    pub(crate) memory_exceeded: IntCounter,
+    pub(crate) instantiate_failures: IntCounter,
+    pub(crate) reloads: IntCounter,
+    pub(crate) reload_failures: IntCounter,
+    /// 1 for the plugin version running now, labelled with its name and version.
+    pub(crate) plugin_info: IntGaugeVec,
+}
+
+impl TenantMetrics {
+    /// Registers the tenant's metrics in `registry`.
+    pub fn register(registry: &Registry, tenant: &str) -> Result<Self, prometheus::Error> {
+        let opts = |name: &str, help: &str| Opts::new(name, help).const_label("tenant", tenant);
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::with_opts(opts(name, help))?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let plugin_info = IntGaugeVec::new(
+            opts(
+                "burrow_plugin_info",
+                "The plugin version a tenant runs (value 1)",
+            ),
+            &["plugin", "version"],
+        )?;
+        registry.register(Box::new(plugin_info.clone()))?;
+        Ok(Self {
+            emitted: counter(
+                "burrow_records_emitted_total",
+                "Records plugins emitted and the broker acknowledged",
+            )?,
+            dead_lettered: counter(
+                "burrow_messages_dead_lettered_total",
+                "Failed messages produced to the dead-letter topic and acknowledged",
+            )?,
+            traps: counter(
+                "burrow_plugin_traps_total",
+                "Plugin calls that trapped (panic, fuel exhausted, invalid operation)",
+            )?,
+            timeouts: counter(
+                "burrow_plugin_timeouts_total",
+                "Plugin calls stopped at their deadline",
+            )?,
+            memory_exceeded: counter(
+                "burrow_plugin_memory_exceeded_total",
+                "Plugin calls stopped at their memory cap",
+            )?,
+            instantiate_failures: counter(
+                "burrow_plugin_instantiate_failures_total",
+                "Plugin instances that could not be created",
+            )?,
+            reloads: counter(
+                "burrow_plugin_reloads_total",
+                "Plugin versions swapped in while running",
+            )?,
+            reload_failures: counter(
+                "burrow_plugin_reload_failures_total",
+                "Plugin versions refused at reload (the old one kept running)",
+            )?,
+            plugin_info,
+        })
+    }
+
+    /// Records that `name@version` now runs.
+    pub(crate) fn set_plugin(&self, name: &str, version: &str) {
+        self.plugin_info.reset();
+        self.plugin_info.with_label_values(&[name, version]).set(1);
+    }
+}
