@@ -13,7 +13,14 @@ use cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // The demo dead-letters hundreds of messages on purpose: its table says what happened, so
+    // only errors are logged unless RUST_LOG asks for more.
+    let default_level = match cli.command {
+        // rdkafka logs an error when a consumer the pool already closed is dropped; harmless.
+        Command::Demo(_) => "error,rdkafka::consumer::base_consumer=off",
+        _ => "info",
+    };
+    init_tracing(cli.log_format, default_level);
     match run(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -81,9 +88,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`), as text or JSON lines.
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_level`), as text or JSON lines.
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -186,10 +186,11 @@ impl Handler for PluginHandler {
         message: &Message,
         failure: &Failure,
     ) -> FailureAction {
-        tracing::warn!(
+        // The pool has logged the failure itself; this says what the policy does with it.
+        tracing::debug!(
             tenant = %self.shared.name, topic = %message.topic, partition = message.partition,
-            offset = message.offset, attempts = failure.attempts, error = %failure.error,
-            policy = ?self.shared.on_failure, "message failed permanently"
+            offset = message.offset, attempts = failure.attempts,
+            policy = ?self.shared.on_failure, "applying the failure policy"
         );
         match self.shared.on_failure {
             FailurePolicy::DeadLetter => self.dead_letter(message, failure).await,

@@ -15,6 +15,7 @@ use prometheus::Registry;
 use rdkafka::ClientConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::config::{FailurePolicy, HostConfig, TenantConfig};
 use crate::kafka::Consumer;
@@ -281,10 +282,13 @@ async fn run(
     status: Arc<Mutex<TenantStatus>>,
 ) -> Result<(), PoolError> {
     let handlers = Arc::clone(&shared);
+    // The pool's own logs (commits, rebalances, failures) carry the tenant through this span.
+    let span = tracing::info_span!("tenant", tenant = %shared.name);
     let result = pool
         .run_with(stop.cancelled_owned(), move |_| {
             PluginHandler::new(Arc::clone(&handlers))
         })
+        .instrument(span)
         .await;
     match &result {
         Ok(()) => tracing::info!(tenant = %shared.name, "tenant stopped"),
