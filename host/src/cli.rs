@@ -17,9 +17,10 @@ use burrow::wasm::{LoadError, Plugin, Runtime, RuntimeConfig, RuntimeError};
 #[derive(Debug, Parser)]
 #[command(name = "burrow", version, about)]
 pub struct Cli {
-    /// Log line format (logs go to stderr).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log line format (logs go to stderr). Default: `log.format` of the config file for
+    /// `run`, text otherwise.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     pub command: Command,

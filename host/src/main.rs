@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use burrow::config::{self, HostConfig};
 use burrow::demo::{self, DemoOptions};
 use burrow::supervisor::{self, RunOptions};
 use cli::{Cli, Command, LogFormat};
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
         Command::Demo(_) => "error,rdkafka::consumer::base_consumer=off",
         _ => "info",
     };
-    init_tracing(cli.log_format, default_level);
+    init_tracing(log_format(&cli), default_level);
     match run(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -63,6 +64,21 @@ fn run(command: &Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The flag wins; for `run`, the config file's `log.format` comes next. A config that does not
+/// load is reported by `run` itself, in text.
+fn log_format(cli: &Cli) -> LogFormat {
+    if let Some(format) = cli.log_format {
+        return format;
+    }
+    match &cli.command {
+        Command::Run(args) => match HostConfig::load(&args.config).map(|c| c.log.format) {
+            Ok(config::LogFormat::Json) => LogFormat::Json,
+            _ => LogFormat::Text,
+        },
+        _ => LogFormat::Text,
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
