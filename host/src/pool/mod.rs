@@ -158,10 +158,6 @@ impl Pool {
             None => None,
         };
         let shared = Arc::new(Shared::new(metrics));
-        // A consumer is built for one pool; a second pool on it would share no stats.
-        if !consumer.inner().context().set_stats(Arc::clone(&shared)) {
-            return Err(PoolError::AlreadyRan);
-        }
         Ok(Self {
             consumer,
             config,
