@@ -51,6 +51,7 @@ impl ClientContext for PoolContext {}
 
 impl ConsumerContext for PoolContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        tracing::debug!(?rebalance, "pre-rebalance");
         match rebalance {
             Rebalance::Revoke(tpl) => self.hand_over_revoke(tpl),
             Rebalance::Assign(_) => {}
@@ -87,6 +88,7 @@ impl PoolContext {
             // Err means the coordinator stopped without signalling: nothing more to wait for.
             let _ = wait.recv();
         }
+        tracing::debug!("revoke handed over");
     }
 
     pub(crate) fn attach(&self, link: Link) {
@@ -208,6 +210,7 @@ pub(crate) fn poll_loop(
     // everything safe to commit was committed before.
     match consumer.close_queue() {
         Ok(()) => {
+            tracing::debug!("leaving the group");
             let deadline = Instant::now() + close_timeout;
             while !consumer.closed() && Instant::now() < deadline {
                 consumer.poll(POLL_TIMEOUT);

@@ -201,6 +201,7 @@ impl Coordinator {
         events: &mut UnboundedReceiver<Event>,
         done: &mut UnboundedReceiver<Completion>,
     ) {
+        tracing::debug!(in_flight = self.busy, "draining");
         self.stopping = true;
         self.dispatch.clear();
         self.retries.cancel();
@@ -592,6 +593,11 @@ impl Coordinator {
                 continue;
             }
             let r = self.revokes.swap_remove(i);
+            tracing::debug!(
+                partitions = r.partitions.len(),
+                drained,
+                "finishing a revoke"
+            );
             if let Err(e) = self.commit_sync(Some(&r.partitions)).await {
                 tracing::warn!(error = %e, "commit on revoke failed; the new owner will reprocess");
             }
@@ -604,6 +610,7 @@ impl Coordinator {
     }
 
     async fn commit_all(&mut self) -> Result<(), PoolError> {
+        tracing::debug!("final commit");
         self.commit_sync(None).await
     }
 

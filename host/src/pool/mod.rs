@@ -269,6 +269,7 @@ impl Pool {
         let result = coordinator.run(shutdown, events_rx, done_rx).await;
         // Everything safe is committed: let the poll thread leave the group without waiting
         // for us, and stop the workers still running past the shutdown timeout.
+        tracing::debug!("coordinator done, closing the consumer");
         context.detach();
         stop.store(true, AtomicOrdering::Release);
         workers.abort_all();
