@@ -1,9 +1,9 @@
-//! The consumer the pool owns and its context (rebalance and commit callbacks).
+//! The consumer the pool owns and its context (rebalance callbacks).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -13,7 +13,6 @@ use rdkafka::{ClientContext, Message as _, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Message;
-use crate::pool::stats::Shared;
 
 /// A topic-partition, with the topic name shared.
 pub(crate) type Tp = (Arc<str>, i32);
@@ -40,20 +39,19 @@ pub(crate) type Link = UnboundedSender<Event>;
 /// How long `poll` blocks, so the poll thread notices a stop request promptly.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// The consumer context of a pool consumer: wires rebalances and commit results into the pool.
+/// The consumer context of a pool consumer: wires rebalances into the pool.
 #[derive(Default)]
 pub struct PoolContext {
     /// The coordinator, while `run` is going. `None` otherwise, so a rebalance outside `run`
     /// (or during the final close) does not wait for anyone.
     link: Mutex<Option<Link>>,
-    /// The pool's stats, so commit results are recorded when the broker confirms them.
-    stats: OnceLock<Arc<Shared>>,
 }
 
 impl ClientContext for PoolContext {}
 
 impl ConsumerContext for PoolContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        tracing::debug!(?rebalance, "pre-rebalance");
         match rebalance {
             Rebalance::Revoke(tpl) => self.hand_over_revoke(tpl),
             Rebalance::Assign(_) => {}
@@ -66,12 +64,6 @@ impl ConsumerContext for PoolContext {
             && let Some(link) = self.link()
         {
             let _ = link.send(Event::Assigned(partitions(tpl)));
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Some(stats) = self.stats.get() {
-            stats.record_commit(&result, offsets);
         }
     }
 }
@@ -96,6 +88,7 @@ impl PoolContext {
             // Err means the coordinator stopped without signalling: nothing more to wait for.
             let _ = wait.recv();
         }
+        tracing::debug!("revoke handed over");
     }
 
     pub(crate) fn attach(&self, link: Link) {
@@ -104,10 +97,6 @@ impl PoolContext {
 
     pub(crate) fn detach(&self) {
         *self.link.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    pub(crate) fn set_stats(&self, stats: Arc<Shared>) -> bool {
-        self.stats.set(stats).is_ok()
     }
 }
 
@@ -221,6 +210,7 @@ pub(crate) fn poll_loop(
     // everything safe to commit was committed before.
     match consumer.close_queue() {
         Ok(()) => {
+            tracing::debug!("leaving the group");
             let deadline = Instant::now() + close_timeout;
             while !consumer.closed() && Instant::now() < deadline {
                 consumer.poll(POLL_TIMEOUT);

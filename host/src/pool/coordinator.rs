@@ -11,6 +11,7 @@ use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -23,6 +24,12 @@ use super::{Config, HaltReason, PoolError};
 use crate::kafka::{Event, PoolContext, Tp};
 use crate::offsets::PartitionOffsets;
 use crate::retry;
+
+/// The broker's answer to a commit.
+pub(crate) struct Committed {
+    offsets: Vec<(Tp, i64)>,
+    result: KafkaResult<()>,
+}
 
 /// What a worker sends back after one attempt.
 pub(crate) struct Completion {
@@ -85,6 +92,16 @@ pub(crate) struct Coordinator {
     /// Whether the assigned partitions are paused because the queue is full.
     paused: bool,
     finished_since_commit: usize,
+    /// Results of background commits. librdkafka does not report manual commit results through
+    /// rust-rdkafka's commit callback, so each commit runs as a blocking call on its own thread
+    /// and reports back here.
+    commits_tx: UnboundedSender<Committed>,
+    commits_rx: UnboundedReceiver<Committed>,
+    /// At most one commit is in flight, so commits reach the broker in order and an offset
+    /// never goes backwards.
+    committing: bool,
+    /// A commit was due while one was in flight: send another when it returns.
+    commit_again: bool,
     consecutive_failures: u32,
     revokes: Vec<PendingRevoke>,
     next_epoch: u64,
@@ -101,7 +118,12 @@ impl Coordinator {
         workers: Vec<mpsc::Sender<Job>>,
     ) -> Self {
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        let (commits_tx, commits_rx) = mpsc::unbounded_channel();
         Self {
+            commits_tx,
+            commits_rx,
+            committing: false,
+            commit_again: false,
             dispatch: Dispatch::new(config.ordering),
             idle: (0..workers.len()).rev().collect(),
             config,
@@ -146,6 +168,7 @@ impl Coordinator {
                     None => self.halt = Some(HaltReason::ConsumerStopped),
                 },
                 Some(job) = self.retry_rx.recv() => self.on_retry_due(job),
+                Some(c) = self.commits_rx.recv() => self.on_committed(c),
                 _ = tick.tick() => self.commit(Trigger::Interval),
                 () = tokio::time::sleep_until(revoke_deadline), if !self.revokes.is_empty() => {}
             }
@@ -178,6 +201,7 @@ impl Coordinator {
         events: &mut UnboundedReceiver<Event>,
         done: &mut UnboundedReceiver<Completion>,
     ) {
+        tracing::debug!(in_flight = self.busy, "draining");
         self.stopping = true;
         self.dispatch.clear();
         self.retries.cancel();
@@ -374,7 +398,7 @@ impl Coordinator {
 
     /// Hands ready jobs to idle workers.
     fn start_jobs(&mut self) {
-        if self.stopping {
+        if self.stopping || self.halt.is_some() {
             return;
         }
         while let Some(&worker) = self.idle.last() {
@@ -466,11 +490,14 @@ impl Coordinator {
         }
     }
 
-    /// An asynchronous commit on the hot path; the broker's answer reaches the stats through
-    /// the consumer's commit callback.
+    /// A commit on the hot path: runs in the background, the coordinator goes on.
     fn commit(&mut self, trigger: Trigger) {
         self.finished_since_commit = 0;
         self.publish_partitions();
+        if self.committing {
+            self.commit_again = true;
+            return;
+        }
         let offsets = self.to_commit(trigger, None);
         if offsets.is_empty() {
             return;
@@ -482,19 +509,56 @@ impl Coordinator {
                 return;
             }
         };
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::warn!(error = %e, "async commit refused");
-            return;
-        }
+        self.mark_sent(&offsets);
+        self.committing = true;
+        let consumer = Arc::clone(&self.consumer);
+        let report = self.commits_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = consumer.commit(&tpl, CommitMode::Sync);
+            let _ = report.send(Committed { offsets, result });
+        });
+    }
+
+    fn mark_sent(&mut self, offsets: &[(Tp, i64)]) {
         for (tp, next) in offsets {
-            if let Some(p) = self.partitions.get_mut(&tp) {
-                p.sent = Some(next);
+            if let Some(p) = self.partitions.get_mut(tp) {
+                p.sent = Some(*next);
+            }
+        }
+    }
+
+    /// Records a commit's result; a failed one will be resent by the next commit.
+    fn on_committed(&mut self, c: Committed) {
+        self.committing = false;
+        self.shared.record_commit(&c.offsets, &c.result);
+        if c.result.is_err() {
+            for (tp, _) in &c.offsets {
+                if let Some(p) = self.partitions.get_mut(tp) {
+                    p.sent = self.shared.committed(&tp.0, tp.1);
+                }
+            }
+        }
+        if std::mem::take(&mut self.commit_again) {
+            self.commit(Trigger::Batch);
+        }
+    }
+
+    /// Waits for the background commit in flight, if any, so a synchronous commit follows it.
+    async fn settle_commits(&mut self) {
+        while self.committing {
+            match self.commits_rx.recv().await {
+                Some(c) => {
+                    self.commit_again = false;
+                    self.on_committed(c);
+                }
+                None => self.committing = false,
             }
         }
     }
 
     /// A synchronous commit of `only` (or of every partition), bounded by `shutdown_timeout`.
     async fn commit_sync(&mut self, only: Option<&[Tp]>) -> Result<(), PoolError> {
+        self.settle_commits().await;
         self.publish_partitions();
         let offsets = self.to_commit(Trigger::Interval, only);
         if offsets.is_empty() {
@@ -503,18 +567,14 @@ impl Coordinator {
         let tpl = tpl_of(&offsets).map_err(PoolError::Commit)?;
         let consumer = Arc::clone(&self.consumer);
         let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
-        match tokio::time::timeout(self.config.shutdown_timeout, commit).await {
-            Ok(Ok(Ok(()))) => {
-                for (tp, next) in offsets {
-                    if let Some(p) = self.partitions.get_mut(&tp) {
-                        p.sent = Some(next);
-                    }
-                }
-                Ok(())
-            }
-            Ok(Ok(Err(e))) => Err(PoolError::Commit(e)),
-            Ok(Err(_)) | Err(_) => Err(PoolError::CommitTimeout),
-        }
+        let result = match tokio::time::timeout(self.config.shutdown_timeout, commit).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => return Err(PoolError::CommitTimeout),
+        };
+        self.shared.record_commit(&offsets, &result);
+        result.map_err(PoolError::Commit)?;
+        self.mark_sent(&offsets);
+        Ok(())
     }
 
     /// Completes the revokes whose partitions are drained (or all of them when `force`):
@@ -533,6 +593,11 @@ impl Coordinator {
                 continue;
             }
             let r = self.revokes.swap_remove(i);
+            tracing::debug!(
+                partitions = r.partitions.len(),
+                drained,
+                "finishing a revoke"
+            );
             if let Err(e) = self.commit_sync(Some(&r.partitions)).await {
                 tracing::warn!(error = %e, "commit on revoke failed; the new owner will reprocess");
             }
@@ -545,6 +610,7 @@ impl Coordinator {
     }
 
     async fn commit_all(&mut self) -> Result<(), PoolError> {
+        tracing::debug!("final commit");
         self.commit_sync(None).await
     }
 

@@ -158,10 +158,6 @@ impl Pool {
             None => None,
         };
         let shared = Arc::new(Shared::new(metrics));
-        // A consumer is built for one pool; a second pool on it would share no stats.
-        if !consumer.inner().context().set_stats(Arc::clone(&shared)) {
-            return Err(PoolError::AlreadyRan);
-        }
         Ok(Self {
             consumer,
             config,
@@ -273,6 +269,7 @@ impl Pool {
         let result = coordinator.run(shutdown, events_rx, done_rx).await;
         // Everything safe is committed: let the poll thread leave the group without waiting
         // for us, and stop the workers still running past the shutdown timeout.
+        tracing::debug!("coordinator done, closing the consumer");
         context.detach();
         stop.store(true, AtomicOrdering::Release);
         workers.abort_all();

@@ -1,6 +1,6 @@
 //! What the pool reports: counters, current load, and per-partition offsets.
 //!
-//! One [`Shared`] per pool is updated by the coordinator and by the consumer's commit callback,
+//! One [`Shared`] per pool is updated by the coordinator (commit results included)
 //! and read by [`StatsHandle`] from any task. Each update is one method, which bumps both the
 //! counter and, when enabled, the Prometheus metric, so the two never disagree.
 
@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::error::KafkaResult;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::metrics::Metrics;
@@ -168,14 +167,18 @@ impl Shared {
             .and_then(|p| p.committed)
     }
 
-    /// Records a commit result reported by librdkafka (async and sync commits alike).
-    pub(crate) fn record_commit(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+    /// Records the broker's answer to a commit of `offsets`.
+    pub(crate) fn record_commit(
+        &self,
+        offsets: &[((Arc<str>, i32), i64)],
+        result: &KafkaResult<()>,
+    ) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offset commit failed");
+        }
         let mut parts = self.partitions();
-        for e in offsets.elements() {
-            let Offset::Offset(offset) = e.offset() else {
-                continue;
-            };
-            if result.is_err() || e.error().is_err() {
+        for ((topic, partition), offset) in offsets {
+            if result.is_err() {
                 self.commit_failures.fetch_add(1, Relaxed);
                 if let Some(m) = &self.metrics {
                     m.commit_failures.inc();
@@ -183,20 +186,15 @@ impl Shared {
                 continue;
             }
             self.committed.fetch_add(1, Relaxed);
-            let p = parts
-                .entry((e.topic().to_owned(), e.partition()))
-                .or_default();
-            // Commits may be confirmed out of order; the reported offset never goes back.
-            p.committed = p.committed.max(Some(offset));
+            let p = parts.entry((topic.to_string(), *partition)).or_default();
+            // Never reported going back, even if a later assignment starts lower.
+            p.committed = p.committed.max(Some(*offset));
             if let Some(m) = &self.metrics {
                 m.commits.inc();
                 m.committed_offset
-                    .with_label_values(&[e.topic(), &e.partition().to_string()])
-                    .set(p.committed.unwrap_or(offset));
+                    .with_label_values(&[&**topic, &partition.to_string()])
+                    .set(p.committed.unwrap_or(*offset));
             }
-        }
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "offset commit failed");
         }
     }
 
