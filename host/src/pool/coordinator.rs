@@ -543,15 +543,21 @@ impl Coordinator {
         }
     }
 
-    /// Waits for the background commit in flight, if any, so a synchronous commit follows it.
+    /// Waits (up to `shutdown_timeout`) for the background commit in flight, if any, so a
+    /// synchronous commit follows it rather than racing it.
     async fn settle_commits(&mut self) {
-        while self.committing {
-            match self.commits_rx.recv().await {
-                Some(c) => {
-                    self.commit_again = false;
-                    self.on_committed(c);
-                }
-                None => self.committing = false,
+        if !self.committing {
+            return;
+        }
+        match tokio::time::timeout(self.config.shutdown_timeout, self.commits_rx.recv()).await {
+            Ok(Some(c)) => {
+                self.commit_again = false;
+                self.on_committed(c);
+            }
+            Ok(None) => self.committing = false,
+            Err(_) => {
+                tracing::warn!("a background commit is taking longer than shutdown_timeout");
+                self.committing = false;
             }
         }
     }

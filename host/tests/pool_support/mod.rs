@@ -1,5 +1,10 @@
 //! Shared setup for the pool's integration tests: an in-process mock cluster, a producer, a
 //! pool consumer with a unique group, and readers of what the broker holds.
+//!
+//! Debugging a test: `RUST_LOG=burrow=debug` (tests that call [`logs`]), `POOL_TEST_TRACE=1`
+//! prints stats while waiting, `POOL_TEST_KAFKA_DEBUG=cgrp,fetch` sets librdkafka's `debug`.
+//! The mock's first group join takes 3 s (`rd_kafka_mock_group_initial_rebalance_delay_ms` is
+//! not exposed by rdkafka 0.39 and calling it would need `unsafe`), so tests run in parallel.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::HashMap;
