@@ -159,7 +159,7 @@ async fn metrics_report_consumer_lag() -> anyhow::Result<()> {
 /// `Event::Message`), not on assignment (`Event::Assigned`), and never removes one on revoke.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "bug: a tenant on an empty topic never becomes ready (stats list partitions only once a message arrives)"]
-async fn readyz_is_unavailable_until_partitions_are_assigned() -> anyhow::Result<()> {
+async fn readyz_turns_ready_on_an_empty_topic_once_partitions_are_assigned() -> anyhow::Result<()> {
     let kafka = Kafka::with_topics(&[("ready-in", 2)])?;
     let dir = ConfigDir::new()?;
     let host = Host::start(&dir.write(&config(&kafka.brokers, "ready")?)?)?;
@@ -180,6 +180,37 @@ async fn readyz_is_unavailable_until_partitions_are_assigned() -> anyhow::Result
     })
     .await?;
     host.wait_ready().await?;
+    host.stop().await?;
+    Ok(())
+}
+
+/// `/readyz` answers 503 naming the tenant before its group has formed, and 200 once the
+/// tenant consumes its assigned partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_ready_once_the_tenant_consumes_its_partitions() -> anyhow::Result<()> {
+    let kafka = Kafka::with_topics(&[("busy-in", 2)])?;
+    produce_json(&kafka.brokers, "busy-in", 10).await?;
+    let dir = ConfigDir::new()?;
+    let host = Host::start(&dir.write(&config(&kafka.brokers, "busy")?)?)?;
+
+    // The group takes seconds to form: the first answer comes before any assignment.
+    let (code, body) = host_support::wait_for("the admin listener to answer", || async {
+        Ok(host.get("/readyz").await.ok())
+    })
+    .await?;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("tenant busy has no partitions assigned yet"),
+        "{body}"
+    );
+
+    host.wait_ready().await?;
+    let (code, body) = host.get("/readyz").await?;
+    assert_eq!(
+        (code, body.contains(r#""ready":true"#)),
+        (200, true),
+        "{body}"
+    );
     host.stop().await?;
     Ok(())
 }
