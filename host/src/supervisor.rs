@@ -199,6 +199,9 @@ pub async fn run(
 impl Supervisor {
     /// Loads the config and starts every tenant; the first that cannot start is an error.
     fn start(path: &Path) -> Result<Self, HostError> {
+        // Stamps are taken before the files are read: a file replaced between the stamp and
+        // the read is then seen as changed at the next check, never missed.
+        let config_stamp = stamp(path);
         let config = HostConfig::load(path)?;
         let runtime = Runtime::new(&RuntimeConfig {
             cache_dir: config.cache_dir.clone(),
@@ -206,13 +209,13 @@ impl Supervisor {
         let tenants = SharedTenants::default();
         let mut plugin_stamps = HashMap::new();
         for tenant in &config.tenants {
-            let running = RunningTenant::start(&config, tenant, &runtime).map_err(Box::new)?;
             plugin_stamps.insert(tenant.name.clone(), stamp(&tenant.plugin));
+            let running = RunningTenant::start(&config, tenant, &runtime).map_err(Box::new)?;
             tenants.lock().running.insert(tenant.name.clone(), running);
         }
         Ok(Self {
             path: path.to_owned(),
-            config_stamp: stamp(path),
+            config_stamp,
             config,
             runtime,
             tenants,

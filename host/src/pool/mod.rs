@@ -237,6 +237,10 @@ impl Pool {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         context.attach(events_tx.clone());
         let stop = Arc::new(AtomicBool::new(false));
+        // If this future is dropped before it finishes (a caller's `select!`, a runtime shutting
+        // down), the poll thread must still stop: it would otherwise poll forever, and a runtime
+        // waits for its blocking threads when dropped.
+        let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
         let poller = {
             let consumer = self.consumer.shared();
             let stop = Arc::clone(&stop);
@@ -278,6 +282,15 @@ impl Pool {
             tracing::warn!(error = %e, "poll thread ended abnormally");
         }
         result
+    }
+}
+
+/// Sets the poll thread's stop flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, AtomicOrdering::Release);
     }
 }
 

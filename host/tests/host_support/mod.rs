@@ -453,7 +453,15 @@ pub struct Host {
     /// Its admin listener.
     pub admin: SocketAddr,
     stop: CancellationToken,
-    task: JoinHandle<Result<(), HostError>>,
+    /// `None` once [`Host::stop`] took it.
+    task: Option<JoinHandle<Result<(), HostError>>>,
+}
+
+impl Drop for Host {
+    /// A test that fails early still stops its host, so the test ends instead of hanging.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Host {
@@ -472,12 +480,16 @@ impl Host {
             let stop = stop.clone();
             async move { supervisor::run(&path, options, stop.cancelled_owned()).await }
         });
-        Ok(Self { admin, stop, task })
+        Ok(Self {
+            admin,
+            stop,
+            task: Some(task),
+        })
     }
 
     /// `GET path` on the admin listener: status code and body.
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        if self.task.is_finished() {
+        if self.task.as_ref().is_none_or(JoinHandle::is_finished) {
             bail!("the host has stopped");
         }
         burrow::admin::get_with_status(self.admin, path)
@@ -513,9 +525,10 @@ impl Host {
     }
 
     /// Stops the host gracefully and returns how `run` ended.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop.cancel();
-        tokio::time::timeout(DEADLINE, self.task)
+        let task = self.task.take().context("the host was stopped already")?;
+        tokio::time::timeout(DEADLINE, task)
             .await
             .context("the host did not stop in time")?
             .context("the host task panicked")?
