@@ -24,6 +24,7 @@ pub struct Metrics {
     pub(crate) duration: Histogram,
     pub(crate) committed_offset: IntGaugeVec,
     pub(crate) gap: IntGaugeVec,
+    pub(crate) lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -83,6 +84,10 @@ impl Metrics {
                 "burrow_offset_gap",
                 "Done messages held above the first unfinished one, per partition",
             )?,
+            lag: per_partition(
+                "burrow_consumer_lag",
+                "Messages in the partition after the committed offset (high watermark - committed)",
+            )?,
         };
         for c in metrics.collectors() {
             registry.register(c)?;
@@ -103,6 +108,7 @@ impl Metrics {
             Box::new(self.duration.clone()),
             Box::new(self.committed_offset.clone()),
             Box::new(self.gap.clone()),
+            Box::new(self.lag.clone()),
         ]
     }
 }

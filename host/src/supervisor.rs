@@ -89,7 +89,7 @@ impl Status for SharedTenants {
                 reasons.push(format!("tenant {name} halted: {why}"));
             } else if tenant.has_stopped() {
                 reasons.push(format!("tenant {name} stopped"));
-            } else if tenant.stats().partitions.is_empty() {
+            } else if tenant.stats().assigned_partitions == 0 {
                 reasons.push(format!("tenant {name} has no partitions assigned yet"));
             }
         }

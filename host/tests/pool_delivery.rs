@@ -365,7 +365,7 @@ struct DeadLetters {
 }
 
 impl Handler for DeadLetters {
-    async fn process(&mut self, m: &Message) -> Result<(), ProcessError> {
+    async fn process(&mut self, m: &Message, _attempt: u32) -> Result<(), ProcessError> {
         if m.offset == 4 {
             return Err(ProcessError::permanent("cannot parse"));
         }

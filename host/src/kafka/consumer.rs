@@ -45,9 +45,27 @@ pub struct PoolContext {
     /// The coordinator, while `run` is going. `None` otherwise, so a rebalance outside `run`
     /// (or during the final close) does not wait for anyone.
     link: Mutex<Option<Link>>,
+    /// The pool's stats, set by `Pool::new`: librdkafka's statistics land there.
+    stats: std::sync::OnceLock<Arc<crate::pool::stats::Shared>>,
 }
 
-impl ClientContext for PoolContext {}
+impl ClientContext for PoolContext {
+    /// librdkafka's periodic statistics carry each partition's high watermark: with the
+    /// committed offset, that is the consumer lag, at no extra broker round trip.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(shared) = self.stats.get() else {
+            return;
+        };
+        let watermarks = statistics.topics.into_iter().flat_map(|(topic, t)| {
+            t.partitions
+                .into_iter()
+                // Partition -1 is librdkafka's internal "unassigned" partition.
+                .filter(|(partition, p)| *partition >= 0 && p.hi_offset >= 0)
+                .map(move |(partition, p)| (topic.clone(), partition, p.hi_offset))
+        });
+        shared.set_high_watermarks(watermarks);
+    }
+}
 
 impl ConsumerContext for PoolContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -69,6 +87,11 @@ impl ConsumerContext for PoolContext {
 }
 
 impl PoolContext {
+    /// Where statistics go; the first pool built on this consumer wins.
+    pub(crate) fn report_to(&self, stats: Arc<crate::pool::stats::Shared>) {
+        let _ = self.stats.set(stats);
+    }
+
     fn link(&self) -> Option<Link> {
         self.link
             .lock()
@@ -133,6 +156,10 @@ impl Consumer {
     pub fn from_config(config: &ClientConfig) -> KafkaResult<Self> {
         let mut config = config.clone();
         config.set("enable.auto.offset.store", "false");
+        // Statistics feed the consumer-lag figure; an operator's own interval wins.
+        if config.get("statistics.interval.ms").is_none() {
+            config.set("statistics.interval.ms", "5000");
+        }
         let auto_commit = config
             .get("enable.auto.commit")
             .is_none_or(|v| !matches!(v.trim(), "false" | "0"));

@@ -274,12 +274,14 @@ impl Coordinator {
             }
             Event::Assigned(tps) => {
                 self.shared.rebalanced();
+                self.shared.assigned(&tps);
                 if self.paused {
                     self.set_paused(&tps, true);
                 }
             }
             Event::Revoke { partitions, done } => {
                 self.shared.rebalanced();
+                self.shared.revoked(&partitions);
                 for tp in &partitions {
                     self.dispatch.drop_partition(tp);
                     if let Some(p) = self.partitions.get_mut(tp) {

@@ -158,6 +158,7 @@ impl Pool {
             None => None,
         };
         let shared = Arc::new(Shared::new(metrics));
+        consumer.inner().context().report_to(Arc::clone(&shared));
         Ok(Self {
             consumer,
             config,

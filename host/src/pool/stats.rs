@@ -4,7 +4,7 @@
 //! and read by [`StatsHandle`] from any task. Each update is one method, which bumps both the
 //! counter and, when enabled, the Prometheus metric, so the two never disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -35,6 +35,8 @@ pub struct Stats {
     pub jobs_queued: usize,
     /// Messages waiting for their retry delay right now (they hold no worker).
     pub retries_waiting: usize,
+    /// Partitions assigned to this member now (the ones below include revoked ones).
+    pub assigned_partitions: usize,
     /// Per partition, in topic then partition order.
     pub partitions: Vec<PartitionStats>,
 }
@@ -53,6 +55,9 @@ pub struct PartitionStats {
     pub gap: usize,
     /// Received messages not finished yet (queued, running or waiting to retry).
     pub pending: usize,
+    /// Messages after the committed offset: the broker's high watermark (as last fetched)
+    /// minus the committed offset. `None` until both are known.
+    pub lag: Option<i64>,
 }
 
 /// A cloneable, `'static` view of a pool's stats, for another task.
@@ -71,6 +76,14 @@ struct PartitionState {
     committed: Option<i64>,
     gap: usize,
     pending: usize,
+    /// The high watermark last fetched, for the lag.
+    high_watermark: Option<i64>,
+}
+
+impl PartitionState {
+    fn lag(&self) -> Option<i64> {
+        Some((self.high_watermark? - self.committed?).max(0))
+    }
 }
 
 /// The pool's live counters, shared between the coordinator, the commit callback and readers.
@@ -87,6 +100,8 @@ pub(crate) struct Shared {
     retrying: AtomicUsize,
     /// Behind a mutex: updated together per partition, read rarely.
     partitions: Mutex<BTreeMap<(String, i32), PartitionState>>,
+    /// What this member owns now: readiness means "has an assignment", even on a quiet topic.
+    assigned: Mutex<BTreeSet<(String, i32)>>,
     /// Prometheus mirrors of the above, when enabled.
     metrics: Option<Metrics>,
 }
@@ -158,6 +173,46 @@ impl Shared {
                 .with_label_values(&[topic, &partition.to_string()])
                 .set(i64::try_from(gap).unwrap_or(i64::MAX));
         }
+        self.publish_lag(topic, partition, p);
+    }
+
+    /// The high watermarks librdkafka reported in its periodic statistics, for the lag.
+    pub(crate) fn set_high_watermarks(&self, watermarks: impl Iterator<Item = (String, i32, i64)>) {
+        let mut parts = self.partitions();
+        for (topic, partition, high) in watermarks {
+            // Only partitions this pool has seen: statistics also list other topics' metadata.
+            if let Some(p) = parts.get_mut(&(topic.clone(), partition)) {
+                p.high_watermark = Some(high);
+                self.publish_lag(&topic, partition, p);
+            }
+        }
+    }
+
+    fn publish_lag(&self, topic: &str, partition: i32, p: &PartitionState) {
+        if let (Some(m), Some(lag)) = (&self.metrics, p.lag()) {
+            m.lag
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(lag);
+        }
+    }
+
+    /// Partitions given to this member: listed in the stats from now on, messages or not.
+    pub(crate) fn assigned(&self, tps: &[(Arc<str>, i32)]) {
+        let mut parts = self.partitions();
+        for (t, p) in tps {
+            parts.entry((t.to_string(), *p)).or_default();
+        }
+        drop(parts);
+        let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        assigned.extend(tps.iter().map(|(t, p)| (t.to_string(), *p)));
+    }
+
+    /// Partitions taken from this member.
+    pub(crate) fn revoked(&self, tps: &[(Arc<str>, i32)]) {
+        let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        for (t, p) in tps {
+            assigned.remove(&(t.to_string(), *p));
+        }
     }
 
     /// The last offset the broker confirmed for a partition.
@@ -195,6 +250,7 @@ impl Shared {
                     .with_label_values(&[&**topic, &partition.to_string()])
                     .set(p.committed.unwrap_or(*offset));
             }
+            self.publish_lag(topic, *partition, p);
         }
     }
 
@@ -208,6 +264,7 @@ impl Shared {
                 committed_offset: p.committed,
                 gap: p.gap,
                 pending: p.pending,
+                lag: p.lag(),
             })
             .collect();
         Stats {
@@ -220,6 +277,11 @@ impl Shared {
             workers_busy: self.busy.load(Relaxed),
             jobs_queued: self.queued.load(Relaxed),
             retries_waiting: self.retrying.load(Relaxed),
+            assigned_partitions: self
+                .assigned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len(),
             partitions,
         }
     }
