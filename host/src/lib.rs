@@ -1,6 +1,38 @@
 //! Burrow processes Kafka messages concurrently with at-least-once delivery, optionally
 //! through sandboxed WebAssembly plugins.
 //!
+//! # The library in one example
+//!
+//! ```no_run
+//! use burrow::kafka::Consumer;
+//! use burrow::pool::{Config, Pool, ProcessError};
+//!
+//! # async fn store(_: &[u8]) -> std::io::Result<()> { Ok(()) }
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut kafka = rdkafka::ClientConfig::new();
+//! kafka
+//!     .set("bootstrap.servers", "localhost:9092")
+//!     .set("group.id", "orders")
+//!     .set("enable.auto.commit", "false"); // the pool commits only what is safe
+//! let consumer = Consumer::from_config(&kafka)?;
+//! consumer.subscribe(&["orders"])?;
+//! let pool = Pool::new(consumer, Config::default())?;
+//! let shutdown = async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! };
+//! pool.run(shutdown, |msg| async move {
+//!     match msg.payload.as_deref() {
+//!         // An error is retried with backoff, up to `max_retries`...
+//!         Some(bytes) => store(bytes).await.map_err(ProcessError::retriable),
+//!         // ...unless it is permanent: counted, skipped, and the offset moves on.
+//!         None => Err(ProcessError::permanent("empty message")),
+//!     }
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! The data's path through the crate, in order:
