@@ -159,17 +159,12 @@ async fn slow_message_holds_back_only_its_own_partition() {
     result.expect("clean shutdown");
 }
 
-/// With a commit interval of an hour, `commit_batch_size` finished messages trigger a commit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_size_triggers_a_commit_before_the_interval() {
+/// Runs a no-op pool with `config` over `produced` messages on one partition until the stats
+/// show `produced` committed: the commit that `what` names has happened.
+async fn commit_happens(what: &str, produced: usize, config: Config) {
     let cluster = Cluster::new(1, 1);
-    cluster.produce(10, 1);
-    let group = unique_group("batch");
-    let config = Config {
-        commit_interval: Duration::from_secs(3600),
-        commit_batch_size: 10,
-        ..test_config()
-    };
+    cluster.produce(produced, 1);
+    let group = unique_group(what);
     let pool = Pool::new(cluster.consumer(&group), config).expect("pool");
     let stop = CancellationToken::new();
     let result = guarded(async {
@@ -179,9 +174,9 @@ async fn batch_size_triggers_a_commit_before_the_interval() {
             }),
             async {
                 until_stats(
-                    "batch commit",
+                    what,
                     || pool.stats(),
-                    |s| stats_committed(s, 0) == Some(10),
+                    |s| stats_committed(s, 0) == Some(produced as i64),
                 )
                 .await;
                 stop.cancel();
@@ -193,38 +188,26 @@ async fn batch_size_triggers_a_commit_before_the_interval() {
     result.expect("clean shutdown");
 }
 
+/// With a commit interval of an hour, `commit_batch_size` finished messages trigger a commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_size_triggers_a_commit_before_the_interval() {
+    let config = Config {
+        commit_interval: Duration::from_secs(3600),
+        commit_batch_size: 10,
+        ..test_config()
+    };
+    commit_happens("batch commit", 10, config).await;
+}
+
 /// With a batch size never reached, the commit interval commits what is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_triggers_a_commit_when_the_batch_is_not_full() {
-    let cluster = Cluster::new(1, 1);
-    cluster.produce(5, 1);
-    let group = unique_group("interval");
     let config = Config {
         commit_interval: Duration::from_millis(100),
         commit_batch_size: 1_000_000,
         ..test_config()
     };
-    let pool = Pool::new(cluster.consumer(&group), config).expect("pool");
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(
-            pool.run(stop.clone().cancelled_owned(), |_| async {
-                Ok::<_, ProcessError>(())
-            }),
-            async {
-                until_stats(
-                    "interval commit",
-                    || pool.stats(),
-                    |s| stats_committed(s, 0) == Some(5),
-                )
-                .await;
-                stop.cancel();
-            }
-        )
-    })
-    .await
-    .0;
-    result.expect("clean shutdown");
+    commit_happens("interval commit", 5, config).await;
 }
 
 /// A retry waiting for its backoff holds no worker: with one worker, the other messages run,

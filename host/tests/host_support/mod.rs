@@ -29,25 +29,9 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// A Kafka round trip must be answered in this time.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where `make plugins` puts the plugins, or `BURROW_PLUGIN_DIR`.
-pub fn plugin_dir() -> PathBuf {
-    std::env::var_os("BURROW_PLUGIN_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
-        PathBuf::from,
-    )
-}
-
-/// The path of a built plugin; fails the test with the fix if it is not there.
-pub fn plugin_path(name: &str) -> anyhow::Result<PathBuf> {
-    let path = plugin_dir().join(format!("{name}.wasm"));
-    if !path.is_file() {
-        bail!(
-            "{} not found: run `make plugins` first (or set BURROW_PLUGIN_DIR)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
+#[path = "../common/plugins.rs"]
+mod plugins;
+pub use plugins::plugin_path;
 
 /// The short version (`Display` of [`burrow::wasm::Version`]) of the plugin file at `path`.
 pub fn version_of(path: &Path) -> anyhow::Result<String> {

@@ -2,7 +2,6 @@
 //! messages for the `chaos` plugin, calling and unpacking results.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, bail};
@@ -11,25 +10,9 @@ use burrow::wasm::{
     Plugin, PluginInstance, Processed, Runtime, RuntimeConfig,
 };
 
-/// Where `make plugins` puts the plugins, or `BURROW_PLUGIN_DIR`.
-pub fn plugin_dir() -> PathBuf {
-    std::env::var_os("BURROW_PLUGIN_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
-        PathBuf::from,
-    )
-}
-
-/// The path of a built plugin; fails the test with the fix if it is not there.
-pub fn plugin_path(name: &str) -> anyhow::Result<PathBuf> {
-    let path = plugin_dir().join(format!("{name}.wasm"));
-    if !path.is_file() {
-        bail!(
-            "{} not found: run `make plugins` first (or set BURROW_PLUGIN_DIR)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
+#[path = "../common/plugins.rs"]
+mod plugins;
+pub use plugins::plugin_path;
 
 /// A runtime without a disk cache.
 pub fn runtime() -> anyhow::Result<Runtime> {
