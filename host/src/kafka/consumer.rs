@@ -13,6 +13,7 @@ use rdkafka::{ClientContext, Message as _, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Message;
+use crate::pool::Backpressure;
 
 /// A topic-partition, with the topic name shared.
 pub(crate) type Tp = (Arc<str>, i32);
@@ -214,6 +215,7 @@ pub(crate) fn poll_loop(
     link: Link,
     stop: Arc<AtomicBool>,
     close_timeout: Duration,
+    backpressure: &Backpressure,
 ) {
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     while !stop.load(AtomicOrdering::Acquire) {
@@ -225,8 +227,13 @@ pub(crate) fn poll_loop(
                     .or_insert_with(|| Arc::from(m.topic()))
                     .clone();
                 let message = Arc::new(Message::from_borrowed(&m, topic));
+                backpressure.handed_over();
                 if link.send(Event::Message(message)).is_err() {
                     break;
+                }
+                // Pause here too: a coordinator slow to run must not let the backlog overshoot.
+                if backpressure.pause_if_full(&consumer) {
+                    tracing::debug!("backpressure: paused by the poll thread");
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),

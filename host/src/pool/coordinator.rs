@@ -17,6 +17,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::backpressure::Backpressure;
 use super::dispatch::{Dispatch, Job};
 use super::handler::{FailureAction, Outcome};
 use super::stats::Shared;
@@ -89,8 +90,8 @@ pub(crate) struct Coordinator {
     retry_rx: UnboundedReceiver<Job>,
     /// Parent of every partition's retry token: cancels all timers when the pool stops.
     retries: CancellationToken,
-    /// Whether the assigned partitions are paused because the queue is full.
-    paused: bool,
+    /// The queue bound, shared with the poll thread.
+    backpressure: Arc<Backpressure>,
     finished_since_commit: usize,
     /// Results of background commits. librdkafka does not report manual commit results through
     /// rust-rdkafka's commit callback, so each commit runs as a blocking call on its own thread
@@ -116,6 +117,7 @@ impl Coordinator {
         consumer: Arc<BaseConsumer<PoolContext>>,
         shared: Arc<Shared>,
         workers: Vec<mpsc::Sender<Job>>,
+        backpressure: Arc<Backpressure>,
     ) -> Self {
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
         let (commits_tx, commits_rx) = mpsc::unbounded_channel();
@@ -136,7 +138,7 @@ impl Coordinator {
             retry_tx,
             retry_rx,
             retries: CancellationToken::new(),
-            paused: false,
+            backpressure,
             finished_since_commit: 0,
             consecutive_failures: 0,
             revokes: Vec::new(),
@@ -251,6 +253,7 @@ impl Coordinator {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Message(message) => {
+                self.backpressure.taken();
                 if self.stopping {
                     return;
                 }
@@ -275,9 +278,7 @@ impl Coordinator {
             Event::Assigned(tps) => {
                 self.shared.rebalanced();
                 self.shared.assigned(&tps);
-                if self.paused {
-                    self.set_paused(&tps, true);
-                }
+                self.backpressure.pause_new(&self.consumer, &tps);
             }
             Event::Revoke { partitions, done } => {
                 self.shared.rebalanced();
@@ -429,40 +430,9 @@ impl Coordinator {
     /// Pauses every assigned partition when the queue is full; resumes at half full.
     fn apply_backpressure(&mut self) {
         let queued = self.dispatch.queued();
-        let limit = self.config.job_queue_size;
-        let pause = !self.paused && queued >= limit;
-        let resume = self.paused && queued <= limit / 2;
-        if !(pause || resume) {
-            return;
-        }
-        let assigned: Vec<Tp> = match self.consumer.assignment() {
-            Ok(tpl) => tpl
-                .elements()
-                .iter()
-                .map(|e| (Arc::from(e.topic()), e.partition()))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the assignment for backpressure");
-                return;
-            }
-        };
-        self.paused = pause;
-        tracing::debug!(queued, paused = pause, "backpressure");
-        self.set_paused(&assigned, pause);
-    }
-
-    fn set_paused(&self, tps: &[Tp], pause: bool) {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in tps {
-            tpl.add_partition(topic, *partition);
-        }
-        let result = if pause {
-            self.consumer.pause(&tpl)
-        } else {
-            self.consumer.resume(&tpl)
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, pause, "pausing or resuming partitions");
+        self.backpressure.set_queued(queued);
+        if let Some(paused) = self.backpressure.update(&self.consumer) {
+            tracing::debug!(queued, paused, "backpressure");
         }
     }
 

@@ -15,6 +15,7 @@
 //! workers, schedules retries on timers ([`crate::retry`]), pauses partitions when the queue is
 //! full, and commits.
 
+mod backpressure;
 mod config;
 mod coordinator;
 mod dispatch;
@@ -40,6 +41,7 @@ use self::stats::Shared;
 pub use self::stats::{PartitionStats, Stats, StatsHandle};
 pub use crate::kafka::{Consumer, Header, Message};
 use crate::metrics::Metrics;
+pub(crate) use backpressure::Backpressure;
 
 /// Why `run` stopped on its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -242,12 +244,14 @@ impl Pool {
         // down), the poll thread must still stop: it would otherwise poll forever, and a runtime
         // waits for its blocking threads when dropped.
         let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
+        let backpressure = Arc::new(Backpressure::new(self.config.job_queue_size));
         let poller = {
             let consumer = self.consumer.shared();
             let stop = Arc::clone(&stop);
             let close_timeout = self.config.shutdown_timeout;
+            let backpressure = Arc::clone(&backpressure);
             tokio::task::spawn_blocking(move || {
-                crate::kafka::poll_loop(consumer, events_tx, stop, close_timeout);
+                crate::kafka::poll_loop(consumer, events_tx, stop, close_timeout, &backpressure);
             })
         };
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -270,6 +274,7 @@ impl Pool {
             self.consumer.shared(),
             Arc::clone(&self.shared),
             senders,
+            backpressure,
         );
         let result = coordinator.run(shutdown, events_rx, done_rx).await;
         // Everything safe is committed: let the poll thread leave the group without waiting
