@@ -8,9 +8,11 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# librdkafka is built from source by rdkafka-sys: it needs a C toolchain, make and zlib.
+# librdkafka is built from source by rdkafka-sys: it needs a C toolchain, make, and the libraries
+# behind TLS and SASL (OpenSSL), OIDC tokens (libcurl) and compression (zlib; zstd is built by
+# zstd-sys).
 missing=()
-for pkg in build-essential zlib1g-dev pkg-config; do
+for pkg in build-essential zlib1g-dev pkg-config libssl-dev libcurl4-openssl-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
