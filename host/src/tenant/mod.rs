@@ -108,8 +108,9 @@ pub fn deployment(runtime: &Runtime, config: &TenantConfig) -> Result<Deployment
 }
 
 /// The consumer settings of a tenant: the operator's pass-through options first, then what
-/// the delivery guarantee needs, which they cannot override.
-fn consumer_config(host: &HostConfig, tenant: &TenantConfig) -> ClientConfig {
+/// the delivery guarantee needs, which they cannot override. Public so `burrow validate` builds
+/// the very client `run` would.
+pub fn consumer_config(host: &HostConfig, tenant: &TenantConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     // A new group starts from the beginning: a processing system must not skip what was
     // produced before it first ran. An operator can say otherwise.
@@ -132,7 +133,23 @@ impl RunningTenant {
         tenant: &TenantConfig,
         runtime: &Runtime,
     ) -> Result<Self, TenantError> {
-        Self::try_start(host, tenant, runtime).map_err(|e| TenantError {
+        let started = deployment(runtime, tenant)
+            .map_err(StartError::from)
+            .and_then(|d| Self::try_start(host, tenant, d));
+        started.map_err(|e| TenantError {
+            tenant: tenant.name.clone(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Like [`RunningTenant::start`], with the plugin already loaded (and checked) by the
+    /// caller: the supervisor's start-up checks load it once, not twice.
+    pub fn start_deployed(
+        host: &HostConfig,
+        tenant: &TenantConfig,
+        deployment: Deployment,
+    ) -> Result<Self, TenantError> {
+        Self::try_start(host, tenant, deployment).map_err(|e| TenantError {
             tenant: tenant.name.clone(),
             source: Box::new(e),
         })
@@ -141,10 +158,9 @@ impl RunningTenant {
     fn try_start(
         host: &HostConfig,
         tenant: &TenantConfig,
-        runtime: &Runtime,
+        deployment: Deployment,
     ) -> Result<Self, StartError> {
         let name = tenant.name.clone();
-        let deployment = deployment(runtime, tenant)?;
         let consumer = Consumer::from_config(&consumer_config(host, tenant))?;
         let topics: Vec<&str> = tenant.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;

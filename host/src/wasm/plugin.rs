@@ -116,6 +116,10 @@ pub enum LoadError {
     WrongSignature { name: String, reason: String },
     #[error("plugin `{name}` imports `{import}`, which the runtime does not provide")]
     UnsupportedImport { name: String, import: String },
+    /// The plugin loaded but an instance cannot start under the deployment's limits (e.g. a
+    /// memory cap below its initial memory): found before a swap, not by every message after.
+    #[error("plugin `{name}` cannot start under its limits: {reason}")]
+    CannotStart { name: String, reason: String },
     #[error("plugin `{name}` imports `{import}` with a type the runtime does not match: {reason}")]
     MismatchedImport {
         name: String,
