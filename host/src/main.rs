@@ -144,3 +144,35 @@ fn init_tracing(format: LogFormat, default_level: &str) {
 fn use_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Colour only for a terminal, and never when `NO_COLOR` is set to something.
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".into())));
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("consumer: {0}")]
+    struct Wrapper(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("tenant t")]
+    struct Bare(#[source] std::io::Error);
+
+    /// A cause already in its parent's message is printed once; one that is not is appended.
+    #[test]
+    fn report_prints_each_cause_once() {
+        let cause = || std::io::Error::other("no such broker");
+        let repeated = anyhow::Error::new(Wrapper(cause()));
+        assert_eq!(report(&repeated), "consumer: no such broker");
+        let chained = anyhow::Error::new(Bare(cause()));
+        assert_eq!(report(&chained), "tenant t: no such broker");
+    }
+}
