@@ -38,15 +38,15 @@ pub(crate) struct Shared {
     metrics: TenantMetrics,
 }
 
-/// Why a tenant could not start.
+/// Why a tenant could not start. Like every Burrow error, its message includes its cause, so
+/// the cause is not also its `source` (a printed chain would repeat it).
 #[derive(Debug, thiserror::Error)]
-#[error("tenant {tenant}: {source}")]
+#[error("tenant {tenant}: {error}")]
 pub struct TenantError {
     /// The tenant.
     pub tenant: String,
     /// What failed.
-    #[source]
-    pub source: Box<StartError>,
+    pub error: Box<StartError>,
 }
 
 /// The part of a tenant that could not start.
@@ -57,7 +57,7 @@ pub enum StartError {
     Plugin(#[from] LoadError),
     /// Its consumer could not be created or subscribed.
     #[error("consumer: {0}")]
-    Consumer(#[from] rdkafka::error::KafkaError),
+    Consumer(rdkafka::error::KafkaError),
     /// Its producer could not be created.
     #[error(transparent)]
     Producer(#[from] ProduceError),
@@ -66,7 +66,20 @@ pub enum StartError {
     Pool(#[from] PoolError),
     /// Its metrics could not be registered.
     #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
+    Metrics(prometheus::Error),
+}
+
+// By hand, not `#[from]`: that would make the error the variant's `source` too.
+impl From<rdkafka::error::KafkaError> for StartError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        StartError::Consumer(e)
+    }
+}
+
+impl From<prometheus::Error> for StartError {
+    fn from(e: prometheus::Error) -> Self {
+        StartError::Metrics(e)
+    }
 }
 
 /// What the supervisor and `/stats` can see of a running tenant.
@@ -138,7 +151,7 @@ impl RunningTenant {
             .and_then(|d| Self::try_start(host, tenant, d));
         started.map_err(|e| TenantError {
             tenant: tenant.name.clone(),
-            source: Box::new(e),
+            error: Box::new(e),
         })
     }
 
@@ -151,7 +164,7 @@ impl RunningTenant {
     ) -> Result<Self, TenantError> {
         Self::try_start(host, tenant, deployment).map_err(|e| TenantError {
             tenant: tenant.name.clone(),
-            source: Box::new(e),
+            error: Box::new(e),
         })
     }
 
