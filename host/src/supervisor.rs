@@ -339,8 +339,22 @@ fn without_missing_dirs(deployment: &Deployment) -> Deployment {
 }
 
 /// Makes one instance of `deployment`, as a worker's first call would, and drops it.
+///
+/// On a thread of its own: instantiating runs guest code (initialisers) and blocks, and the
+/// caller may be an async task (start-up and reloads run on the host's runtime); a fresh
+/// thread is outside any runtime whatever the caller's, like the workers' plugin threads.
 fn instantiate(deployment: &Deployment) -> Result<(), CallError> {
-    PluginInstance::new(Arc::new(DeploymentSlot::new(deployment.clone()))).warm_up()
+    let slot = Arc::new(DeploymentSlot::new(deployment.clone()));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| PluginInstance::new(slot).warm_up())
+            .join()
+            .unwrap_or_else(|_| {
+                Err(CallError::Instantiate(
+                    "the instantiation thread panicked".into(),
+                ))
+            })
+    })
 }
 
 /// An instantiation failure, on the limit that caused it when there is one.
