@@ -465,3 +465,42 @@ async fn touching_a_plugin_file_reloads_nothing() -> anyhow::Result<()> {
     assert_eq!(reloads("touched"), Some(0.0), "{metrics}");
     host.stop().await
 }
+
+/// A live edit to a memory cap the plugin cannot start under is refused like a bad plugin
+/// file: the running deployment stays and `/stats` says why, instead of every later message
+/// failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_edit_to_a_cap_too_small_to_start_keeps_the_running_plugin() -> anyhow::Result<()> {
+    let dir = ConfigDir::new()?;
+    let good = config(
+        "127.0.0.1:9",
+        &plugin_path("passthrough")?,
+        "",
+        DEAD_LETTERS,
+    );
+    let host = Host::start(&dir.write(&good)?)?;
+    wait_until("the tenant to run", || async {
+        Ok(!host.tenant("cli").await?.is_null())
+    })
+    .await?;
+    dir.write(&format!("{good}\n[tenant.limits]\nmemory = \"1MiB\"\n"))?;
+    let error = host_support::wait_for("/stats to show the refused swap", || async {
+        let tenant = host.tenant("cli").await?;
+        Ok(tenant["status"]["last_reload_error"]
+            .as_str()
+            .map(str::to_owned))
+    })
+    .await?;
+    assert!(error.contains("cannot start under its limits"), "{error}");
+    let metrics = host.metrics().await?;
+    assert_eq!(
+        metric(
+            &metrics,
+            "burrow_plugin_reloads_total",
+            &[("tenant", "cli")]
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    host.stop().await
+}
