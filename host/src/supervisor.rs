@@ -250,6 +250,13 @@ pub fn preflight(
 
 /// Builds the clients `run` builds and reports what librdkafka refuses. The options are
 /// shared by every tenant, so a bad one is reported once, not once per tenant.
+///
+/// The clients are built without `bootstrap.servers`: with brokers, librdkafka starts
+/// connecting as soon as a client exists (the idempotent producer asks for its producer id at
+/// once), and a check must not touch the network nor log its failures. Everything else —
+/// every property, the TLS material, the SASL setup — is checked as `run` would. librdkafka's
+/// own logging is off for the same reason (`log_level` 0); what it refuses comes back as an
+/// error.
 fn client_issues(config: &HostConfig) -> Vec<ConfigIssue> {
     let mut issues: Vec<ConfigIssue> = Vec::new();
     // librdkafka stops at the first property it refuses: each is tried alone first, so every
@@ -272,11 +279,15 @@ fn client_issues(config: &HostConfig) -> Vec<ConfigIssue> {
         }
     };
     for tenant in &config.tenants {
-        if let Err(e) = tenant::consumer_config(config, tenant).create::<BaseConsumer>() {
+        let mut consumer = tenant::consumer_config(config, tenant);
+        consumer.remove("bootstrap.servers").set("log_level", "0");
+        if let Err(e) = consumer.create::<BaseConsumer>() {
             add(client_issue(config, "consumer", &e));
         }
     }
-    match Producer::new(&config.kafka.brokers, &config.kafka.options) {
+    let mut options = config.kafka.options.clone();
+    options.insert("log_level".into(), "0".into());
+    match Producer::new("", &options) {
         Ok(_) => {}
         Err(ProduceError::Create(e)) => add(client_issue(config, "producer", &e)),
         Err(e) => add(ConfigIssue {
@@ -364,31 +375,39 @@ fn instantiate_issue(i: usize, tenant: &TenantConfig, err: &CallError) -> Config
         .file_stem()
         .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let text = err.to_string();
-    // The memory limiter's trap says "memory cap of N bytes exceeded".
-    let (key, message) = if text.contains("memory cap") {
-        (
-            "memory",
+    // A cap hit while instantiating is reported as an instantiation error whose text is the
+    // memory limiter's ("memory cap of N bytes exceeded").
+    let memory = matches!(err, CallError::MemoryExceeded { .. }) || text.contains("memory cap");
+    // Likewise wasmtime's trap for an empty tank ("all fuel consumed").
+    let fuel = matches!(err, CallError::FuelExhausted { .. }) || text.contains("fuel consumed");
+    let (limit, message) = match err {
+        _ if memory => (
+            Some("memory"),
             format!(
                 "{} is below what plugin `{name}` needs to start ({text})",
                 tenant.limits.memory
             ),
-        )
-    } else {
-        match err {
-            CallError::Timeout { .. } => {
-                ("timeout", format!("plugin `{name}` {text} while starting"))
-            }
-            CallError::FuelExhausted { .. } => {
-                ("fuel", format!("plugin `{name}` {text} while starting"))
-            }
-            _ => ("", format!("plugin `{name}`: {text}")),
-        }
+        ),
+        CallError::Timeout { .. } => (
+            Some("timeout"),
+            format!(
+                "{} is not long enough for plugin `{name}` to start ({text})",
+                humantime::format_duration(tenant.limits.timeout)
+            ),
+        ),
+        _ if fuel => (
+            Some("fuel"),
+            format!(
+                "{} is not enough fuel for plugin `{name}` to start ({text})",
+                tenant.limits.fuel.unwrap_or_default()
+            ),
+        ),
+        _ => (None, format!("plugin `{name}`: {text}")),
     };
     ConfigIssue {
-        key: if key.is_empty() {
-            format!("tenant[{i}].plugin")
-        } else {
-            format!("tenant[{i}].limits.{key}")
+        key: match limit {
+            Some(limit) => format!("tenant[{i}].limits.{limit}"),
+            None => format!("tenant[{i}].plugin"),
         },
         message,
     }
