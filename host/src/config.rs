@@ -51,8 +51,9 @@ pub struct HostConfig {
     pub tenants: Vec<TenantConfig>,
 }
 
-/// `[kafka]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// `[kafka]`. Its `Debug` hides secret option values (a config printed in a panic or a test
+/// failure must not carry the password).
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port,host:port`.
@@ -62,6 +63,27 @@ pub struct KafkaConfig {
     /// setting them here is an error.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .options
+            .iter()
+            .map(|(key, value)| {
+                let shown = if secret::is_secret_key(key) {
+                    secret::REDACTED
+                } else {
+                    value.as_str()
+                };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("options", &options)
+            .finish()
+    }
 }
 
 /// `[pool]` and `[tenant.pool]`: every key optional so a tenant overrides only what it names.

@@ -322,3 +322,19 @@ fn missing_read_dir_is_refused() {
     let text = format!("{MINIMAL}[tenant.limits]\nread_dirs = [\"/nonexistent/burrow-dir\"]\n");
     assert_eq!(invalid_keys(&text), ["tenant[0].limits.read_dirs[0]"]);
 }
+
+/// A config printed with `{:?}` (a panic, a test failure) shows secret option names, not their
+/// values.
+#[test]
+fn debug_output_hides_secret_options() {
+    let text = MINIMAL.replace(
+        "[[tenant]]",
+        "[kafka.options]\n\"sasl.password\" = \"hunter2-secret\"\n\"client.id\" = \"me\"\n[[tenant]]",
+    );
+    let shown = format!("{:?}", parse(&text).expect("parses"));
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("sasl.password") && shown.contains("\"me\""),
+        "{shown}"
+    );
+}
