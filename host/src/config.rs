@@ -790,8 +790,8 @@ fn check_syntax(text: &str) -> Result<(), ConfigError> {
     let Err(e) = text.parse::<toml::Table>() else {
         return Ok(());
     };
-    let offset = e.span().map_or(0, |span| span.start).min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
+    let offset = text.floor_char_boundary(e.span().map_or(0, |span| span.start));
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     Err(ConfigError::Syntax {
