@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use burrow::config::{ConfigError, HostConfig};
-use burrow::tenant;
+use burrow::supervisor;
 use burrow::wasm::{LoadError, Plugin, Runtime, RuntimeConfig, RuntimeError};
 
 /// Run sandboxed WebAssembly plugins over Kafka streams.
@@ -138,31 +138,53 @@ pub enum ValidateError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("{} plugin(s) refused:\n{}", .0.len(), .0.join("\n"))]
-    Plugins(Vec<String>),
 }
 
-/// Parses and validates the config, then loads every tenant's plugin as `run` would.
+/// Parses and validates the config, then runs `run`'s own start-up checks (clients built,
+/// plugins instantiated under their limits): a file `validate` accepts, `run` starts with.
+/// Every problem is reported at once, each naming its key.
 pub fn validate(args: &ValidateArgs) -> Result<String, ValidateError> {
-    let config = HostConfig::load(&args.config)?;
+    let config = HostConfig::read(&args.config)?;
+    let mut issues = match config.validate() {
+        Ok(()) => Vec::new(),
+        Err(ConfigError::Invalid { issues, .. }) => issues,
+        Err(e) => return Err(e.into()),
+    };
     let runtime = Runtime::new(&RuntimeConfig::default())?;
-    let mut refused = Vec::new();
-    let mut lines = Vec::new();
-    for (i, t) in config.tenants.iter().enumerate() {
-        match tenant::deployment(&runtime, t) {
-            Ok(d) => lines.push(format!(
+    let deployments = match supervisor::preflight(&config, &runtime) {
+        Ok(deployments) => deployments,
+        Err(found) => {
+            // A value the file check already refused often fails these checks too: once is
+            // enough.
+            for issue in found {
+                if !issues.iter().any(|i| i.key == issue.key) {
+                    issues.push(issue);
+                }
+            }
+            Vec::new()
+        }
+    };
+    if !issues.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: args.config.clone(),
+            issues,
+        }
+        .into());
+    }
+    let mut lines: Vec<String> = config
+        .tenants
+        .iter()
+        .zip(&deployments)
+        .map(|(t, d)| {
+            format!(
                 "tenant {:<16} group {:<20} topics {:?} plugin {}",
                 t.name,
                 t.group_id,
                 t.topics,
                 d.plugin().id()
-            )),
-            Err(e) => refused.push(format!("  - tenant[{i}].plugin: {e}")),
-        }
-    }
-    if !refused.is_empty() {
-        return Err(ValidateError::Plugins(refused));
-    }
+            )
+        })
+        .collect();
     lines.push(format!(
         "ok: {} is valid ({} tenant(s))",
         args.config.display(),

@@ -21,6 +21,8 @@ use serde::Deserialize;
 
 use crate::pool;
 
+pub mod secret;
+
 /// Prefix of the environment variables that override file keys.
 pub const ENV_PREFIX: &str = "BURROW";
 /// Separator between the prefix, sections and keys of an environment override.
@@ -49,8 +51,9 @@ pub struct HostConfig {
     pub tenants: Vec<TenantConfig>,
 }
 
-/// `[kafka]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// `[kafka]`. Its `Debug` hides secret option values (a config printed in a panic or a test
+/// failure must not carry the password).
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port,host:port`.
@@ -60,6 +63,27 @@ pub struct KafkaConfig {
     /// setting them here is an error.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .options
+            .iter()
+            .map(|(key, value)| {
+                let shown = if secret::is_secret_key(key) {
+                    secret::REDACTED
+                } else {
+                    value.as_str()
+                };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("options", &options)
+            .finish()
+    }
 }
 
 /// `[pool]` and `[tenant.pool]`: every key optional so a tenant overrides only what it names.
@@ -290,6 +314,19 @@ pub enum ConfigError {
         /// What the reader said.
         message: String,
     },
+    /// The file is not valid TOML. Says where and what was expected, never the offending
+    /// text: the line may hold a password.
+    #[error("{}line {line}, column {column}: invalid TOML: {message}", at(path))]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column (in characters) of the error.
+        column: usize,
+        /// What the parser expected or found wrong.
+        message: String,
+    },
     /// A key has the wrong type, an unknown name, or a value that does not parse.
     #[error("{}`{key}`: {message}", at(path))]
     Parse {
@@ -338,6 +375,22 @@ impl HostConfig {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let config = Self::read_with_env(path, env)?;
+        config.validate().map_err(|e| e.with_path(path))?;
+        Ok(config)
+    }
+
+    /// Reads and parses `path` with `BURROW__...` overrides, paths made absolute, without
+    /// [`HostConfig::validate`]: for `burrow validate`, which adds its own checks to the
+    /// validation's and reports them all at once.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        Self::read_with_env(path, std::env::vars())
+    }
+
+    fn read_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.to_owned(),
             message: e.to_string(),
@@ -345,8 +398,23 @@ impl HostConfig {
         let mut config = Self::parse(&text, env).map_err(|e| e.with_path(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
-        config.validate().map_err(|e| e.with_path(path))?;
         Ok(config)
+    }
+
+    /// The values of every secret setting (see [`secret::is_secret_key`]): what
+    /// [`secret::redact`] must remove from any text shown to an operator.
+    pub fn secrets(&self) -> Vec<String> {
+        let plugin_settings = self
+            .tenants
+            .iter()
+            .flat_map(|t| t.config.iter().chain(&t.limits.env));
+        self.kafka
+            .options
+            .iter()
+            .chain(plugin_settings)
+            .filter(|(key, _)| secret::is_secret_key(key))
+            .map(|(_, value)| value.clone())
+            .collect()
     }
 
     /// Parses TOML text layered with environment overrides; does not validate.
@@ -354,6 +422,7 @@ impl HostConfig {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        check_syntax(text)?;
         let overrides: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
@@ -374,6 +443,13 @@ impl HostConfig {
             })?;
         serde_path_to_error::deserialize(layered).map_err(|e| {
             let key = e.path().to_string();
+            // serde's messages quote the bad value ("invalid type: string \"...\""): not for a
+            // secret.
+            let message = if secret::is_secret_path(&key) {
+                "invalid value (not shown: this setting holds a secret)".to_owned()
+            } else {
+                clean_message(&e.into_inner().to_string())
+            };
             ConfigError::Parse {
                 path: PathBuf::new(),
                 key: if key == "." {
@@ -381,7 +457,7 @@ impl HostConfig {
                 } else {
                     key
                 },
-                message: clean_message(&e.into_inner().to_string()),
+                message,
             }
         })
     }
@@ -419,6 +495,7 @@ impl HostConfig {
                 &tenant.pool,
                 &mut issues,
             );
+            self.validate_shutdown_timeout(&at, tenant, &mut issues);
             if !names.insert(tenant.name.as_str()) {
                 issues.push(issue(
                     format!("{at}.name"),
@@ -457,6 +534,52 @@ impl HostConfig {
                 ));
             }
         }
+    }
+
+    /// A revoke waits up to `shutdown_timeout` without polling: at or past the consumer's
+    /// `max.poll.interval.ms` the group would evict the member mid-drain, so the pool refuses
+    /// to start. The problem is reported where the value was written, once.
+    fn validate_shutdown_timeout(
+        &self,
+        at: &str,
+        tenant: &TenantConfig,
+        issues: &mut Vec<ConfigIssue>,
+    ) {
+        /// librdkafka's default `max.poll.interval.ms`.
+        const DEFAULT_MAX_POLL_MS: u64 = 300_000;
+        const KEY: &str = "max.poll.interval.ms";
+        let max_poll = match self.kafka.options.get(KEY).map(|v| v.trim().parse::<u64>()) {
+            None => Duration::from_millis(DEFAULT_MAX_POLL_MS),
+            Some(Ok(ms)) => Duration::from_millis(ms),
+            // Not a number: building the consumer reports it, naming the key.
+            Some(Err(_)) => return,
+        };
+        let settings = self.pool_settings_for(tenant);
+        let shutdown = settings
+            .shutdown_timeout
+            .unwrap_or_else(|| pool::Config::default().shutdown_timeout);
+        if shutdown < max_poll {
+            return;
+        }
+        let key = if tenant.pool.shutdown_timeout.is_some() {
+            format!("{at}.pool.shutdown_timeout")
+        } else if self.pool.shutdown_timeout.is_some() {
+            "pool.shutdown_timeout".to_owned()
+        } else {
+            format!("kafka.options.{KEY}")
+        };
+        if issues.iter().any(|i| i.key == key) {
+            return;
+        }
+        issues.push(issue(
+            key,
+            format!(
+                "shutdown_timeout ({}) must be shorter than max.poll.interval.ms ({}): a \
+                 revoke waits that long without polling, and the group would evict the member",
+                humantime::format_duration(shutdown),
+                humantime::format_duration(max_poll)
+            ),
+        ));
     }
 
     /// The pool settings of `tenant`: its own overrides on top of the top-level `[pool]`.
@@ -543,6 +666,12 @@ impl LimitsConfig {
                 issues.push(issue(
                     format!("{at}.read_dirs[{j}]"),
                     format!("{} must be an absolute path", dir.display()),
+                ));
+            } else if !dir.is_dir() {
+                // Every instance mounts it: a missing one would fail every message.
+                issues.push(issue(
+                    format!("{at}.read_dirs[{j}]"),
+                    format!("{} is not an existing directory", dir.display()),
                 ));
             }
         }
@@ -654,6 +783,25 @@ fn bad_topic(topic: &str) -> String {
     format!("{topic:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)")
 }
 
+/// Checks that `text` is TOML before the `config` crate reads it: the crate's error quotes the
+/// offending line, which may hold a secret. Ours says where (line, column) and what the parser
+/// expected, nothing of the text itself.
+fn check_syntax(text: &str) -> Result<(), ConfigError> {
+    let Err(e) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let offset = text.floor_char_boundary(e.span().map_or(0, |span| span.start));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(ConfigError::Syntax {
+        path: PathBuf::new(),
+        line,
+        column,
+        message: e.message().trim().replace('\n', "; "),
+    })
+}
+
 /// Drops the `for key ...` suffix the `config` crate appends (the key is already in front, and
 /// the crate's spelling of it is garbled for array elements), but keeps where the value came
 /// from when it was the environment, since the file would look right.
@@ -672,6 +820,17 @@ impl ConfigError {
         match self {
             ConfigError::Read { message, .. } => ConfigError::Read {
                 path: file.to_owned(),
+                message,
+            },
+            ConfigError::Syntax {
+                line,
+                column,
+                message,
+                ..
+            } => ConfigError::Syntax {
+                path: file.to_owned(),
+                line,
+                column,
                 message,
             },
             ConfigError::Parse { key, message, .. } => ConfigError::Parse {

@@ -2,6 +2,7 @@
 
 mod cli;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -25,10 +26,26 @@ fn main() -> ExitCode {
     match run(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", report(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once. Burrow's errors include their cause
+/// in their own message (so a log line's `%e` tells the whole story), and some also expose it
+/// as `source`: printing the chain as is (`{:#}`) would repeat it. A cause whose text its
+/// parent already shows is skipped; one that adds something is appended.
+fn report(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(command: &Command) -> anyhow::Result<()> {
@@ -110,9 +127,52 @@ fn init_tracing(format: LogFormat, default_level: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Colour codes only for a person at a terminal: a redirected log (file, pipe, journald) gets
+/// plain text. `NO_COLOR` set to anything non-empty turns colour off everywhere
+/// (<https://no-color.org>).
+fn use_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Colour only for a terminal, and never when `NO_COLOR` is set to something.
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".into())));
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("consumer: {0}")]
+    struct Wrapper(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("tenant t")]
+    struct Bare(#[source] std::io::Error);
+
+    /// A cause already in its parent's message is printed once; one that is not is appended.
+    #[test]
+    fn report_prints_each_cause_once() {
+        let cause = || std::io::Error::other("no such broker");
+        let repeated = anyhow::Error::new(Wrapper(cause()));
+        assert_eq!(report(&repeated), "consumer: no such broker");
+        let chained = anyhow::Error::new(Bare(cause()));
+        assert_eq!(report(&chained), "tenant t: no such broker");
     }
 }

@@ -1,24 +1,40 @@
 //! The running host: starts every tenant, serves the admin endpoints, watches the config file
 //! and the plugin files it names, applies changes live, and shuts everything down gracefully.
 //!
-//! Watching is by polling (modification time and size, every `watch_interval`): it works the
-//! same on every filesystem, including the bind mounts and network volumes plugins are often
-//! deployed through, where inotify-style events go missing. A change is applied only once the
-//! new file parses and validates; a broken edit is reported and the running state stays.
+//! Watching is by polling (every `watch_interval`): it works the same on every filesystem,
+//! including the bind mounts and network volumes plugins are often deployed through, where
+//! inotify-style events go missing. A change is the file's *content* changing (sha256): new
+//! metadata (modification time, size) only makes the supervisor read and hash the file again,
+//! so a `touch` or a redeploy of the same bytes reloads nothing. A change is applied only once
+//! the new file parses and validates; a broken edit is reported and the running state stays.
+//!
+//! Before anything starts, [`preflight`] builds each tenant's Kafka clients (without
+//! connecting) and instantiates each plugin under its tenant's limits: `burrow validate` and
+//! `burrow run` refuse the same files, every problem at once. Text that may hold configuration
+//! (librdkafka's errors) goes through [`secret::redact`] before it reaches a log line or
+//! `/stats`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::error::KafkaError;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Status};
-use crate::config::{ConfigError, HostConfig, TenantConfig};
+use crate::config::secret::{self, is_secret_key};
+use crate::config::{ConfigError, ConfigIssue, HostConfig, TenantConfig};
+use crate::kafka::producer::{ProduceError, Producer};
 use crate::reload::{self, Change};
-use crate::tenant::{self, RunningTenant, TenantError};
-use crate::wasm::{Runtime, RuntimeConfig, RuntimeError};
+use crate::tenant::{self, RunningTenant};
+use crate::wasm::{
+    CallError, Deployment, DeploymentSlot, LoadError, PluginInstance, Runtime, RuntimeConfig,
+    RuntimeError,
+};
 
 /// How often the config and plugin files are checked for changes by default.
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,33 +48,54 @@ pub enum HostError {
     /// The WASM runtime could not start.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    /// A tenant could not start.
-    #[error(transparent)]
-    Tenant(#[from] Box<TenantError>),
-    /// The admin listener could not bind.
-    #[error("admin listener on {addr}: {source}")]
+    /// A tenant could not start. Its text, redacted of secrets; the message includes every
+    /// cause, as all Burrow errors' messages do.
+    #[error("{0}")]
+    Tenant(String),
+    /// The admin listener could not bind. The cause is part of the message (the house rule:
+    /// an error's text is whole, so logs and `/stats` show it in one `%e`), hence not also
+    /// exposed as `source`, which would print it twice in a chain.
+    #[error("admin listener on {addr}: {reason}")]
     Admin {
         /// The address.
         addr: std::net::SocketAddr,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
-/// A file's identity for change detection.
+/// A file's identity for change detection: its metadata, to notice cheaply that it may have
+/// changed, and the sha256 of its bytes, to decide whether it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
+    digest: [u8; 32],
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+/// The file's stamp now (`None` if it cannot be read). `known` is its last stamp: when the
+/// metadata is the same, the content is taken as unchanged and the file is not read again, so
+/// watching costs a `stat` per tick until something touches the file.
+fn stamp(path: &Path, known: Option<&Stamp>) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;
+    let modified = meta.modified().ok();
+    if let Some(known) = known
+        && known.modified == modified
+        && known.len == meta.len()
+    {
+        return Some(*known);
+    }
+    let bytes = std::fs::read(path).ok()?;
     Some(Stamp {
-        modified: meta.modified().ok(),
+        modified,
         len: meta.len(),
+        digest: Sha256::digest(&bytes).into(),
     })
+}
+
+/// Whether two stamps are of different contents (a file appearing or vanishing counts).
+fn content_differs(old: Option<&Stamp>, new: Option<&Stamp>) -> bool {
+    old.map(|s| s.digest) != new.map(|s| s.digest)
 }
 
 /// The tenants, shared between the supervisor loop and the admin endpoints.
@@ -69,6 +106,8 @@ struct Tenants {
     failed: BTreeMap<String, String>,
     /// The last config reload that was refused, with why.
     config_error: Option<String>,
+    /// The values of the running configuration's secrets, kept out of `/stats`.
+    secrets: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -110,11 +149,15 @@ impl Status for SharedTenants {
             .iter()
             .map(|(name, t)| (name.clone(), t.report()))
             .collect();
-        serde_json::json!({
+        let mut stats = serde_json::json!({
             "tenants": running,
             "failed_tenants": tenants.failed,
             "last_config_error": tenants.config_error,
-        })
+        });
+        // The texts above are redacted where they are made; this is the net under them, for
+        // any error text that quotes a setting.
+        redact_json(&mut stats, &tenants.secrets);
+        stats
     }
 
     fn metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
@@ -145,6 +188,16 @@ impl Default for RunOptions {
     }
 }
 
+/// Replaces each secret in every string of `value`.
+fn redact_json(value: &mut serde_json::Value, secrets: &[String]) {
+    match value {
+        serde_json::Value::String(text) => *text = secret::redact(text, secrets),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact_json(v, secrets)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| redact_json(v, secrets)),
+        _ => {}
+    }
+}
+
 /// The host while it runs.
 pub struct Supervisor {
     path: PathBuf,
@@ -153,6 +206,211 @@ pub struct Supervisor {
     tenants: SharedTenants,
     config_stamp: Option<Stamp>,
     plugin_stamps: HashMap<String, Option<Stamp>>,
+    /// Tenants whose plugin file changed while the config file did not load: swapped once it
+    /// does, though their stamps are already up to date.
+    pending_plugins: BTreeSet<String>,
+}
+
+/// Checks everything `run` needs beyond a valid file, as `run` does it, consuming nothing:
+///
+/// - each tenant's consumer and the shared producer are built with the settings `run` uses.
+///   librdkafka checks every property then (unknown names, bad values, TLS material that does
+///   not load); nothing connects until a client is used, and these are dropped unused;
+/// - each plugin is loaded and instantiated once under its tenant's limits, so a memory cap
+///   below what the plugin needs to start is refused here instead of failing every message.
+///
+/// Returns the loaded deployments in tenant order, or every problem found, each naming its key,
+/// with secret values redacted.
+pub fn preflight(
+    config: &HostConfig,
+    runtime: &Runtime,
+) -> Result<Vec<Deployment>, Vec<ConfigIssue>> {
+    let mut issues = client_issues(config);
+    let mut deployments = Vec::new();
+    for (i, tenant) in config.tenants.iter().enumerate() {
+        match tenant::deployment(runtime, tenant) {
+            // A missing directory is the file check's to report; without it the instance can
+            // still show whether the other limits let the plugin start.
+            Ok(deployment) => match instantiate(&without_missing_dirs(&deployment)) {
+                Ok(()) => deployments.push(deployment),
+                Err(e) => issues.push(instantiate_issue(i, tenant, &e)),
+            },
+            Err(e) => issues.push(ConfigIssue {
+                key: format!("tenant[{i}].plugin"),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if issues.is_empty() {
+        Ok(deployments)
+    } else {
+        Err(issues)
+    }
+}
+
+/// Builds the clients `run` builds and reports what librdkafka refuses. The options are
+/// shared by every tenant, so a bad one is reported once, not once per tenant.
+///
+/// The clients are built without `bootstrap.servers`: with brokers, librdkafka starts
+/// connecting as soon as a client exists (the idempotent producer asks for its producer id at
+/// once), and a check must not touch the network nor log its failures. Everything else —
+/// every property, the TLS material, the SASL setup — is checked as `run` would. librdkafka's
+/// own logging is off for the same reason (`log_level` 0); what it refuses comes back as an
+/// error.
+fn client_issues(config: &HostConfig) -> Vec<ConfigIssue> {
+    let mut issues: Vec<ConfigIssue> = Vec::new();
+    // librdkafka stops at the first property it refuses: each is tried alone first, so every
+    // unknown name and bad value is reported in one pass.
+    for (key, value) in &config.kafka.options {
+        let mut alone = rdkafka::ClientConfig::new();
+        alone.set(key, value);
+        if let Err(e) = alone.create_native_config() {
+            let mut issue = client_issue(config, "client", &e);
+            issue.key = format!("kafka.options.{key}");
+            issues.push(issue);
+        }
+    }
+    if !issues.is_empty() {
+        return issues;
+    }
+    let mut add = |issue: ConfigIssue| {
+        if !issues.contains(&issue) {
+            issues.push(issue);
+        }
+    };
+    for tenant in &config.tenants {
+        let mut consumer = tenant::consumer_config(config, tenant);
+        consumer.remove("bootstrap.servers").set("log_level", "0");
+        if let Err(e) = consumer.create::<BaseConsumer>() {
+            add(client_issue(config, "consumer", &e));
+        }
+    }
+    let mut options = config.kafka.options.clone();
+    options.insert("log_level".into(), "0".into());
+    match Producer::new("", &options) {
+        Ok(_) => {}
+        Err(ProduceError::Create(e)) => add(client_issue(config, "producer", &e)),
+        Err(e) => add(ConfigIssue {
+            key: "kafka.options".into(),
+            message: secret::redact(&e.to_string(), &config.secrets()),
+        }),
+    }
+    issues
+}
+
+/// librdkafka's refusal as an issue on the key it is about. Its config errors quote the value
+/// (`Invalid value "..." for configuration property "..."`), and rust-rdkafka's text appends
+/// the key and value again: only librdkafka's sentence is kept, with every secret redacted.
+fn client_issue(config: &HostConfig, client: &str, err: &KafkaError) -> ConfigIssue {
+    let mut secrets = config.secrets();
+    match err {
+        KafkaError::ClientConfig(_, description, key, value) => {
+            if is_secret_key(key) {
+                secrets.push(value.clone());
+            }
+            let key = match key.as_str() {
+                "bootstrap.servers" | "metadata.broker.list" => "kafka.brokers".to_owned(),
+                key => format!("kafka.options.{key}"),
+            };
+            ConfigIssue {
+                key,
+                message: secret::redact(description, &secrets),
+            }
+        }
+        other => {
+            let text = match other {
+                KafkaError::ClientCreation(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let text = secret::redact(&text, &secrets);
+            // Creation errors (TLS material, SASL setup) name the property in prose.
+            let key = config
+                .kafka
+                .options
+                .keys()
+                .filter(|key| text.contains(key.as_str()))
+                .max_by_key(|key| key.len())
+                .map_or_else(
+                    || "kafka.options".to_owned(),
+                    |key| format!("kafka.options.{key}"),
+                );
+            ConfigIssue {
+                key,
+                message: format!("librdkafka cannot create the {client}: {text}"),
+            }
+        }
+    }
+}
+
+/// `deployment` granting only those of its directories that exist.
+fn without_missing_dirs(deployment: &Deployment) -> Deployment {
+    let mut capabilities = deployment.capabilities().clone();
+    capabilities.read_only_dirs.retain(|dir| dir.is_dir());
+    deployment.clone().with_capabilities(capabilities)
+}
+
+/// Makes one instance of `deployment`, as a worker's first call would, and drops it.
+///
+/// On a thread of its own: instantiating runs guest code (initialisers) and blocks, and the
+/// caller may be an async task (start-up and reloads run on the host's runtime); a fresh
+/// thread is outside any runtime whatever the caller's, like the workers' plugin threads.
+fn instantiate(deployment: &Deployment) -> Result<(), CallError> {
+    let slot = Arc::new(DeploymentSlot::new(deployment.clone()));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| PluginInstance::new(slot).warm_up())
+            .join()
+            .unwrap_or_else(|_| {
+                Err(CallError::Instantiate(
+                    "the instantiation thread panicked".into(),
+                ))
+            })
+    })
+}
+
+/// An instantiation failure, on the limit that caused it when there is one.
+fn instantiate_issue(i: usize, tenant: &TenantConfig, err: &CallError) -> ConfigIssue {
+    let name = tenant
+        .plugin
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let text = err.to_string();
+    // A cap hit while instantiating is reported as an instantiation error whose text is the
+    // memory limiter's ("memory cap of N bytes exceeded").
+    let memory = matches!(err, CallError::MemoryExceeded { .. }) || text.contains("memory cap");
+    // Likewise wasmtime's trap for an empty tank ("all fuel consumed").
+    let fuel = matches!(err, CallError::FuelExhausted { .. }) || text.contains("fuel consumed");
+    let (limit, message) = match err {
+        _ if memory => (
+            Some("memory"),
+            format!(
+                "{} is below what plugin `{name}` needs to start ({text})",
+                tenant.limits.memory
+            ),
+        ),
+        CallError::Timeout { .. } => (
+            Some("timeout"),
+            format!(
+                "{} is not long enough for plugin `{name}` to start ({text})",
+                humantime::format_duration(tenant.limits.timeout)
+            ),
+        ),
+        _ if fuel => (
+            Some("fuel"),
+            format!(
+                "{} is not enough fuel for plugin `{name}` to start ({text})",
+                tenant.limits.fuel.unwrap_or_default()
+            ),
+        ),
+        _ => (None, format!("plugin `{name}`: {text}")),
+    };
+    ConfigIssue {
+        key: match limit {
+            Some(limit) => format!("tenant[{i}].limits.{limit}"),
+            None => format!("tenant[{i}].plugin"),
+        },
+        message,
+    }
 }
 
 /// Runs the host described by the file at `path` until `shutdown` completes.
@@ -168,9 +426,9 @@ pub async fn run(
             .and_then(|()| TcpListener::from_std(l)),
         None => TcpListener::bind(supervisor.config.admin.listen).await,
     }
-    .map_err(|source| HostError::Admin {
+    .map_err(|reason| HostError::Admin {
         addr: supervisor.config.admin.listen,
-        source,
+        reason,
     })?;
     let addr = listener.local_addr().ok();
     let admin_stop = CancellationToken::new();
@@ -197,20 +455,31 @@ pub async fn run(
 }
 
 impl Supervisor {
-    /// Loads the config and starts every tenant; the first that cannot start is an error.
+    /// Loads the config, runs the [`preflight`] checks and starts every tenant; a problem in
+    /// either is an error.
     fn start(path: &Path) -> Result<Self, HostError> {
         // Stamps are taken before the files are read: a file replaced between the stamp and
         // the read is then seen as changed at the next check, never missed.
-        let config_stamp = stamp(path);
+        let config_stamp = stamp(path, None);
         let config = HostConfig::load(path)?;
         let runtime = Runtime::new(&RuntimeConfig {
             cache_dir: config.cache_dir.clone(),
         })?;
+        let plugin_stamps: HashMap<String, Option<Stamp>> = config
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), stamp(&t.plugin, None)))
+            .collect();
+        let deployments = preflight(&config, &runtime).map_err(|issues| ConfigError::Invalid {
+            path: path.to_owned(),
+            issues,
+        })?;
         let tenants = SharedTenants::default();
-        let mut plugin_stamps = HashMap::new();
-        for tenant in &config.tenants {
-            plugin_stamps.insert(tenant.name.clone(), stamp(&tenant.plugin));
-            let running = RunningTenant::start(&config, tenant, &runtime).map_err(Box::new)?;
+        let secrets = config.secrets();
+        tenants.lock().secrets.clone_from(&secrets);
+        for (tenant, deployment) in config.tenants.iter().zip(deployments) {
+            let running = RunningTenant::start_deployed(&config, tenant, deployment)
+                .map_err(|e| HostError::Tenant(secret::redact(&e.to_string(), &secrets)))?;
             tenants.lock().running.insert(tenant.name.clone(), running);
         }
         Ok(Self {
@@ -220,35 +489,51 @@ impl Supervisor {
             runtime,
             tenants,
             plugin_stamps,
+            pending_plugins: BTreeSet::new(),
         })
     }
 
-    /// Re-reads the config if it or a plugin file changed, and applies the difference.
+    /// Re-reads the config if its content or a plugin file's content changed, and applies the
+    /// difference.
     async fn check_for_changes(&mut self) {
-        let config_stamp = stamp(&self.path);
-        let config_changed = config_stamp != self.config_stamp;
-        let plugin_changed = self.config.tenants.iter().any(|t| self.plugin_changed(t));
+        let config_stamp = stamp(&self.path, self.config_stamp.as_ref());
+        let config_changed = content_differs(self.config_stamp.as_ref(), config_stamp.as_ref());
+        // A refused file is tried again when it changes again, not every tick.
+        self.config_stamp = config_stamp;
+        let mut plugin_changed = false;
+        for tenant in &self.config.tenants {
+            let Some(known) = self.plugin_stamps.get_mut(&tenant.name) else {
+                continue;
+            };
+            let now = stamp(&tenant.plugin, known.as_ref());
+            if content_differs(known.as_ref(), now.as_ref()) {
+                self.pending_plugins.insert(tenant.name.clone());
+                plugin_changed = true;
+            }
+            *known = now;
+        }
         if !config_changed && !plugin_changed {
             return;
         }
-        self.config_stamp = config_stamp;
         let new = match HostConfig::load(&self.path) {
             Ok(new) => new,
             Err(e) => {
-                tracing::error!(error = %e, "config change refused; the running configuration stays");
-                self.tenants.lock().config_error = Some(e.to_string());
+                let error = secret::redact(&e.to_string(), &self.config.secrets());
+                tracing::error!(%error, "config change refused; the running configuration stays");
+                self.tenants.lock().config_error = Some(error);
                 return;
             }
         };
         self.tenants.lock().config_error = None;
-        let changes = reload::plan(&self.config, &new, |t| self.plugin_changed(t));
+        let pending = std::mem::take(&mut self.pending_plugins);
+        let changes = reload::plan(&self.config, &new, |t| pending.contains(&t.name));
         self.apply(new, changes).await;
-    }
-
-    fn plugin_changed(&self, tenant: &TenantConfig) -> bool {
-        self.plugin_stamps
-            .get(&tenant.name)
-            .is_some_and(|old| *old != stamp(&tenant.plugin))
+        let mut tenants = self.tenants.lock();
+        for value in self.config.secrets() {
+            if !tenants.secrets.contains(&value) {
+                tenants.secrets.push(value);
+            }
+        }
     }
 
     async fn apply(&mut self, mut new: HostConfig, changes: Vec<Change>) {
@@ -283,13 +568,15 @@ impl Supervisor {
             return;
         };
         self.plugin_stamps
-            .insert(name.to_owned(), stamp(&tenant.plugin));
+            .insert(name.to_owned(), stamp(&tenant.plugin, None));
         // Process-wide settings are the running ones, not the file's new ones.
         let mut effective = config.clone();
         effective.kafka = self.config.kafka.clone();
         // Compiling a plugin takes a while: keep this worker thread's other tasks moving.
-        let started =
-            tokio::task::block_in_place(|| RunningTenant::start(&effective, tenant, &self.runtime));
+        let started = tokio::task::block_in_place(|| {
+            let deployment = self.checked_deployment(tenant).map_err(|e| e.to_string())?;
+            RunningTenant::start_deployed(&effective, tenant, deployment).map_err(|e| e.to_string())
+        });
         let mut tenants = self.tenants.lock();
         match started {
             Ok(running) => {
@@ -297,8 +584,9 @@ impl Supervisor {
                 tenants.running.insert(name.to_owned(), running);
             }
             Err(e) => {
-                tracing::error!(tenant = name, error = %e, "tenant failed to start");
-                tenants.failed.insert(name.to_owned(), e.to_string());
+                let error = secret::redact(&e, &effective.secrets());
+                tracing::error!(tenant = name, %error, "tenant failed to start");
+                tenants.failed.insert(name.to_owned(), error);
             }
         }
     }
@@ -324,12 +612,23 @@ impl Supervisor {
         // Whatever the outcome, this version of the file has been seen: a refused file is
         // tried again when it changes again, not every tick.
         self.plugin_stamps
-            .insert(name.to_owned(), stamp(&tenant.plugin));
+            .insert(name.to_owned(), stamp(&tenant.plugin, None));
         // Load and compile outside the lock, off the workers: they keep running the old one.
-        let next = tokio::task::block_in_place(|| tenant::deployment(&self.runtime, tenant));
+        let next = tokio::task::block_in_place(|| self.checked_deployment(tenant));
         if let Some(running) = self.tenants.lock().running.get_mut(name) {
             let _ = running.swap(tenant, next);
         }
+    }
+
+    /// The tenant's deployment, loaded and instantiated once under its limits: a version (or
+    /// a limit) it cannot start under is refused like a file that does not load.
+    fn checked_deployment(&self, tenant: &TenantConfig) -> Result<Deployment, LoadError> {
+        let deployment = tenant::deployment(&self.runtime, tenant)?;
+        instantiate(&deployment).map_err(|e| LoadError::CannotStart {
+            name: deployment.plugin().name().to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(deployment)
     }
 
     async fn stop_all(&mut self) {
@@ -341,5 +640,55 @@ impl Supervisor {
             }
         });
         futures::future::join_all(stops).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file rewritten with the same bytes (a `touch`, a redeploy of the same build) is not a
+    /// change, even though its modification time is new.
+    #[test]
+    fn same_bytes_with_a_new_mtime_are_not_a_change() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("plugin.wasm");
+        std::fs::write(&path, b"version one")?;
+        let before = stamp(&path, None);
+        let file = std::fs::File::options().write(true).open(&path)?;
+        file.set_modified(SystemTime::now() + Duration::from_secs(60))?;
+        let after = stamp(&path, before.as_ref());
+        assert_ne!(before.map(|s| s.modified), after.map(|s| s.modified));
+        assert!(!content_differs(before.as_ref(), after.as_ref()));
+        Ok(())
+    }
+
+    /// New bytes are a change, and so is the file appearing or vanishing.
+    #[test]
+    fn new_bytes_or_a_missing_file_are_a_change() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("plugin.wasm");
+        std::fs::write(&path, b"version one")?;
+        let one = stamp(&path, None);
+        std::fs::write(&path, b"version two, longer")?;
+        let two = stamp(&path, one.as_ref());
+        assert!(content_differs(one.as_ref(), two.as_ref()));
+        std::fs::remove_file(&path)?;
+        let gone = stamp(&path, two.as_ref());
+        assert!(gone.is_none());
+        assert!(content_differs(two.as_ref(), gone.as_ref()));
+        Ok(())
+    }
+
+    /// Secret values are removed from every string of `/stats`, however deep.
+    #[test]
+    fn stats_strings_are_redacted() {
+        let mut stats = serde_json::json!({
+            "failed_tenants": {"a": "bad value s3cret for sasl.password"},
+            "tenants": {"b": {"status": {"halted": ["s3cret"]}, "n": 3}},
+        });
+        redact_json(&mut stats, &["s3cret".to_owned()]);
+        assert!(!stats.to_string().contains("s3cret"), "{stats}");
+        assert_eq!(stats["tenants"]["b"]["n"], 3);
     }
 }

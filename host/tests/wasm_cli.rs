@@ -72,3 +72,21 @@ fn check_refuses_a_non_wasm_file() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A file that cannot be read: non-zero exit, one line, the OS's reason given once.
+#[test]
+fn check_names_an_unreadable_file_and_its_cause_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("missing.wasm");
+    let out = check(&path)?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr)?;
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: cannot read plugin {}: No such file or directory (os error 2)",
+            path.display()
+        )
+    );
+    Ok(())
+}

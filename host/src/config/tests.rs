@@ -74,7 +74,8 @@ memory = "32MiB"
 timeout = "250ms"
 fuel = 1000000
 env = { REGION = "eu" }
-read_dirs = ["/etc/burrow"]
+# An existing directory: validation checks it is there.
+read_dirs = ["/etc"]
 [tenant.pool]
 workers = 2
 ordering = "partition"
@@ -250,5 +251,90 @@ fn missing_file_is_named() {
     assert!(
         err.to_string().contains("/nonexistent/burrow.toml"),
         "{err}"
+    );
+}
+
+/// A TOML syntax error says where (line, column) and what was expected, and never quotes the
+/// offending line: it may hold a password.
+#[test]
+fn syntax_error_names_the_place_not_the_text() {
+    let text = format!(
+        "{MINIMAL}[kafka.options]\n\"sasl.password\" = \"hunter2-secret\n\"sasl.username\" = \"u\"\n"
+    );
+    let err = parse(&text).expect_err("not TOML");
+    let shown = err.to_string();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let line = MINIMAL.lines().count() + 2;
+    assert!(shown.contains(&format!("line {line}, column ")), "{shown}");
+}
+
+/// A wrongly typed secret is named by its key, its value not shown.
+#[test]
+fn bad_secret_value_is_not_quoted() {
+    let text = MINIMAL.replace(
+        "[[tenant]]",
+        "[kafka.options]\n\"sasl.password\" = { nested = \"hunter2-secret\" }\n[[tenant]]",
+    );
+    let err = parse(&text).expect_err("a table is not a string");
+    let shown = err.to_string();
+    assert!(shown.contains("sasl.password"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+/// The values of secret settings (librdkafka's and secret-named plugin settings) are known,
+/// so they can be redacted; ordinary values are not among them.
+#[test]
+fn secrets_are_the_values_of_secret_keys() {
+    let text = MINIMAL.replace(
+        "[[tenant]]",
+        "[kafka.options]\n\"sasl.password\" = \"p1\"\n\"ssl.key.pem\" = \"p2\"\n\
+         \"security.protocol\" = \"ssl\"\n[[tenant]]",
+    ) + "[tenant.config]\napi_token = \"p3\"\nregion = \"eu\"\n";
+    let mut secrets = parse(&text).expect("parses").secrets();
+    secrets.sort();
+    assert_eq!(secrets, ["p1", "p2", "p3"]);
+}
+
+/// `shutdown_timeout` at or past `max.poll.interval.ms` is refused where it was written: the
+/// pool would refuse to start.
+#[test]
+fn shutdown_timeout_must_be_below_max_poll_interval() {
+    let options = "[kafka.options]\n\"max.poll.interval.ms\" = \"10000\"\n";
+    let top = MINIMAL.replace(
+        "[[tenant]]",
+        &format!("{options}[pool]\nshutdown_timeout = \"10s\"\n[[tenant]]"),
+    );
+    assert_eq!(invalid_keys(&top), ["pool.shutdown_timeout"]);
+    let own = MINIMAL.replace("[[tenant]]", &format!("{options}[[tenant]]"))
+        + "[tenant.pool]\nshutdown_timeout = \"1m\"\n";
+    assert_eq!(invalid_keys(&own), ["tenant[0].pool.shutdown_timeout"]);
+    let default = MINIMAL.replace("[[tenant]]", &format!("{options}[[tenant]]"));
+    assert_eq!(
+        invalid_keys(&default),
+        ["kafka.options.max.poll.interval.ms"]
+    );
+}
+
+/// A read-only directory that does not exist is refused: every instance would fail to mount it.
+#[test]
+fn missing_read_dir_is_refused() {
+    let text = format!("{MINIMAL}[tenant.limits]\nread_dirs = [\"/nonexistent/burrow-dir\"]\n");
+    assert_eq!(invalid_keys(&text), ["tenant[0].limits.read_dirs[0]"]);
+}
+
+/// A config printed with `{:?}` (a panic, a test failure) shows secret option names, not their
+/// values.
+#[test]
+fn debug_output_hides_secret_options() {
+    let text = MINIMAL.replace(
+        "[[tenant]]",
+        "[kafka.options]\n\"sasl.password\" = \"hunter2-secret\"\n\"client.id\" = \"me\"\n[[tenant]]",
+    );
+    let shown = format!("{:?}", parse(&text).expect("parses"));
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("sasl.password") && shown.contains("\"me\""),
+        "{shown}"
     );
 }

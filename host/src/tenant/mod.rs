@@ -38,15 +38,15 @@ pub(crate) struct Shared {
     metrics: TenantMetrics,
 }
 
-/// Why a tenant could not start.
+/// Why a tenant could not start. Like every Burrow error, its message includes its cause, so
+/// the cause is not also its `source` (a printed chain would repeat it).
 #[derive(Debug, thiserror::Error)]
-#[error("tenant {tenant}: {source}")]
+#[error("tenant {tenant}: {error}")]
 pub struct TenantError {
     /// The tenant.
     pub tenant: String,
     /// What failed.
-    #[source]
-    pub source: Box<StartError>,
+    pub error: Box<StartError>,
 }
 
 /// The part of a tenant that could not start.
@@ -57,7 +57,7 @@ pub enum StartError {
     Plugin(#[from] LoadError),
     /// Its consumer could not be created or subscribed.
     #[error("consumer: {0}")]
-    Consumer(#[from] rdkafka::error::KafkaError),
+    Consumer(rdkafka::error::KafkaError),
     /// Its producer could not be created.
     #[error(transparent)]
     Producer(#[from] ProduceError),
@@ -66,7 +66,20 @@ pub enum StartError {
     Pool(#[from] PoolError),
     /// Its metrics could not be registered.
     #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
+    Metrics(prometheus::Error),
+}
+
+// By hand, not `#[from]`: that would make the error the variant's `source` too.
+impl From<rdkafka::error::KafkaError> for StartError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        StartError::Consumer(e)
+    }
+}
+
+impl From<prometheus::Error> for StartError {
+    fn from(e: prometheus::Error) -> Self {
+        StartError::Metrics(e)
+    }
 }
 
 /// What the supervisor and `/stats` can see of a running tenant.
@@ -108,8 +121,9 @@ pub fn deployment(runtime: &Runtime, config: &TenantConfig) -> Result<Deployment
 }
 
 /// The consumer settings of a tenant: the operator's pass-through options first, then what
-/// the delivery guarantee needs, which they cannot override.
-fn consumer_config(host: &HostConfig, tenant: &TenantConfig) -> ClientConfig {
+/// the delivery guarantee needs, which they cannot override. Public so `burrow validate` builds
+/// the very client `run` would.
+pub fn consumer_config(host: &HostConfig, tenant: &TenantConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     // A new group starts from the beginning: a processing system must not skip what was
     // produced before it first ran. An operator can say otherwise.
@@ -132,19 +146,34 @@ impl RunningTenant {
         tenant: &TenantConfig,
         runtime: &Runtime,
     ) -> Result<Self, TenantError> {
-        Self::try_start(host, tenant, runtime).map_err(|e| TenantError {
+        let started = deployment(runtime, tenant)
+            .map_err(StartError::from)
+            .and_then(|d| Self::try_start(host, tenant, d));
+        started.map_err(|e| TenantError {
             tenant: tenant.name.clone(),
-            source: Box::new(e),
+            error: Box::new(e),
+        })
+    }
+
+    /// Like [`RunningTenant::start`], with the plugin already loaded (and checked) by the
+    /// caller: the supervisor's start-up checks load it once, not twice.
+    pub fn start_deployed(
+        host: &HostConfig,
+        tenant: &TenantConfig,
+        deployment: Deployment,
+    ) -> Result<Self, TenantError> {
+        Self::try_start(host, tenant, deployment).map_err(|e| TenantError {
+            tenant: tenant.name.clone(),
+            error: Box::new(e),
         })
     }
 
     fn try_start(
         host: &HostConfig,
         tenant: &TenantConfig,
-        runtime: &Runtime,
+        deployment: Deployment,
     ) -> Result<Self, StartError> {
         let name = tenant.name.clone();
-        let deployment = deployment(runtime, tenant)?;
         let consumer = Consumer::from_config(&consumer_config(host, tenant))?;
         let topics: Vec<&str> = tenant.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;

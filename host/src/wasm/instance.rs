@@ -66,6 +66,18 @@ impl PluginInstance {
         }
     }
 
+    /// Instantiates the slot's current deployment now, under its limits, without calling the
+    /// plugin (unless this handle already holds an instance of it). A deployment that cannot
+    /// start — a memory cap below what the plugin's initial memory needs, a granted directory
+    /// gone — is found here, before any message is at stake (`burrow validate`, start-up).
+    pub fn warm_up(&mut self) -> Result<(), CallError> {
+        let deployment = self.slot.current();
+        if !matches!(&self.live, Some(live) if Arc::ptr_eq(&live.deployment, &deployment)) {
+            self.live = Some(self.instantiate(&deployment)?);
+        }
+        Ok(())
+    }
+
     /// Drops the current instance, if any; the next call instantiates afresh.
     pub fn reset(&mut self) {
         self.live = None;

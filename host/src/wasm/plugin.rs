@@ -93,10 +93,11 @@ impl Plugin {
 /// problem.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read plugin {}: {source}", path.display())]
+    // `reason`, not `source`: the message includes it, and a `source` would print it twice.
+    #[error("cannot read plugin {}: {reason}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("plugin `{name}` is not a WebAssembly file")]
     NotWasm { name: String },
@@ -116,6 +117,10 @@ pub enum LoadError {
     WrongSignature { name: String, reason: String },
     #[error("plugin `{name}` imports `{import}`, which the runtime does not provide")]
     UnsupportedImport { name: String, import: String },
+    /// The plugin loaded but an instance cannot start under the deployment's limits (e.g. a
+    /// memory cap below its initial memory): found before a swap, not by every message after.
+    #[error("plugin `{name}` cannot start under its limits: {reason}")]
+    CannotStart { name: String, reason: String },
     #[error("plugin `{name}` imports `{import}` with a type the runtime does not match: {reason}")]
     MismatchedImport {
         name: String,
@@ -126,9 +131,9 @@ pub enum LoadError {
 
 /// Reads, compiles, validates and pre-links the plugin at `path`, named after the file stem.
 pub(crate) fn load_file(runtime: &Arc<Shared>, path: &Path) -> Result<Plugin, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+    let bytes = std::fs::read(path).map_err(|reason| LoadError::Read {
         path: path.to_owned(),
-        source,
+        reason,
     })?;
     load_bytes(runtime, &name_of(path), &bytes)
 }

@@ -27,7 +27,8 @@ pub enum RuntimeError {
     #[error("cannot configure the WebAssembly engine: {0}")]
     Engine(String),
     #[error("cannot start the deadline clock thread: {0}")]
-    Ticker(#[source] std::io::Error),
+    /// The cause is in the message, so not also the `source` (it would print twice).
+    Ticker(std::io::Error),
 }
 
 /// Compiled-code cache counters since the runtime started.
