@@ -3,7 +3,7 @@
 //! and dead letters.
 //!
 //! rdkafka runs rebalance and commit callbacks on the thread that polls. The pool polls from one
-//! dedicated blocking thread ([`poll_loop`]); its [`PoolContext`] hands each revoke to the pool's
+//! dedicated OS thread ([`spawn_poller`]), which halts the pool, naming why, if it cannot go on; its [`PoolContext`] hands each revoke to the pool's
 //! coordinator and blocks until the coordinator has drained and committed those partitions, so a
 //! partition is let go only after its final commit.
 
@@ -14,4 +14,4 @@ pub mod producer;
 pub use consumer::{Consumer, PoolContext};
 pub use message::{Header, Message};
 
-pub(crate) use consumer::{Event, Tp, poll_loop};
+pub(crate) use consumer::{Event, Poller, Tp, spawn_poller};
