@@ -337,17 +337,26 @@ fn receive(
     Ok(())
 }
 
-/// Leaves the group. The coordinator is detached by now, so the revoke this close triggers
-/// returns at once; everything safe to commit was committed before.
+/// Leaves the group, waiting up to `close_timeout` for the revoke of every assigned partition.
+/// The coordinator is detached by now, so that revoke returns at once; everything safe to commit
+/// was committed before.
+///
+/// It unsubscribes rather than closes: rdkafka 0.39's `BaseConsumer::drop` closes the consumer
+/// again without checking whether it already is, and logs an ERROR ("Failed to close consumer
+/// queue on drop ... Consumer already closed") after every explicit close. Left but not closed,
+/// the consumer's final close (in its `drop`) has nothing left to wait for.
 fn leave_group(consumer: &BaseConsumer<PoolContext>, close_timeout: Duration) {
-    match consumer.close_queue() {
-        Ok(()) => {
-            tracing::debug!("leaving the group");
-            let deadline = Instant::now() + close_timeout;
-            while !consumer.closed() && Instant::now() < deadline {
-                consumer.poll(POLL_TIMEOUT);
-            }
+    // A manually assigned consumer is in no group: its final close just unassigns.
+    if consumer.subscription().is_ok_and(|s| s.count() == 0) {
+        return;
+    }
+    tracing::debug!("leaving the group");
+    consumer.unsubscribe();
+    let deadline = Instant::now() + close_timeout;
+    while Instant::now() < deadline {
+        consumer.poll(POLL_TIMEOUT);
+        if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+            break;
         }
-        Err(e) => tracing::debug!(error = %e, "closing the consumer queue"),
     }
 }
