@@ -13,6 +13,7 @@ use rdkafka::{ClientContext, Message as _, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Message;
+use super::client_log::LogLimiter;
 use crate::pool::Backpressure;
 
 /// A topic-partition, with the topic name shared.
@@ -47,20 +48,41 @@ pub(crate) type Link = UnboundedSender<Event>;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The consumer context of a pool consumer: wires rebalances into the pool.
-#[derive(Default)]
 pub struct PoolContext {
     /// The coordinator, while `run` is going. `None` otherwise, so a rebalance outside `run`
     /// (or during the final close) does not wait for anyone.
     link: Mutex<Option<Link>>,
     /// The pool's stats, set by `Pool::new`: librdkafka's statistics land there.
     stats: std::sync::OnceLock<Arc<crate::pool::stats::Shared>>,
+    /// librdkafka's log lines and errors go through it (an unreachable broker floods them).
+    log: LogLimiter,
     /// Test-only fault injection: when set, the poll thread panics at its next turn, as it did
     /// on a non-UTF-8 header name before [`Message`] read names without rdkafka's unwrap.
     #[cfg(test)]
     pub(crate) panic_in_poll: AtomicBool,
 }
 
+impl Default for PoolContext {
+    fn default() -> Self {
+        Self {
+            link: Mutex::default(),
+            stats: std::sync::OnceLock::new(),
+            log: LogLimiter::new("consumer"),
+            #[cfg(test)]
+            panic_in_poll: AtomicBool::new(false),
+        }
+    }
+}
+
 impl ClientContext for PoolContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.log.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+
     /// librdkafka's periodic statistics carry each partition's high watermark: with the
     /// committed offset, that is the consumer lag, at no extra broker round trip.
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -330,7 +352,7 @@ fn receive(
                 if let Some((code, reason)) = consumer.client().fatal_error() {
                     return Err(format!("fatal consumer error: {code:?}: {reason}"));
                 }
-                tracing::warn!(error = %e, "consumer error");
+                consumer.context().log.consumer_error(&e);
             }
         }
     }

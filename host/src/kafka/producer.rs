@@ -28,6 +28,7 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::Header;
+use super::client_log::LogContext;
 
 /// Header names Burrow adds to a dead letter.
 pub mod headers {
@@ -258,7 +259,8 @@ fn message_max_bytes(options: &BTreeMap<String, String>) -> Option<String> {
 /// An idempotent producer that reports success only once the broker has acknowledged.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    /// Its context rate-limits librdkafka's log lines and errors.
+    inner: FutureProducer<LogContext>,
     /// How long a record may wait in librdkafka's queue before it counts as failed.
     queue_timeout: Duration,
 }
@@ -280,7 +282,9 @@ impl Producer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1");
-        let inner = config.create().map_err(ProduceError::Create)?;
+        let inner = config
+            .create_with_context(LogContext::default())
+            .map_err(ProduceError::Create)?;
         Ok(Self {
             inner,
             queue_timeout: Duration::from_secs(30),
