@@ -7,10 +7,13 @@ mod host_support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use host_support::{ConfigDir, Host, Kafka, committed, plugin_path, wait_all_committed};
+use host_support::{
+    ConfigDir, Host, Kafka, committed, end_offsets, plugin_path, wait_all_committed,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// How long a wait may take before the test fails: a hang guard, not a timing assertion.
@@ -221,6 +224,57 @@ async fn a_dead_letter_too_large_becomes_a_reference_record_and_the_tenant_goes_
         "a small one goes out whole"
     );
     assert!(whole.all("burrow.dead-letter.truncated").is_empty());
+    Ok(())
+}
+
+/// A dead letter the *broker* refuses for its size (the topic's `max.message.bytes`, here the
+/// mock's injected `MSG_SIZE_TOO_LARGE`) is replaced by a reference record too, and the
+/// message's offset is committed only once that is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_the_broker_refuses_as_too_large_becomes_a_reference_record()
+-> anyhow::Result<()> {
+    let kafka = Kafka::with_topics(&[("brk-in", 1), ("brk-dlq", 1)])?;
+    let offsets = produce_raw(
+        &kafka.brokers,
+        "brk-in",
+        &[(
+            Some(b"v".to_vec()),
+            vec![("burrow-action", Some(&b"fail"[..]))],
+        )],
+    )
+    .await?;
+    // Injected before the host starts: the next Produce request, its dead letter, is refused.
+    kafka.mock().request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let dir = ConfigDir::new()?;
+    let host = Host::start(&dir.write(&config(&kafka.brokers, "brk", "")?)?)?;
+    wait_all_committed(&kafka.brokers, "brk-group", "brk-in").await?;
+    host.stop().await?;
+    assert_eq!(
+        committed(&kafka.brokers, "brk-group", "brk-in").await?[&0],
+        offsets[0] + 1
+    );
+    let dlq = read_raw(&kafka.brokers, "brk-dlq", 1).await?;
+    assert_eq!(
+        end_offsets(&kafka.brokers, "brk-dlq").await?[&0],
+        1,
+        "only the reference record was written"
+    );
+    let reference = &dlq[0];
+    assert_eq!(reference.value, None);
+    assert!(
+        reference
+            .one("burrow.dead-letter.truncated")?
+            .contains("too large"),
+        "{reference:?}"
+    );
+    assert_eq!(reference.one("burrow.original.value-size")?, "1");
+    assert_eq!(
+        reference.one("burrow.source.offset")?,
+        offsets[0].to_string()
+    );
     Ok(())
 }
 
