@@ -13,6 +13,7 @@ use rdkafka::{ClientContext, Message as _, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Message;
+use super::client_log::LogLimiter;
 use crate::pool::Backpressure;
 
 /// A topic-partition, with the topic name shared.
@@ -32,6 +33,12 @@ pub(crate) enum Event {
         /// Signalled once they are drained and committed.
         done: SyncSender<()>,
     },
+    /// The poll thread can no longer fetch (it panicked, or the consumer hit a fatal error):
+    /// the pool must halt, visibly, rather than sit with its partitions frozen.
+    Stopped {
+        /// What happened, for the halt reason an operator reads.
+        reason: String,
+    },
 }
 
 /// Where the context sends events while a pool runs.
@@ -41,16 +48,41 @@ pub(crate) type Link = UnboundedSender<Event>;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The consumer context of a pool consumer: wires rebalances into the pool.
-#[derive(Default)]
 pub struct PoolContext {
     /// The coordinator, while `run` is going. `None` otherwise, so a rebalance outside `run`
     /// (or during the final close) does not wait for anyone.
     link: Mutex<Option<Link>>,
     /// The pool's stats, set by `Pool::new`: librdkafka's statistics land there.
     stats: std::sync::OnceLock<Arc<crate::pool::stats::Shared>>,
+    /// librdkafka's log lines and errors go through it (an unreachable broker floods them).
+    log: LogLimiter,
+    /// Test-only fault injection: when set, the poll thread panics at its next turn, as it did
+    /// on a non-UTF-8 header name before [`Message`] read names without rdkafka's unwrap.
+    #[cfg(test)]
+    pub(crate) panic_in_poll: AtomicBool,
+}
+
+impl Default for PoolContext {
+    fn default() -> Self {
+        Self {
+            link: Mutex::default(),
+            stats: std::sync::OnceLock::new(),
+            log: LogLimiter::new("consumer"),
+            #[cfg(test)]
+            panic_in_poll: AtomicBool::new(false),
+        }
+    }
 }
 
 impl ClientContext for PoolContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.log.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+
     /// librdkafka's periodic statistics carry each partition's high watermark: with the
     /// committed offset, that is the consumer lag, at no extra broker round trip.
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -113,6 +145,15 @@ impl PoolContext {
             let _ = wait.recv();
         }
         tracing::debug!("revoke handed over");
+    }
+
+    /// Panics if a test asked for it (see `panic_in_poll`).
+    #[cfg(test)]
+    fn fault_point(&self) {
+        assert!(
+            !self.panic_in_poll.load(AtomicOrdering::Acquire),
+            "injected poll-thread fault"
+        );
     }
 
     pub(crate) fn attach(&self, link: Link) {
@@ -206,19 +247,88 @@ impl Consumer {
     }
 }
 
-/// Polls until `stop` is set, forwarding records to the coordinator, then leaves the group.
+/// What the poll thread needs; moved onto it by [`spawn_poller`].
+pub(crate) struct Poller {
+    /// The consumer, shared with the coordinator's commits.
+    pub(crate) consumer: Arc<BaseConsumer<PoolContext>>,
+    /// Where records and the thread's own end go.
+    pub(crate) link: Link,
+    /// Set by the pool when it is done: the thread then leaves the group and ends.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// How long leaving the group may take.
+    pub(crate) close_timeout: Duration,
+    /// Shared with the coordinator: the poll thread pauses partitions too.
+    pub(crate) backpressure: Arc<Backpressure>,
+}
+
+/// Starts the poll thread: a dedicated, named OS thread, not tokio's blocking pool, which
+/// other work (and, once, plugin calls) can exhaust. Returns a receiver that completes when
+/// the thread has left the group and ended, whichever way its loop ended.
 ///
-/// Runs on a blocking thread: rebalance callbacks run inside `poll` and may block here while the
-/// coordinator drains a revoked partition.
-pub(crate) fn poll_loop(
-    consumer: Arc<BaseConsumer<PoolContext>>,
-    link: Link,
-    stop: Arc<AtomicBool>,
-    close_timeout: Duration,
+/// Rebalance callbacks run inside `poll` and may block this thread while the coordinator
+/// drains a revoked partition. If the loop panics or the consumer hits a fatal error, the
+/// thread says so with [`Event::Stopped`] (the pool halts, naming the reason), then waits for
+/// the pool to finish before it leaves the group.
+pub(crate) fn spawn_poller(poller: Poller) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (ended, ended_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("burrow-poll".into())
+        .spawn(move || {
+            let Poller {
+                consumer,
+                link,
+                stop,
+                close_timeout,
+                backpressure,
+            } = poller;
+            let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                receive(&consumer, &link, &stop, &backpressure)
+            }));
+            let failure = match received {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(reason),
+                Err(panic) => Some(format!("the poll thread panicked: {}", panic_text(&*panic))),
+            };
+            if let Some(reason) = failure {
+                tracing::error!(%reason, "the consumer stopped fetching; halting the pool");
+                if link.send(Event::Stopped { reason }).is_ok() {
+                    // The pool halts on this; wait for it to commit what is done before the
+                    // consumer leaves the group (a revoke now would find nobody to drain it).
+                    while !stop.load(AtomicOrdering::Acquire) {
+                        std::thread::sleep(POLL_TIMEOUT);
+                    }
+                }
+            }
+            drop(link);
+            leave_group(&consumer, close_timeout);
+            let _ = ended.send(());
+        })?;
+    Ok(ended_rx)
+}
+
+/// The text of a panic payload (`panic!` with a literal or a format string).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text
+    } else {
+        "(no message)"
+    }
+}
+
+/// Polls until `stop` is set (or the coordinator is gone), forwarding records. `Err` says why
+/// fetching cannot go on.
+fn receive(
+    consumer: &BaseConsumer<PoolContext>,
+    link: &Link,
+    stop: &AtomicBool,
     backpressure: &Backpressure,
-) {
+) -> Result<(), String> {
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     while !stop.load(AtomicOrdering::Acquire) {
+        #[cfg(test)]
+        consumer.context().fault_point();
         match consumer.poll(POLL_TIMEOUT) {
             None => {}
             Some(Ok(m)) => {
@@ -232,24 +342,45 @@ pub(crate) fn poll_loop(
                     break;
                 }
                 // Pause here too: a coordinator slow to run must not let the backlog overshoot.
-                if backpressure.pause_if_full(&consumer) {
+                if backpressure.pause_if_full(consumer) {
                     tracing::debug!("backpressure: paused by the poll thread");
                 }
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-        }
-    }
-    drop(link);
-    // The coordinator is detached by now, so the revoke this close triggers returns at once;
-    // everything safe to commit was committed before.
-    match consumer.close_queue() {
-        Ok(()) => {
-            tracing::debug!("leaving the group");
-            let deadline = Instant::now() + close_timeout;
-            while !consumer.closed() && Instant::now() < deadline {
-                consumer.poll(POLL_TIMEOUT);
+            Some(Err(e)) => {
+                // A fatal error (e.g. a fenced static member) ends this consumer for good:
+                // every later poll fails the same way. (Untested: librdkafka's own fatal-error
+                // test hook, `rd_kafka_test_fatal_error`, on a consumer makes its later destroy
+                // hang in librdkafka 2.12.1, so no test can run this path to the end.)
+                if let Some((code, reason)) = consumer.client().fatal_error() {
+                    return Err(format!("fatal consumer error: {code:?}: {reason}"));
+                }
+                consumer.context().log.consumer_error(&e);
             }
         }
-        Err(e) => tracing::debug!(error = %e, "closing the consumer queue"),
+    }
+    Ok(())
+}
+
+/// Leaves the group, waiting up to `close_timeout` for the revoke of every assigned partition.
+/// The coordinator is detached by now, so that revoke returns at once; everything safe to commit
+/// was committed before.
+///
+/// It unsubscribes rather than closes: rdkafka 0.39's `BaseConsumer::drop` closes the consumer
+/// again without checking whether it already is, and logs an ERROR ("Failed to close consumer
+/// queue on drop ... Consumer already closed") after every explicit close. Left but not closed,
+/// the consumer's final close (in its `drop`) has nothing left to wait for.
+fn leave_group(consumer: &BaseConsumer<PoolContext>, close_timeout: Duration) {
+    // A manually assigned consumer is in no group: its final close just unassigns.
+    if consumer.subscription().is_ok_and(|s| s.count() == 0) {
+        return;
+    }
+    tracing::debug!("leaving the group");
+    consumer.unsubscribe();
+    let deadline = Instant::now() + close_timeout;
+    while Instant::now() < deadline {
+        consumer.poll(POLL_TIMEOUT);
+        if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+            break;
+        }
     }
 }

@@ -1,8 +1,19 @@
 //! The message a handler reads: an owned copy of what the consumer fetched.
+//!
+//! Everything in a record is broker data that any producer controls, so copying it must not
+//! fail: header names are bytes to Kafka, and rdkafka 0.39's own header accessor
+//! (`BorrowedHeaders::try_get`) unwraps their UTF-8 decoding, which would panic the poll thread
+//! on the first record whose header name is not UTF-8. [`read_headers`] reads them through
+//! librdkafka's C API instead.
 
+use std::ffi::CStr;
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::bindings::{
+    rd_kafka_header_cnt, rd_kafka_header_get_all, rd_kafka_headers_t, rd_kafka_message_headers,
+};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::types::RDKafkaRespErr;
 
 /// One Kafka record, owned, cheap to share between a worker and the pool (it travels in an `Arc`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +37,10 @@ pub struct Message {
 /// One record header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Header name.
+    /// Header name. Kafka allows any bytes here, the plugin contract a string: a name that is
+    /// not UTF-8 is decoded lossily (each invalid sequence becomes U+FFFD), and a name holding a
+    /// NUL byte is cut at it (librdkafka hands names over as C strings). The record is
+    /// processed either way, never refused.
     pub key: String,
     /// Header value; `None` is a null header.
     pub value: Option<Vec<u8>>,
@@ -48,25 +62,59 @@ impl Message {
 
     /// Copies a fetched record; `topic` is the interned topic name (one allocation per topic).
     pub(crate) fn from_borrowed(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         Self {
             topic,
             partition: m.partition(),
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
-            headers,
+            headers: read_headers(m),
             timestamp_ms: m.timestamp().to_millis(),
         }
     }
+}
+
+/// Copies a fetched record's headers, in order, names decoded lossily (see [`Header::key`]).
+///
+/// The only `unsafe` in Burrow: rdkafka's safe accessor panics on a non-UTF-8 name, so this
+/// calls the two librdkafka functions it wraps and decodes the name without the unwrap.
+#[allow(unsafe_code)]
+fn read_headers(m: &BorrowedMessage<'_>) -> Vec<Header> {
+    let mut headers: *mut rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: `m.ptr()` is the live `rd_kafka_message_t` that `m` borrows (rdkafka keeps it
+    // valid for `m`'s lifetime); `rd_kafka_message_headers` only parses the headers into a list
+    // owned by that message and writes its address to `headers`, which we never free. rdkafka's
+    // own `BorrowedMessage::headers` makes the same call on the same pointer.
+    let err = unsafe { rd_kafka_message_headers(m.ptr(), &mut headers) };
+    if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
+        // NOENT: the record has no headers.
+        return Vec::new();
+    }
+    // SAFETY: `headers` is non-null and owned by the message, alive while `m` is.
+    let count = unsafe { rd_kafka_header_cnt(headers) };
+    let mut out = Vec::with_capacity(count);
+    for idx in 0..count {
+        let mut name = std::ptr::null();
+        let mut value = std::ptr::null();
+        let mut size = 0usize;
+        // SAFETY: `headers` is valid (above), `idx < count`, and the three out-pointers are
+        // valid locals; librdkafka writes pointers into the header list, alive while `m` is.
+        let err =
+            unsafe { rd_kafka_header_get_all(headers, idx, &mut name, &mut value, &mut size) };
+        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            continue;
+        }
+        // SAFETY: librdkafka stores every header name NUL-terminated (`rd_kafka_header_add`
+        // copies the name and appends `\0`), and `name` is non-null and alive while `m` is.
+        let key = unsafe { CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned();
+        let value = (!value.is_null()).then(|| {
+            // SAFETY: a non-null value points at `size` bytes of the header list, alive while
+            // `m` is; they are copied out before `m` can go.
+            unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec()
+        });
+        out.push(Header { key, value });
+    }
+    out
 }

@@ -7,14 +7,28 @@
 //! round, a committed offset whose outputs were lost. The producer is idempotent
 //! (`enable.idempotence=true`, `acks=all`), so librdkafka's own retries cannot duplicate or
 //! reorder within a partition.
+//!
+//! **Dead letters always go out.** A dead letter is the original record (key, value — `null`
+//! stays `null` — and headers) plus Burrow's `burrow.*` headers. The input's own headers with
+//! exactly those names are dropped, so each `burrow.*` header a dead letter carries is the
+//! host's, once. The producer may write any record the consumer could receive: its
+//! `message.max.bytes` is sized to the consumer's `receive.message.max.bytes` (librdkafka's
+//! default 100 MB, or the operator's), unless the operator sets `message.max.bytes` itself.
+//! If a dead letter is still refused for its size (by this producer or by the broker's
+//! `max.message.bytes`), a *reference record* goes in its place ([`reference_record`]): no key,
+//! no value, the `burrow.*` headers, the original's sizes, and
+//! [`headers::TRUNCATED`] saying why — the message is then done, and the tenant goes on.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::Header;
+use super::client_log::LogContext;
 
 /// Header names Burrow adds to a dead letter.
 pub mod headers {
@@ -34,6 +48,35 @@ pub mod headers {
     pub const PLUGIN_VERSION: &str = "burrow.plugin.version";
     /// The tenant whose policy dead-lettered it.
     pub const TENANT: &str = "burrow.tenant";
+    /// Only on a reference record: why the original could not be written (the producer's or
+    /// broker's size error). The record then has no key and no value.
+    pub const TRUNCATED: &str = "burrow.dead-letter.truncated";
+    /// On a reference record: the original key's size in bytes (absent for a null key).
+    pub const KEY_SIZE: &str = "burrow.original.key-size";
+    /// On a reference record: the original value's size in bytes (absent for a null value).
+    pub const VALUE_SIZE: &str = "burrow.original.value-size";
+    /// On a reference record: the original headers' total size (names and values) in bytes.
+    pub const HEADERS_SIZE: &str = "burrow.original.headers-size";
+    /// On a reference record: how many headers the original had.
+    pub const HEADERS_COUNT: &str = "burrow.original.headers-count";
+
+    /// Every name Burrow sets on a dead letter: an input header with one of these names is
+    /// dropped from the dead letter, so Burrow's is the only one.
+    pub const ALL: [&str; 13] = [
+        ERROR,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        ATTEMPTS,
+        PLUGIN_NAME,
+        PLUGIN_VERSION,
+        TENANT,
+        TRUNCATED,
+        KEY_SIZE,
+        VALUE_SIZE,
+        HEADERS_SIZE,
+        HEADERS_COUNT,
+    ];
 }
 
 /// A record to produce.
@@ -43,10 +86,10 @@ pub struct OutRecord {
     pub topic: String,
     /// Key; `None` lets the partitioner spread records.
     pub key: Option<Vec<u8>>,
-    /// Payload.
-    pub value: Vec<u8>,
-    /// Headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Payload; `None` is a null value (a tombstone to a compacted topic), not an empty one.
+    pub value: Option<Vec<u8>>,
+    /// Headers, in order; a header value may be null.
+    pub headers: Vec<Header>,
 }
 
 /// The message a dead letter is about, and why it failed.
@@ -62,10 +105,11 @@ pub struct Failure<'a> {
     pub offset: i64,
     /// Key of the original message, copied as is.
     pub key: Option<&'a [u8]>,
-    /// Value of the original message, copied as is.
-    pub value: &'a [u8],
-    /// Headers of the original message, copied as is before Burrow's own.
-    pub headers: &'a [(String, Vec<u8>)],
+    /// Value of the original message, copied as is (null stays null).
+    pub value: Option<&'a [u8]>,
+    /// Headers of the original message, copied before Burrow's own, except those with a name
+    /// Burrow sets ([`headers::ALL`]).
+    pub headers: &'a [Header],
     /// Why it failed.
     pub error: &'a str,
     /// How many times it was tried.
@@ -76,10 +120,74 @@ pub struct Failure<'a> {
     pub plugin_version: &'a str,
 }
 
-/// Builds the dead letter for `failure`: the original key, value and headers, plus Burrow's
-/// headers saying where it came from and why it failed.
+/// Builds the dead letter for `failure`: the original key, value and headers (minus any named
+/// like Burrow's own), plus Burrow's headers saying where it came from and why it failed.
 pub fn dead_letter(topic: &str, failure: &Failure<'_>) -> OutRecord {
-    let mut headers = failure.headers.to_vec();
+    let mut headers: Vec<Header> = failure
+        .headers
+        .iter()
+        .filter(|h| !headers::ALL.contains(&h.key.as_str()))
+        .cloned()
+        .collect();
+    headers.extend(burrow_headers(failure));
+    OutRecord {
+        topic: topic.to_owned(),
+        key: failure.key.map(<[u8]>::to_vec),
+        value: failure.value.map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+/// How much of the error text a reference record keeps: it must fit where its original did not.
+const REFERENCE_ERROR_BYTES: usize = 4096;
+
+/// Builds the record written instead of `failure`'s dead letter when that was refused as too
+/// large (`why`): no key, no value, Burrow's headers (the error cut to 4 KiB), the original's
+/// sizes, and [`headers::TRUNCATED`] set to `why`.
+pub fn reference_record(topic: &str, failure: &Failure<'_>, why: &str) -> OutRecord {
+    let mut error = failure.error;
+    if error.len() > REFERENCE_ERROR_BYTES {
+        let mut end = REFERENCE_ERROR_BYTES;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error = &error[..end];
+    }
+    let mut headers: Vec<Header> = burrow_headers(&Failure { error, ..*failure }).collect();
+    let header_bytes: usize = failure
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    let sizes = [
+        (headers::TRUNCATED, Some(why.to_owned())),
+        (headers::KEY_SIZE, failure.key.map(|k| k.len().to_string())),
+        (
+            headers::VALUE_SIZE,
+            failure.value.map(|v| v.len().to_string()),
+        ),
+        (headers::HEADERS_SIZE, Some(header_bytes.to_string())),
+        (
+            headers::HEADERS_COUNT,
+            Some(failure.headers.len().to_string()),
+        ),
+    ];
+    headers.extend(sizes.into_iter().filter_map(|(key, value)| {
+        value.map(|v| Header {
+            key: key.to_owned(),
+            value: Some(v.into_bytes()),
+        })
+    }));
+    OutRecord {
+        topic: topic.to_owned(),
+        key: None,
+        value: None,
+        headers,
+    }
+}
+
+/// Burrow's headers on a dead letter: where the message came from and why it failed.
+fn burrow_headers(failure: &Failure<'_>) -> impl Iterator<Item = Header> + use<> {
     let ours = [
         (headers::ERROR, failure.error.to_owned()),
         (headers::SOURCE_TOPIC, failure.topic.to_owned()),
@@ -90,13 +198,10 @@ pub fn dead_letter(topic: &str, failure: &Failure<'_>) -> OutRecord {
         (headers::PLUGIN_VERSION, failure.plugin_version.to_owned()),
         (headers::TENANT, failure.tenant.to_owned()),
     ];
-    headers.extend(ours.map(|(k, v)| (k.to_owned(), v.into_bytes())));
-    OutRecord {
-        topic: topic.to_owned(),
-        key: failure.key.map(<[u8]>::to_vec),
-        value: failure.value.to_vec(),
-        headers,
-    }
+    ours.into_iter().map(|(k, v)| Header {
+        key: k.to_owned(),
+        value: Some(v.into_bytes()),
+    })
 }
 
 /// Why records could not be produced.
@@ -116,19 +221,59 @@ pub enum ProduceError {
     },
 }
 
+impl ProduceError {
+    /// Whether the record was refused for its size, by this producer (`message.max.bytes`) or
+    /// by the broker (the topic's `max.message.bytes`): sending it again cannot succeed.
+    pub fn is_too_large(&self) -> bool {
+        let Self::Delivery { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
+        )
+    }
+}
+
+/// librdkafka's default `receive.message.max.bytes`: the largest response a consumer accepts,
+/// and so (less framing) the largest record it can receive.
+const DEFAULT_RECEIVE_MAX_BYTES: u64 = 100_000_000;
+/// The range librdkafka accepts for `message.max.bytes`.
+const MESSAGE_MAX_BYTES_RANGE: (u64, u64) = (1000, 1_000_000_000);
+
+/// The `message.max.bytes` a producer needs to write back any record a consumer with `options`
+/// can receive: the consumer's `receive.message.max.bytes` (or its `fetch.max.bytes` + 512, or
+/// the default), unless the operator set `message.max.bytes` (`None`: leave it).
+fn message_max_bytes(options: &BTreeMap<String, String>) -> Option<String> {
+    if options.contains_key("message.max.bytes") {
+        return None;
+    }
+    let number = |key: &str| options.get(key).and_then(|v| v.trim().parse::<u64>().ok());
+    let receivable = number("receive.message.max.bytes")
+        .or_else(|| number("fetch.max.bytes").map(|f| (f + 512).max(DEFAULT_RECEIVE_MAX_BYTES)))
+        .unwrap_or(DEFAULT_RECEIVE_MAX_BYTES);
+    let (min, max) = MESSAGE_MAX_BYTES_RANGE;
+    Some(receivable.clamp(min, max).to_string())
+}
+
 /// An idempotent producer that reports success only once the broker has acknowledged.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    /// Its context rate-limits librdkafka's log lines and errors.
+    inner: FutureProducer<LogContext>,
     /// How long a record may wait in librdkafka's queue before it counts as failed.
     queue_timeout: Duration,
 }
 
 impl Producer {
     /// A producer for `brokers`, with `options` passed through to librdkafka first so Burrow's
-    /// delivery settings cannot be weakened by them.
+    /// delivery settings cannot be weakened by them. Its `message.max.bytes` is sized to what a
+    /// consumer with the same `options` can receive (see the module docs).
     pub fn new(brokers: &str, options: &BTreeMap<String, String>) -> Result<Self, ProduceError> {
         let mut config = ClientConfig::new();
+        if let Some(max) = message_max_bytes(options) {
+            config.set("message.max.bytes", max);
+        }
         for (key, value) in options {
             config.set(key, value);
         }
@@ -137,7 +282,9 @@ impl Producer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1");
-        let inner = config.create().map_err(ProduceError::Create)?;
+        let inner = config
+            .create_with_context(LogContext::default())
+            .map_err(ProduceError::Create)?;
         Ok(Self {
             inner,
             queue_timeout: Duration::from_secs(30),
@@ -154,15 +301,16 @@ impl Producer {
     /// Produces one record and waits for its acknowledgement.
     pub async fn send(&self, record: &OutRecord) -> Result<(), ProduceError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
+        for header in &record.headers {
+            headers = headers.insert(KafkaHeader {
+                key: &header.key,
+                value: header.value.as_deref(),
             });
         }
-        let mut out = FutureRecord::<[u8], [u8]>::to(&record.topic)
-            .payload(&record.value)
-            .headers(headers);
+        let mut out = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
+        if let Some(value) = &record.value {
+            out = out.payload(value);
+        }
         if let Some(key) = &record.key {
             out = out.key(key);
         }
@@ -181,14 +329,14 @@ impl Producer {
 mod tests {
     use super::*;
 
-    fn failure<'a>(headers: &'a [(String, Vec<u8>)]) -> Failure<'a> {
+    fn failure<'a>(headers: &'a [Header]) -> Failure<'a> {
         Failure {
             tenant: "orders",
             topic: "in",
             partition: 3,
             offset: 42,
             key: Some(b"k"),
-            value: b"{bad",
+            value: Some(b"{bad"),
             headers,
             error: "expected value at line 1 column 2",
             attempts: 4,
@@ -201,18 +349,29 @@ mod tests {
         record
             .headers
             .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .find(|h| h.key == name)
+            .and_then(|h| std::str::from_utf8(h.value.as_deref()?).ok())
+    }
+
+    fn header_count(record: &OutRecord, name: &str) -> usize {
+        record.headers.iter().filter(|h| h.key == name).count()
+    }
+
+    fn h(key: &str, value: Option<&[u8]>) -> Header {
+        Header {
+            key: key.into(),
+            value: value.map(<[u8]>::to_vec),
+        }
     }
 
     /// A dead letter keeps the original key, value and headers and says where and why.
     #[test]
     fn dead_letter_carries_original_and_reason() {
-        let original = [("trace-id".to_owned(), b"t-1".to_vec())];
+        let original = [h("trace-id", Some(b"t-1"))];
         let record = dead_letter("dlq", &failure(&original));
         assert_eq!(record.topic, "dlq");
         assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(record.value, b"{bad");
+        assert_eq!(record.value.as_deref(), Some(&b"{bad"[..]));
         assert_eq!(
             record.headers[0], original[0],
             "original headers come first"
@@ -228,5 +387,106 @@ mod tests {
         assert_eq!(header(&record, headers::PLUGIN_NAME), Some("json-validate"));
         assert_eq!(header(&record, headers::PLUGIN_VERSION), Some("abc123"));
         assert_eq!(header(&record, headers::TENANT), Some("orders"));
+    }
+
+    /// A null value and a null header value stay null in the dead letter (not `""`).
+    #[test]
+    fn dead_letter_keeps_null_value_and_null_header_values() {
+        let original = [h("maybe", None), h("empty", Some(b""))];
+        let record = dead_letter(
+            "dlq",
+            &Failure {
+                value: None,
+                ..failure(&original)
+            },
+        );
+        assert_eq!(record.value, None, "null value stays null");
+        assert_eq!(
+            &record.headers[..2],
+            &original,
+            "null stays null, empty stays empty"
+        );
+    }
+
+    /// An input carrying Burrow's header names yields a dead letter with exactly one of each,
+    /// Burrow's: the input's copies are dropped, its other headers kept.
+    #[test]
+    fn dead_letter_headers_named_like_burrows_are_the_hosts_alone() {
+        let original = [
+            h(headers::ERROR, Some(b"forged")),
+            h(headers::SOURCE_OFFSET, Some(b"999")),
+            h(headers::TRUNCATED, Some(b"forged")),
+            h("trace-id", Some(b"t-1")),
+        ];
+        let record = dead_letter("dlq", &failure(&original));
+        for name in [headers::ERROR, headers::SOURCE_OFFSET] {
+            assert_eq!(header_count(&record, name), 1, "{name} once");
+        }
+        assert_eq!(header_count(&record, headers::TRUNCATED), 0);
+        assert_eq!(header(&record, headers::SOURCE_OFFSET), Some("42"));
+        assert_eq!(
+            header(&record, headers::ERROR),
+            Some("expected value at line 1 column 2")
+        );
+        assert_eq!(record.headers[0], original[3], "other headers kept, first");
+    }
+
+    /// A reference record carries no key or value, Burrow's headers, the original's sizes and
+    /// the reason it replaced the dead letter; a long error is cut on a character boundary.
+    #[test]
+    fn reference_record_says_where_why_and_how_big() {
+        let original = [h("a", Some(b"123")), h("bc", None)];
+        let long = "é".repeat(3000);
+        let f = Failure {
+            error: &long,
+            ..failure(&original)
+        };
+        let record = reference_record("dlq", &f, "Message size too large");
+        assert_eq!((&record.key, &record.value), (&None, &None));
+        assert_eq!(
+            header(&record, headers::TRUNCATED),
+            Some("Message size too large")
+        );
+        assert_eq!(header(&record, headers::SOURCE_TOPIC), Some("in"));
+        assert_eq!(header(&record, headers::SOURCE_PARTITION), Some("3"));
+        assert_eq!(header(&record, headers::SOURCE_OFFSET), Some("42"));
+        assert_eq!(header(&record, headers::KEY_SIZE), Some("1"));
+        assert_eq!(header(&record, headers::VALUE_SIZE), Some("4"));
+        assert_eq!(header(&record, headers::HEADERS_SIZE), Some("6"));
+        assert_eq!(header(&record, headers::HEADERS_COUNT), Some("2"));
+        let error = header(&record, headers::ERROR).expect("error header");
+        assert_eq!(
+            error.len(),
+            REFERENCE_ERROR_BYTES,
+            "cut to 4 KiB, whole characters"
+        );
+    }
+
+    /// The producer may write what the consumer can receive: librdkafka's receive limit by
+    /// default, the operator's receive limit if set, and the operator's `message.max.bytes` wins.
+    #[test]
+    fn producer_message_max_bytes_follows_what_the_consumer_receives() {
+        let options = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            message_max_bytes(&options(&[])).as_deref(),
+            Some("100000000")
+        );
+        assert_eq!(
+            message_max_bytes(&options(&[("receive.message.max.bytes", "200000000")])).as_deref(),
+            Some("200000000")
+        );
+        assert_eq!(
+            message_max_bytes(&options(&[("message.max.bytes", "5000")])),
+            None
+        );
+        assert!(
+            Producer::new("127.0.0.1:9", &options(&[])).is_ok(),
+            "librdkafka accepts it"
+        );
     }
 }

@@ -167,7 +167,13 @@ impl Coordinator {
                 Some(c) = done.recv() => self.on_completion(c),
                 event = events.recv() => match event {
                     Some(event) => self.on_event(event),
-                    None => self.halt = Some(HaltReason::ConsumerStopped),
+                    // The poll thread holds a sender until it ends, and says why if it ends
+                    // early; a closed channel without that is still a stop, never a hang.
+                    None => {
+                        self.halt.get_or_insert(HaltReason::ConsumerStopped {
+                            reason: "the poll thread ended".into(),
+                        });
+                    }
                 },
                 Some(job) = self.retry_rx.recv() => self.on_retry_due(job),
                 Some(c) = self.commits_rx.recv() => self.on_committed(c),
@@ -297,6 +303,10 @@ impl Coordinator {
                     deadline: Instant::now() + self.config.shutdown_timeout,
                     done,
                 });
+            }
+            Event::Stopped { reason } => {
+                self.halt
+                    .get_or_insert(HaltReason::ConsumerStopped { reason });
             }
         }
     }

@@ -62,9 +62,13 @@ pub enum HaltReason {
         /// The hook's reason.
         reason: String,
     },
-    /// The consumer's poll loop ended unexpectedly.
-    #[error("the consumer's poll loop stopped")]
-    ConsumerStopped,
+    /// The consumer's poll thread could not go on (it panicked, or the consumer hit a fatal
+    /// error): the pool stops rather than sit with its partitions frozen.
+    #[error("the consumer stopped fetching: {reason}")]
+    ConsumerStopped {
+        /// What ended it.
+        reason: String,
+    },
     /// Every worker task ended unexpectedly.
     #[error("the workers stopped")]
     WorkersStopped,
@@ -241,18 +245,24 @@ impl Pool {
         context.attach(events_tx.clone());
         let stop = Arc::new(AtomicBool::new(false));
         // If this future is dropped before it finishes (a caller's `select!`, a runtime shutting
-        // down), the poll thread must still stop: it would otherwise poll forever, and a runtime
-        // waits for its blocking threads when dropped.
+        // down), the poll thread must still stop: it would otherwise poll forever.
         let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
         let backpressure = Arc::new(Backpressure::new(self.config.job_queue_size));
-        let poller = {
-            let consumer = self.consumer.shared();
-            let stop = Arc::clone(&stop);
-            let close_timeout = self.config.shutdown_timeout;
-            let backpressure = Arc::clone(&backpressure);
-            tokio::task::spawn_blocking(move || {
-                crate::kafka::poll_loop(consumer, events_tx, stop, close_timeout, &backpressure);
-            })
+        let poller = crate::kafka::spawn_poller(crate::kafka::Poller {
+            consumer: self.consumer.shared(),
+            link: events_tx,
+            stop: Arc::clone(&stop),
+            close_timeout: self.config.shutdown_timeout,
+            backpressure: Arc::clone(&backpressure),
+        });
+        let poller = match poller {
+            Ok(ended) => ended,
+            Err(e) => {
+                context.detach();
+                return Err(PoolError::Halted(HaltReason::ConsumerStopped {
+                    reason: format!("cannot start the poll thread: {e}"),
+                }));
+            }
         };
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut senders = Vec::with_capacity(self.config.num_workers);
@@ -284,8 +294,9 @@ impl Pool {
         stop.store(true, AtomicOrdering::Release);
         workers.abort_all();
         while workers.join_next().await.is_some() {}
-        if let Err(e) = poller.await {
-            tracing::warn!(error = %e, "poll thread ended abnormally");
+        // The thread reports its end whichever way its loop ended (it catches its panics).
+        if poller.await.is_err() {
+            tracing::warn!("the poll thread ended without leaving the group");
         }
         result
     }
@@ -320,5 +331,90 @@ async fn worker<W: Work>(
         if done.send(completion).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    use super::*;
+
+    /// Hang guard only: a broken pool fails the test instead of hanging it.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// A poll thread that dies (here: panics, as it did on a non-UTF-8 header name) halts the
+    /// pool with `ConsumerStopped` naming the panic, after committing every message that was
+    /// done — never a pool that runs on with its partitions frozen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poll_thread_that_panics_halts_the_pool_naming_why() -> anyhow::Result<()> {
+        let mock = MockCluster::new(1)?;
+        mock.create_topic("t", 1, 1)?;
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .create()?;
+        for i in 0..10 {
+            let value = i.to_string();
+            producer
+                .send(BaseRecord::<(), _>::to("t").partition(0).payload(&value))
+                .map_err(|(e, _)| e)?;
+        }
+        producer.flush(Duration::from_secs(10))?;
+        let mut settings = ClientConfig::new();
+        settings
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .set("group.id", "poll-panic")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false");
+        let consumer = Consumer::from_config(&settings)?;
+        consumer.subscribe(&["t"])?;
+        let pool = Pool::new(
+            consumer,
+            Config {
+                commit_interval: Duration::from_millis(50),
+                shutdown_timeout: Duration::from_secs(5),
+                ..Config::default()
+            },
+        )?;
+        let processed = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&processed);
+        let run = pool.run(std::future::pending(), move |_| {
+            counter.fetch_add(1, AtomicOrdering::Relaxed);
+            async { Ok::<_, ProcessError>(()) }
+        });
+        let inject = async {
+            while processed.load(AtomicOrdering::Relaxed) < 10 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let context = pool.consumer().inner().context();
+            context.panic_in_poll.store(true, AtomicOrdering::Release);
+        };
+        let (result, ()) = tokio::time::timeout(PATIENCE, async { tokio::join!(run, inject) })
+            .await
+            .map_err(|_| anyhow::anyhow!("the pool neither halted nor returned"))?;
+        match result {
+            Err(PoolError::Halted(HaltReason::ConsumerStopped { reason })) => assert!(
+                reason.contains("panicked") && reason.contains("injected poll-thread fault"),
+                "the reason names the panic: {reason}"
+            ),
+            other => panic!("expected a ConsumerStopped halt, got {other:?}"),
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 0);
+        let reader: rdkafka::consumer::BaseConsumer = settings.create()?;
+        let committed = reader.committed_offsets(tpl, Duration::from_secs(10))?;
+        let offset = committed.elements().first().map(|e| e.offset());
+        assert_eq!(
+            offset,
+            Some(Offset::Offset(10)),
+            "everything done before the halt is committed, nothing more exists"
+        );
+        Ok(())
     }
 }

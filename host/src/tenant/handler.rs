@@ -109,6 +109,9 @@ impl PluginHandler {
         ProcessError::retriable(error)
     }
 
+    /// Dead-letters `message`, waiting for the ack: then it is done. A dead letter refused for
+    /// its size is replaced by a reference record (see [`producer::reference_record`]); one that
+    /// still fails after [`DEAD_LETTER_ATTEMPTS`] halts the tenant rather than lose the message.
     async fn dead_letter(&mut self, message: &Message, failure: &Failure) -> FailureAction {
         let Some(topic) = &self.shared.dead_letter_topic else {
             return FailureAction::Halt(
@@ -119,52 +122,75 @@ impl PluginHandler {
             .last_plugin
             .clone()
             .unwrap_or_else(|| self.shared.slot.current().plugin().id().clone());
-        let headers: Vec<(String, Vec<u8>)> = message
-            .headers
-            .iter()
-            .map(|h| (h.key.clone(), h.value.clone().unwrap_or_default()))
-            .collect();
         let error = failure.error.to_string();
         let version = plugin.version.to_string();
-        let record = producer::dead_letter(
-            topic,
-            &producer::Failure {
-                tenant: &self.shared.name,
-                topic: &message.topic,
-                partition: message.partition,
-                offset: message.offset,
-                key: message.key.as_deref(),
-                value: message.payload.as_deref().unwrap_or_default(),
-                headers: &headers,
-                error: &error,
-                attempts: failure.attempts,
-                plugin_name: &plugin.name,
-                plugin_version: &version,
-            },
-        );
-        let mut last_error = String::new();
-        for attempt in 0..DEAD_LETTER_ATTEMPTS {
-            match self.shared.producer.send(&record).await {
-                Ok(()) => {
-                    self.shared.metrics.dead_lettered.inc();
-                    return FailureAction::MarkDone;
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        tenant = %self.shared.name, topic = %message.topic,
-                        partition = message.partition, offset = message.offset,
-                        error = %e, attempt = attempt + 1, "dead letter not acknowledged"
-                    );
-                    last_error = e.to_string();
-                    tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
-                }
+        let failure = producer::Failure {
+            tenant: &self.shared.name,
+            topic: &message.topic,
+            partition: message.partition,
+            offset: message.offset,
+            key: message.key.as_deref(),
+            value: message.payload.as_deref(),
+            headers: &message.headers,
+            error: &error,
+            attempts: failure.attempts,
+            plugin_name: &plugin.name,
+            plugin_version: &version,
+        };
+        let record = producer::dead_letter(topic, &failure);
+        let shared = &*self.shared;
+        let result = match send_dead_letter(shared, message, &record).await {
+            Err(e) if e.is_too_large() => {
+                let why = e.to_string();
+                tracing::warn!(
+                    tenant = %shared.name, topic = %message.topic,
+                    partition = message.partition, offset = message.offset,
+                    error = %why, "dead letter too large; writing a reference record instead"
+                );
+                let reference = producer::reference_record(topic, &failure, &why);
+                send_dead_letter(shared, message, &reference).await
             }
+            other => other,
+        };
+        match result {
+            Ok(()) => {
+                shared.metrics.dead_lettered.inc();
+                FailureAction::MarkDone
+            }
+            // Marking it done without its dead letter would lose it; halting keeps it uncommitted.
+            Err(e) => FailureAction::Halt(format!(
+                "cannot dead-letter {}/{}@{}: {e}",
+                message.topic, message.partition, message.offset
+            )),
         }
-        // Marking it done without its dead letter would lose it; halting keeps it uncommitted.
-        FailureAction::Halt(format!(
-            "cannot dead-letter {}/{}@{}: {last_error}",
-            message.topic, message.partition, message.offset
-        ))
+    }
+}
+
+/// Sends a dead letter `record` for `message`, retrying up to [`DEAD_LETTER_ATTEMPTS`] times
+/// with a doubling pause; a record refused for its size is not retried (it would be refused
+/// again). Takes the tenant's shared parts, not the handler, which is not `Sync`.
+async fn send_dead_letter(
+    shared: &Shared,
+    message: &Message,
+    record: &OutRecord,
+) -> Result<(), producer::ProduceError> {
+    let mut attempt = 0;
+    loop {
+        let error = match shared.producer.send(record).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_too_large() => return Err(e),
+            Err(e) => e,
+        };
+        attempt += 1;
+        tracing::warn!(
+            tenant = %shared.name, topic = %message.topic,
+            partition = message.partition, offset = message.offset,
+            error = %error, attempt, "dead letter not acknowledged"
+        );
+        if attempt >= DEAD_LETTER_ATTEMPTS {
+            return Err(error);
+        }
+        tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt - 1)).await;
     }
 }
 
@@ -239,11 +265,14 @@ fn to_out_record(record: wasm::OutputRecord) -> OutRecord {
     OutRecord {
         topic: record.topic,
         key: record.key,
-        value: record.value,
+        value: Some(record.value),
         headers: record
             .headers
             .into_iter()
-            .map(|h| (h.name, h.value))
+            .map(|h| crate::kafka::Header {
+                key: h.name,
+                value: Some(h.value),
+            })
             .collect(),
     }
 }

@@ -102,6 +102,9 @@ pub struct RunningTenant {
     status: Arc<Mutex<TenantStatus>>,
     stop: CancellationToken,
     task: JoinHandle<Result<(), PoolError>>,
+    /// Test-only: the consumer's context, to inject a poll-thread fault.
+    #[cfg(test)]
+    consumer_context: Arc<crate::kafka::PoolContext>,
 }
 
 /// The deployment a tenant's config describes, with `plugin` loaded.
@@ -195,6 +198,10 @@ impl RunningTenant {
             metrics,
         });
         let stats = pool.stats_handle();
+        #[cfg(test)]
+        let consumer_context = Arc::clone(rdkafka::consumer::Consumer::context(
+            pool.consumer().inner(),
+        ));
         let status = Arc::new(Mutex::new(TenantStatus::default()));
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(
@@ -212,6 +219,8 @@ impl RunningTenant {
             status,
             stop,
             task,
+            #[cfg(test)]
+            consumer_context,
         })
     }
 
@@ -327,4 +336,120 @@ async fn run(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering as AtomicOrdering;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    use super::*;
+    use crate::pool::HaltReason;
+    use crate::wasm::RuntimeConfig;
+
+    /// Hang guard only: a broken tenant fails the test instead of hanging it.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// Waits (bounded by [`PATIENCE`]) until `done` holds.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done() {
+            assert!(Instant::now() < deadline, "gave up waiting: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A tenant whose poll thread dies is halted, visibly: its status says `halted` with the
+    /// reason (what `/stats` shows and `/readyz` names), its task ends, and what it processed
+    /// before is committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_whose_consumer_stops_fetching_is_halted_with_the_reason() -> anyhow::Result<()>
+    {
+        let mock = MockCluster::new(1)?;
+        mock.create_topic("in", 1, 1)?;
+        let brokers = mock.bootstrap_servers();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        for i in 0..3 {
+            let value = format!(r#"{{"n":{i}}}"#);
+            producer
+                .send(BaseRecord::<(), _>::to("in").partition(0).payload(&value))
+                .map_err(|(e, _)| e)?;
+        }
+        producer.flush(Duration::from_secs(10))?;
+        let plugin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/plugins/passthrough.wasm");
+        anyhow::ensure!(plugin.is_file(), "run `make plugins` first");
+        let text = format!(
+            r#"[kafka]
+brokers = "{brokers}"
+
+[pool]
+commit_interval = "50ms"
+
+[[tenant]]
+name = "t"
+group_id = "t-group"
+topics = ["in"]
+plugin = {plugin:?}
+on_failure = "skip"
+"#
+        );
+        let config = HostConfig::parse(&text, std::iter::empty())?;
+        config.validate()?;
+        let runtime = Runtime::new(&RuntimeConfig { cache_dir: None })?;
+        let tenant = RunningTenant::start(&config, &config.tenants[0], &runtime)?;
+        until("3 processed and committed", || {
+            let stats = tenant.stats();
+            stats.messages_processed == 3
+                && stats
+                    .partitions
+                    .iter()
+                    .any(|p| p.committed_offset == Some(3))
+        })
+        .await;
+        assert_eq!(tenant.status().halted, None);
+
+        tenant
+            .consumer_context
+            .panic_in_poll
+            .store(true, AtomicOrdering::Release);
+        until("the tenant to halt", || tenant.status().halted.is_some()).await;
+        let halted = tenant.status().halted.unwrap_or_default();
+        assert!(
+            halted.contains("consumer stopped fetching")
+                && halted.contains("injected poll-thread fault"),
+            "the status names why: {halted}"
+        );
+        until("the tenant task to end", || tenant.has_stopped()).await;
+        let result = tenant.stop().await;
+        assert!(
+            matches!(
+                result,
+                Err(PoolError::Halted(HaltReason::ConsumerStopped { .. }))
+            ),
+            "{result:?}"
+        );
+
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "t-group")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("in", 0);
+        let committed = reader.committed_offsets(tpl, Duration::from_secs(10))?;
+        let offset = committed.elements().first().map(|e| e.offset());
+        assert_eq!(
+            offset,
+            Some(Offset::Offset(3)),
+            "committed up to what was done"
+        );
+        Ok(())
+    }
 }

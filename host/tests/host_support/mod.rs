@@ -72,6 +72,11 @@ impl Kafka {
         Ok(kafka)
     }
 
+    /// The mock cluster itself, for fault injection (`request_errors`, `broker_down`, ...).
+    pub fn mock(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        &self.cluster
+    }
+
     pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
         self.cluster
             .create_topic(topic, partitions, 1)

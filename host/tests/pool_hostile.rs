@@ -1,0 +1,118 @@
+//! The pool against broker data any producer can send: it processes and commits it, never
+//! panics on it.
+
+mod pool_support;
+
+use std::sync::{Arc, Mutex};
+
+use burrow::pool::{Header, Message, Pool, ProcessError};
+use pool_support::*;
+use rdkafka::ClientConfig;
+use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use tokio_util::sync::CancellationToken;
+
+/// The headers each processed record carried, by offset.
+type Seen = Arc<Mutex<Vec<(i64, Vec<Header>)>>>;
+
+/// `headers` with a header `name` holding `value`, whatever bytes `name` is: rdkafka's safe
+/// API takes names as `&str`, so a non-UTF-8 name needs librdkafka's C call.
+#[allow(unsafe_code)]
+fn with_raw_header(headers: OwnedHeaders, name: &[u8], value: &[u8]) -> OwnedHeaders {
+    let borrowed: &BorrowedHeaders = headers.as_borrowed();
+    let native = std::ptr::from_ref(borrowed)
+        .cast_mut()
+        .cast::<rdkafka::bindings::rd_kafka_headers_t>();
+    // SAFETY: `native` is the live header list `headers` owns (rdkafka's `BorrowedHeaders` is a
+    // view of that very pointer), not shared with anyone yet; librdkafka copies `name` and
+    // `value` (lengths given) into it.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_header_add(
+            native,
+            name.as_ptr().cast(),
+            isize::try_from(name.len()).expect("short name"),
+            value.as_ptr().cast(),
+            isize::try_from(value.len()).expect("short value"),
+        )
+    };
+    assert_eq!(
+        err,
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
+    );
+    headers
+}
+
+/// A record whose header name is not UTF-8 is processed (the name decoded lossily, its value
+/// intact) and committed, and the records after it too: the poll thread does not die on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_is_processed_and_committed() {
+    let cluster = Cluster::new(1, 1);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .create()
+        .expect("producer");
+    let headers = with_raw_header(OwnedHeaders::new(), b"bad-\xff\xfe-name", b"v");
+    producer
+        .send(
+            BaseRecord::<(), _>::to(TOPIC)
+                .partition(0)
+                .payload("first")
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send");
+    producer
+        .send(
+            BaseRecord::<(), _>::to(TOPIC)
+                .partition(0)
+                .payload("second"),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send");
+    producer
+        .flush(std::time::Duration::from_secs(10))
+        .expect("flush");
+
+    let group = unique_group("bad-header");
+    let pool = Pool::new(cluster.consumer(&group), test_config()).expect("pool");
+    let seen: Seen = Arc::default();
+    let process = {
+        let seen = Arc::clone(&seen);
+        move |m: Arc<Message>| {
+            seen.lock()
+                .expect("lock")
+                .push((m.offset, m.headers.clone()));
+            async { Ok::<_, ProcessError>(()) }
+        }
+    };
+    let stop = CancellationToken::new();
+    let (result, ()) = guarded(async {
+        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
+            until_stats(
+                "both records processed and committed",
+                || pool.stats(),
+                |s| s.messages_processed == 2 && stats_committed(s, 0) == Some(2),
+            )
+            .await;
+            stop.cancel();
+        })
+    })
+    .await;
+    result.expect("a clean run, not a halt");
+    assert_eq!(
+        cluster.committed(&group)[&0],
+        Some(2),
+        "committed past both"
+    );
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort_by_key(|(offset, _)| *offset);
+    assert_eq!(
+        seen[0].1,
+        [Header {
+            key: "bad-\u{fffd}\u{fffd}-name".into(),
+            value: Some(b"v".to_vec()),
+        }],
+        "the name decoded lossily, the value as sent"
+    );
+    assert!(seen[1].1.is_empty());
+}
