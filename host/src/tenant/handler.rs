@@ -19,37 +19,48 @@ use crate::config::FailurePolicy;
 use crate::kafka::Message;
 use crate::kafka::producer::{self, OutRecord};
 use crate::pool::{Failure, FailureAction, Handler, ProcessError};
-use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginInstance};
+use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginThread};
 
 use super::Shared;
 
 /// How often a dead letter is tried before the tenant halts rather than lose the message.
 const DEAD_LETTER_ATTEMPTS: u32 = 5;
 
-/// A worker's handler: its own plugin instance, the tenant's shared parts.
+/// A worker's handler: its own plugin thread (with the instance on it), the tenant's shared
+/// parts.
 pub struct PluginHandler {
-    /// `None` only while a call runs on a blocking thread (the instance travels with it).
-    instance: Option<PluginInstance>,
+    /// Where this worker's plugin calls run; started on the first call (and again after the
+    /// thread was lost), so a failure to start is one retriable message, not a dead pool.
+    /// Dropped with the handler, which stops the thread.
+    thread: Option<PluginThread>,
+    /// `burrow-plugin-TENANT-N`: names the thread in `top -H`, debuggers and panics.
+    thread_name: Arc<str>,
     shared: Arc<Shared>,
     /// The version that answered the last call, for the dead letter's headers.
     last_plugin: Option<PluginId>,
 }
 
 impl PluginHandler {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
+    /// The handler of pool worker `worker` of the tenant.
+    pub(super) fn new(shared: Arc<Shared>, worker: usize) -> Self {
         Self {
-            instance: Some(PluginInstance::new(Arc::clone(&shared.slot))),
+            thread: None,
+            thread_name: format!("burrow-plugin-{}-{worker}", shared.name).into(),
             shared,
             last_plugin: None,
         }
     }
 
-    /// Runs the plugin on a blocking thread: wasmtime calls are synchronous and may take up to
-    /// the deadline, which must not stall the async workers.
+    /// Runs the plugin on this worker's plugin thread and awaits the result, which comes at
+    /// the latest at the deployment's deadline: guest code never runs on the async runtime nor
+    /// on tokio's shared blocking pool, so a blocked plugin holds only its own tenant's threads.
     async fn call(&mut self, message: &Message, attempt: u32) -> Result<CallResult, ProcessError> {
-        let mut instance = match self.instance.take() {
-            Some(instance) => instance,
-            None => PluginInstance::new(Arc::clone(&self.shared.slot)),
+        let thread = match self.thread.take() {
+            Some(thread) => thread,
+            None => {
+                PluginThread::spawn(Arc::clone(&self.thread_name), Arc::clone(&self.shared.slot))
+                    .map_err(ProcessError::retriable)?
+            }
         };
         let input = to_plugin_message(message, attempt);
         let context = CallContext {
@@ -58,19 +69,17 @@ impl PluginHandler {
             partition: message.partition,
             offset: message.offset,
         };
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = instance.call(&context, &input);
-            (instance, result)
-        })
-        .await;
-        match joined {
-            Ok((instance, result)) => {
-                self.instance = Some(instance);
+        // The thread is put back only once the call returned: if this future is dropped
+        // mid-call, the thread goes with it (and cuts the call short), never left half-used.
+        let result = thread.call(context, input).await;
+        match result {
+            Ok(result) => {
+                self.thread = Some(thread);
                 self.last_plugin = Some(result.plugin.clone());
                 Ok(result)
             }
-            // The instance went down with the thread; the next call starts a fresh one.
-            Err(e) => Err(ProcessError::retriable(format!("plugin call aborted: {e}"))),
+            // The thread is gone; the next call starts a fresh one.
+            Err(e) => Err(ProcessError::retriable(e)),
         }
     }
 
@@ -98,7 +107,9 @@ impl PluginHandler {
         Ok(())
     }
 
-    fn on_call_error(&self, error: CallError) -> ProcessError {
+    /// Counts and logs a failed call (a trap, a timeout...) with the message it failed on;
+    /// the pool retries it, on a fresh instance.
+    fn on_call_error(&self, message: &Message, error: CallError) -> ProcessError {
         let metrics = &self.shared.metrics;
         match &error {
             CallError::Timeout { .. } => metrics.timeouts.inc(),
@@ -106,6 +117,10 @@ impl PluginHandler {
             CallError::Trap { .. } | CallError::FuelExhausted { .. } => metrics.traps.inc(),
             CallError::Instantiate(_) => metrics.instantiate_failures.inc(),
         }
+        tracing::warn!(
+            tenant = %self.shared.name, topic = %message.topic, partition = message.partition,
+            offset = message.offset, error = %error, "plugin call failed; the instance is replaced"
+        );
         ProcessError::retriable(error)
     }
 
@@ -177,7 +192,7 @@ impl Handler for PluginHandler {
                 wasm::Outcome::Retry(hint) => Err(self.retry(hint)),
                 wasm::Outcome::Fail(reason) => Err(ProcessError::permanent(reason)),
             },
-            Err(error) => Err(self.on_call_error(error)),
+            Err(error) => Err(self.on_call_error(message, error)),
         }
     }
 
