@@ -16,10 +16,10 @@
 //! error, the guest traps out); the store stays sound but the instance's state is unknown, so
 //! the instance is thrown away as after any trap. Both cases are [`CallError::Timeout`].
 //!
-//! Yielding rather than trapping at the epoch deadline was measured to cost nothing visible
-//! (`cargo bench -p burrow --bench wasm`, passthrough 100 B: within the run-to-run noise of a
-//! shared machine), and it lets an abandoned CPU-bound call stop within a tick instead of
-//! running on to its deadline beside its replacement.
+//! Yielding rather than trapping at the epoch deadline: the two measured alike within the
+//! run-to-run noise (`cargo bench -p burrow --bench wasm`, passthrough 100 B, on a shared
+//! 2-core machine, each came out ahead in some rounds), and yielding lets an abandoned CPU-bound
+//! call stop within a tick instead of running on to its deadline beside its replacement.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -110,7 +110,7 @@ impl PluginInstance {
     ///
     /// Never panics because of the plugin: every guest failure is a [`CallError`], and the call
     /// ends at the deployment's deadline even when the guest is blocked in a WASI call (see
-    /// the [module docs](self)). After a failure the instance is dropped and the next call
+    /// the [module docs](crate::wasm)). After a failure the instance is dropped and the next call
     /// starts a fresh one; so is it when this future is dropped before it completes.
     ///
     /// Runs guest code inside `poll`, up to the deadline: drive it from a thread meant for that
