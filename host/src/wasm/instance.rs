@@ -172,7 +172,8 @@ impl PluginInstance {
                 limits,
                 &trace.stderr.text,
             )),
-            // Parked in a host call past the deadline; the timeout dropped the call.
+            // Past the deadline, parked in a host call or running code: the timeout dropped the
+            // call (see the module docs).
             Err(_elapsed) => Err(CallError::Timeout {
                 limit: limits.timeout,
             }),
