@@ -262,3 +262,77 @@ fn to_out_record(record: wasm::OutputRecord) -> OutRecord {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use prometheus::Registry;
+
+    use super::*;
+    use crate::kafka::Header;
+    use crate::kafka::producer::Producer;
+    use crate::wasm::{Deployment, DeploymentSlot, Limits, Runtime, RuntimeConfig};
+
+    /// A tenant `t` on the `chaos` plugin (built by `make plugins`) with `limits`; its producer
+    /// points nowhere, as these calls emit nothing.
+    fn shared(limits: Limits) -> anyhow::Result<Arc<Shared>> {
+        let dir = std::env::var_os("BURROW_PLUGIN_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
+            PathBuf::from,
+        );
+        let runtime = Runtime::new(&RuntimeConfig::default())?;
+        let plugin = runtime.load_file(&dir.join("chaos.wasm"))?;
+        Ok(Arc::new(Shared {
+            name: "t".into(),
+            slot: Arc::new(DeploymentSlot::new(
+                Deployment::new(plugin).with_limits(limits),
+            )),
+            producer: Producer::new("127.0.0.1:9", &BTreeMap::new())?,
+            output_topics: Vec::new(),
+            dead_letter_topic: None,
+            on_failure: FailurePolicy::Skip,
+            metrics: crate::tenant::TenantMetrics::register(&Registry::new(), "t")?,
+        }))
+    }
+
+    fn chaos(action: &str) -> Message {
+        let mut message = Message::new("in", 0, 7);
+        message.headers.push(Header {
+            key: "burrow-action".into(),
+            value: Some(action.as_bytes().to_vec()),
+        });
+        message
+    }
+
+    /// A plugin blocked in a host call past its deadline is a retriable failure, counted as a
+    /// timeout; the same handler then processes the next message, on its named plugin thread.
+    #[tokio::test]
+    async fn a_blocked_call_is_a_counted_retriable_timeout_and_the_worker_goes_on()
+    -> anyhow::Result<()> {
+        let shared = shared(Limits {
+            timeout: Duration::from_millis(200),
+            ..Limits::default()
+        })?;
+        let mut handler = PluginHandler::new(Arc::clone(&shared), 3);
+        let blocked = tokio::time::timeout(
+            Duration::from_secs(30),
+            handler.process(&chaos("block:60000"), 1),
+        )
+        .await?;
+        assert!(
+            matches!(&blocked, Err(ProcessError::Retriable { error, .. })
+                if error.to_string().contains("deadline")),
+            "{blocked:?}"
+        );
+        assert_eq!(shared.metrics.timeouts.get(), 1);
+        let next = handler.process(&chaos("commit"), 1).await;
+        assert!(next.is_ok(), "{next:?}");
+        assert_eq!(
+            handler.thread.as_ref().map(PluginThread::name),
+            Some("burrow-plugin-t-3")
+        );
+        Ok(())
+    }
+}
