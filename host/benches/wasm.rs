@@ -5,8 +5,10 @@
 //! values, it measures ~1 s each of: one reused instance (what a pool worker does), a fresh
 //! instance per call (the cost of instantiation), and a native function doing the same work in
 //! the same run. The ratio columns are wasm rate / native rate: the figure to quote, since it
-//! carries over between machines better than raw rates. A program that prints a table, not a
-//! test: nothing here asserts a speed.
+//! carries over between machines better than raw rates. A last line measures the host's own
+//! path for `passthrough` on 100 B: a worker on a tokio runtime sending each call to its plugin
+//! thread and awaiting the reply. A program that prints a table, not a test: nothing here
+//! asserts a speed.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -15,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use burrow::wasm::{
-    CallContext, Deployment, DeploymentSlot, Message, Outcome, PluginInstance, Runtime,
-    RuntimeConfig,
+    CallContext, Deployment, DeploymentSlot, Message, Outcome, PluginInstance, PluginThread,
+    Runtime, RuntimeConfig,
 };
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -66,7 +68,47 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    let slot = Arc::new(DeploymentSlot::new(Deployment::new(
+        runtime.load_file(&plugin_path("passthrough")?)?,
+    )));
+    let threaded = through_a_plugin_thread(slot, message(json_object(100)))?;
+    println!(
+        "\npassthrough, 100 B, reused, through a plugin thread from a tokio worker: {}/s",
+        count(threaded)
+    );
     Ok(())
+}
+
+/// Calls per second the way the host makes them: from a task on a tokio worker, over the
+/// channel to a plugin thread, the reply on a oneshot.
+fn through_a_plugin_thread(slot: Arc<DeploymentSlot>, msg: Message) -> anyhow::Result<f64> {
+    let executor = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let thread = PluginThread::spawn("bench", slot)?;
+    executor.block_on(executor.spawn(async move {
+        for _ in 0..1_000 {
+            commit_through(&thread, &msg).await?;
+        }
+        let start = Instant::now();
+        let mut calls: u64 = 0;
+        while start.elapsed() < CELL {
+            for _ in 0..1_000 {
+                commit_through(&thread, &msg).await?;
+            }
+            calls += 1_000;
+        }
+        anyhow::Ok(calls as f64 / start.elapsed().as_secs_f64())
+    }))?
+}
+
+async fn commit_through(thread: &PluginThread, msg: &Message) -> anyhow::Result<()> {
+    let result = thread.call(CallContext::default(), msg.clone()).await?;
+    match result.result {
+        Ok(processed) if processed.outcome == Outcome::Commit => Ok(()),
+        other => bail!("expected commit, got {other:?}"),
+    }
 }
 
 fn call(instance: &mut PluginInstance, msg: &Message) -> Outcome {

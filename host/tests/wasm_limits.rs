@@ -3,10 +3,15 @@
 
 mod wasm_support;
 
+use std::sync::mpsc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use burrow::wasm::{CallError, Deployment, Limits, Outcome};
 use wasm_support::{call_error, chaos, load, outcome, runtime, worker};
+
+/// Bounds a call that should end at a 200 ms deadline: only a hang gets anywhere near it.
+const HANG: Duration = Duration::from_secs(30);
 
 fn limited(
     limits: Limits,
@@ -46,6 +51,42 @@ fn an_endless_loop_times_out_then_a_fresh_instance_serves() -> anyhow::Result<()
     );
     assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
     assert_eq!(worker.instantiations(), 2);
+    Ok(())
+}
+
+/// `block:60000` sits in a WASI clock poll, inside the host, out of reach of the epoch check:
+/// the deadline still ends the call as a timeout, and the next message runs on a new instance.
+#[test]
+fn a_call_blocked_in_a_host_call_times_out_then_a_fresh_instance_serves() -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(200);
+    let (_slot, mut worker) = limited(Limits {
+        timeout,
+        ..Limits::default()
+    })?;
+    assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    // On another thread so that a hang fails the test (after a bound far above the deadline)
+    // instead of hanging it.
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let blocked = call_error(&mut worker, &chaos("block:60000"));
+        let _ = done.send((worker, blocked));
+    });
+    let (mut worker, blocked) = result
+        .recv_timeout(HANG)
+        .context("a blocked call did not return")?;
+    assert_eq!(blocked?, CallError::Timeout { limit: timeout });
+    assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    assert_eq!(worker.instantiations(), 2);
+    Ok(())
+}
+
+/// A `block` shorter than the deadline is an ordinary call: it commits, on the same instance.
+#[test]
+fn a_short_blocking_call_within_the_deadline_commits() -> anyhow::Result<()> {
+    let (_slot, mut worker) = limited(Limits::default())?;
+    assert_eq!(outcome(&mut worker, &chaos("block:10"))?, Outcome::Commit);
+    assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
+    assert_eq!(worker.instantiations(), 1);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 mod wasm_support;
 
-use burrow::wasm::Outcome;
+use burrow::wasm::{MAX_PLUGIN_TEXT, Outcome};
 use serde_json::Value;
 use wasm_support::{LogCapture, chaos, outcome, worker_for};
 
@@ -75,5 +75,59 @@ fn output_is_not_repeated_by_the_next_call() -> anyhow::Result<()> {
     })?;
     assert_eq!(lines_with_message(&capture, "once").len(), 2); // stdout + stderr, once each
     assert_eq!(worker.instantiations(), 1);
+    Ok(())
+}
+
+/// A `log` message with a newline and an escape sequence stays one event, escaped: a plugin
+/// cannot forge a host log line or colour the operator's terminal.
+#[test]
+fn log_text_is_escaped_so_it_cannot_forge_a_log_line() -> anyhow::Result<()> {
+    let (_slot, mut worker) = worker_for("chaos")?;
+    let capture = LogCapture::default();
+    let forged = "ok\n2026-01-01T00:00:00Z  INFO burrow: all good\u{1b}[2K";
+    capture.during(|| outcome(&mut worker, &chaos(&format!("log:info:{forged}"))))?;
+    let escaped = "ok\\n2026-01-01T00:00:00Z  INFO burrow: all good\\u{1b}[2K";
+    assert_eq!(
+        lines_with_message(&capture, escaped).len(),
+        1,
+        "{:?}",
+        capture.lines()
+    );
+    Ok(())
+}
+
+/// A control character in printed output is escaped too (each line is its own event already).
+#[test]
+fn printed_control_characters_are_escaped() -> anyhow::Result<()> {
+    let (_slot, mut worker) = worker_for("chaos")?;
+    let capture = LogCapture::default();
+    capture.during(|| outcome(&mut worker, &chaos("print:bell\u{7}\rover")))?;
+    assert_eq!(
+        lines_with_message(&capture, "bell\\u{7}\\rover").len(),
+        2, // stdout + stderr
+        "{:?}",
+        capture.lines()
+    );
+    Ok(())
+}
+
+/// A huge `log` message is capped at `MAX_PLUGIN_TEXT` bytes, saying how much was cut.
+#[test]
+fn a_long_log_message_is_capped() -> anyhow::Result<()> {
+    let (_slot, mut worker) = worker_for("chaos")?;
+    let capture = LogCapture::default();
+    let text = "x".repeat(100_000);
+    capture.during(|| outcome(&mut worker, &chaos(&format!("log:warn:{text}"))))?;
+    let capped = format!(
+        "{}… [{} bytes cut]",
+        "x".repeat(MAX_PLUGIN_TEXT),
+        100_000 - MAX_PLUGIN_TEXT
+    );
+    assert_eq!(
+        lines_with_message(&capture, &capped).len(),
+        1,
+        "{:?}",
+        capture.lines()
+    );
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 mod wasm_support;
 
-use burrow::wasm::{CallError, Outcome};
+use burrow::wasm::{CallError, MAX_PLUGIN_TEXT, Outcome};
 use wasm_support::{call_error, chaos, fail_reason, outcome, processed, worker_for};
 
 /// A message without an action header, and `commit`, commit.
@@ -101,5 +101,33 @@ fn an_unknown_action_fails_naming_it() -> anyhow::Result<()> {
     let (_slot, mut worker) = worker_for("chaos")?;
     let reason = fail_reason(&mut worker, &chaos("dance"))?;
     assert!(reason.contains("dance"), "{reason}");
+    Ok(())
+}
+
+/// A `fail` reason is plugin text bound for logs and dead-letter headers: a newline in it is
+/// escaped, so it cannot start a forged log line.
+#[test]
+fn a_fail_reason_is_escaped() -> anyhow::Result<()> {
+    let (_slot, mut worker) = worker_for("chaos")?;
+    assert_eq!(
+        fail_reason(&mut worker, &chaos("config:a\nINFO forged"))?,
+        "config a\\nINFO forged = <none>"
+    );
+    Ok(())
+}
+
+/// A huge `fail` reason is capped at `MAX_PLUGIN_TEXT` bytes, saying how much was cut.
+#[test]
+fn a_long_fail_reason_is_capped() -> anyhow::Result<()> {
+    let (_slot, mut worker) = worker_for("chaos")?;
+    let key = "k".repeat(1 << 20);
+    let reason = fail_reason(&mut worker, &chaos(&format!("config:{key}")))?;
+    // The plugin's reason is `config KEY = <none>`: 1 MiB + 16 bytes.
+    let kept = MAX_PLUGIN_TEXT;
+    let cut = (1 << 20) + 16 - kept;
+    assert_eq!(
+        reason,
+        format!("config {}… [{cut} bytes cut]", "k".repeat(kept - 7))
+    );
     Ok(())
 }

@@ -19,37 +19,48 @@ use crate::config::FailurePolicy;
 use crate::kafka::Message;
 use crate::kafka::producer::{self, OutRecord};
 use crate::pool::{Failure, FailureAction, Handler, ProcessError};
-use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginInstance};
+use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginThread};
 
 use super::Shared;
 
 /// How often a dead letter is tried before the tenant halts rather than lose the message.
 const DEAD_LETTER_ATTEMPTS: u32 = 5;
 
-/// A worker's handler: its own plugin instance, the tenant's shared parts.
+/// A worker's handler: its own plugin thread (with the instance on it), the tenant's shared
+/// parts.
 pub struct PluginHandler {
-    /// `None` only while a call runs on a blocking thread (the instance travels with it).
-    instance: Option<PluginInstance>,
+    /// Where this worker's plugin calls run; started on the first call (and again after the
+    /// thread was lost), so a failure to start is one retriable message, not a dead pool.
+    /// Dropped with the handler, which stops the thread.
+    thread: Option<PluginThread>,
+    /// `burrow-plugin-TENANT-N`: names the thread in `top -H`, debuggers and panics.
+    thread_name: Arc<str>,
     shared: Arc<Shared>,
     /// The version that answered the last call, for the dead letter's headers.
     last_plugin: Option<PluginId>,
 }
 
 impl PluginHandler {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
+    /// The handler of pool worker `worker` of the tenant.
+    pub(super) fn new(shared: Arc<Shared>, worker: usize) -> Self {
         Self {
-            instance: Some(PluginInstance::new(Arc::clone(&shared.slot))),
+            thread: None,
+            thread_name: format!("burrow-plugin-{}-{worker}", shared.name).into(),
             shared,
             last_plugin: None,
         }
     }
 
-    /// Runs the plugin on a blocking thread: wasmtime calls are synchronous and may take up to
-    /// the deadline, which must not stall the async workers.
+    /// Runs the plugin on this worker's plugin thread and awaits the result, which comes at
+    /// the latest at the deployment's deadline: guest code never runs on the async runtime nor
+    /// on tokio's shared blocking pool, so a blocked plugin holds only its own tenant's threads.
     async fn call(&mut self, message: &Message, attempt: u32) -> Result<CallResult, ProcessError> {
-        let mut instance = match self.instance.take() {
-            Some(instance) => instance,
-            None => PluginInstance::new(Arc::clone(&self.shared.slot)),
+        let thread = match self.thread.take() {
+            Some(thread) => thread,
+            None => {
+                PluginThread::spawn(Arc::clone(&self.thread_name), Arc::clone(&self.shared.slot))
+                    .map_err(ProcessError::retriable)?
+            }
         };
         let input = to_plugin_message(message, attempt);
         let context = CallContext {
@@ -58,19 +69,17 @@ impl PluginHandler {
             partition: message.partition,
             offset: message.offset,
         };
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = instance.call(&context, &input);
-            (instance, result)
-        })
-        .await;
-        match joined {
-            Ok((instance, result)) => {
-                self.instance = Some(instance);
+        // The thread is put back only once the call returned: if this future is dropped
+        // mid-call, the thread goes with it (and cuts the call short), never left half-used.
+        let result = thread.call(context, input).await;
+        match result {
+            Ok(result) => {
+                self.thread = Some(thread);
                 self.last_plugin = Some(result.plugin.clone());
                 Ok(result)
             }
-            // The instance went down with the thread; the next call starts a fresh one.
-            Err(e) => Err(ProcessError::retriable(format!("plugin call aborted: {e}"))),
+            // The thread is gone; the next call starts a fresh one.
+            Err(e) => Err(ProcessError::retriable(e)),
         }
     }
 
@@ -98,7 +107,9 @@ impl PluginHandler {
         Ok(())
     }
 
-    fn on_call_error(&self, error: CallError) -> ProcessError {
+    /// Counts and logs a failed call (a trap, a timeout...) with the message it failed on;
+    /// the pool retries it, on a fresh instance.
+    fn on_call_error(&self, message: &Message, error: CallError) -> ProcessError {
         let metrics = &self.shared.metrics;
         match &error {
             CallError::Timeout { .. } => metrics.timeouts.inc(),
@@ -106,6 +117,10 @@ impl PluginHandler {
             CallError::Trap { .. } | CallError::FuelExhausted { .. } => metrics.traps.inc(),
             CallError::Instantiate(_) => metrics.instantiate_failures.inc(),
         }
+        tracing::warn!(
+            tenant = %self.shared.name, topic = %message.topic, partition = message.partition,
+            offset = message.offset, error = %error, "plugin call failed; the instance is replaced"
+        );
         ProcessError::retriable(error)
     }
 
@@ -203,7 +218,7 @@ impl Handler for PluginHandler {
                 wasm::Outcome::Retry(hint) => Err(self.retry(hint)),
                 wasm::Outcome::Fail(reason) => Err(ProcessError::permanent(reason)),
             },
-            Err(error) => Err(self.on_call_error(error)),
+            Err(error) => Err(self.on_call_error(message, error)),
         }
     }
 
@@ -274,5 +289,79 @@ fn to_out_record(record: wasm::OutputRecord) -> OutRecord {
                 value: Some(h.value),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use prometheus::Registry;
+
+    use super::*;
+    use crate::kafka::Header;
+    use crate::kafka::producer::Producer;
+    use crate::wasm::{Deployment, DeploymentSlot, Limits, Runtime, RuntimeConfig};
+
+    /// A tenant `t` on the `chaos` plugin (built by `make plugins`) with `limits`; its producer
+    /// points nowhere, as these calls emit nothing.
+    fn shared(limits: Limits) -> anyhow::Result<Arc<Shared>> {
+        let dir = std::env::var_os("BURROW_PLUGIN_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
+            PathBuf::from,
+        );
+        let runtime = Runtime::new(&RuntimeConfig::default())?;
+        let plugin = runtime.load_file(&dir.join("chaos.wasm"))?;
+        Ok(Arc::new(Shared {
+            name: "t".into(),
+            slot: Arc::new(DeploymentSlot::new(
+                Deployment::new(plugin).with_limits(limits),
+            )),
+            producer: Producer::new("127.0.0.1:9", &BTreeMap::new())?,
+            output_topics: Vec::new(),
+            dead_letter_topic: None,
+            on_failure: FailurePolicy::Skip,
+            metrics: crate::tenant::TenantMetrics::register(&Registry::new(), "t")?,
+        }))
+    }
+
+    fn chaos(action: &str) -> Message {
+        let mut message = Message::new("in", 0, 7);
+        message.headers.push(Header {
+            key: "burrow-action".into(),
+            value: Some(action.as_bytes().to_vec()),
+        });
+        message
+    }
+
+    /// A plugin blocked in a host call past its deadline is a retriable failure, counted as a
+    /// timeout; the same handler then processes the next message, on its named plugin thread.
+    #[tokio::test]
+    async fn a_blocked_call_is_a_counted_retriable_timeout_and_the_worker_goes_on()
+    -> anyhow::Result<()> {
+        let shared = shared(Limits {
+            timeout: Duration::from_millis(200),
+            ..Limits::default()
+        })?;
+        let mut handler = PluginHandler::new(Arc::clone(&shared), 3);
+        let blocked = tokio::time::timeout(
+            Duration::from_secs(30),
+            handler.process(&chaos("block:60000"), 1),
+        )
+        .await?;
+        assert!(
+            matches!(&blocked, Err(ProcessError::Retriable { error, .. })
+                if error.to_string().contains("deadline")),
+            "{blocked:?}"
+        );
+        assert_eq!(shared.metrics.timeouts.get(), 1);
+        let next = handler.process(&chaos("commit"), 1).await;
+        assert!(next.is_ok(), "{next:?}");
+        assert_eq!(
+            handler.thread.as_ref().map(PluginThread::name),
+            Some("burrow-plugin-t-3")
+        );
+        Ok(())
     }
 }

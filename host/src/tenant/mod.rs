@@ -323,8 +323,8 @@ async fn run(
     // The pool's own logs (commits, rebalances, failures) carry the tenant through this span.
     let span = tracing::info_span!("tenant", tenant = %shared.name);
     let result = pool
-        .run_with(stop.cancelled_owned(), move |_| {
-            PluginHandler::new(Arc::clone(&handlers))
+        .run_with(stop.cancelled_owned(), move |worker| {
+            PluginHandler::new(Arc::clone(&handlers), worker)
         })
         .instrument(span)
         .await;

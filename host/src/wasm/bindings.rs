@@ -9,6 +9,10 @@ wasmtime::component::bindgen!({
     world: "processor",
     // `emit` traps a plugin that floods the buffer; that needs a fallible host import.
     imports: { "burrow:plugin/host.emit": trappable },
+    // `process` is called as a future so a deadline can drop it wherever the guest is, even
+    // parked in a blocking WASI call (a sleep, a poll). Our own imports stay synchronous: they
+    // never block, and a sync host function is fine inside an async call.
+    exports: { default: async },
     // Tests and callers compare outcomes and records.
     additional_derives: [PartialEq, Eq],
 });

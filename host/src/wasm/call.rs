@@ -9,6 +9,7 @@ use wasmtime::Trap;
 use super::bindings::{Message, Outcome, OutputRecord};
 use super::limits::Limits;
 use super::plugin::{PluginId, one_line};
+use super::text::plugin_text;
 
 /// Where a call comes from: attached to every log line the plugin causes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -104,10 +105,11 @@ pub(crate) fn classify(
 }
 
 /// Adds a Rust panic's message (which the guest writes to stderr before aborting) to the trap
-/// description: "unreachable executed" alone tells an operator nothing.
+/// description: "unreachable executed" alone tells an operator nothing. The message is plugin
+/// text, escaped and capped like a log line.
 fn with_panic(trap: String, stderr: &str) -> String {
     match panic_message(stderr) {
-        Some(panic) => format!("{trap} ({panic})"),
+        Some(panic) => format!("{trap} ({})", plugin_text(&panic)),
         None => trap,
     }
 }

@@ -2,11 +2,14 @@
 //! log lines for what a plugin printed.
 //!
 //! Every line a plugin causes is a `tracing` event with target `burrow::plugin`, carrying the
-//! plugin's name and version and the tenant, topic, partition and offset of the message.
+//! plugin's name and version and the tenant, topic, partition and offset of the message. The
+//! plugin's own text in it is escaped and capped ([`plugin_text`]): one `log` call or one
+//! output line is one host log line, whatever the plugin writes.
 
 use super::bindings::{self, Level, OutputRecord};
 use super::stdio::Captured;
 use super::store::StoreState;
+use super::text::plugin_text;
 
 /// The most records one call may emit. A plugin that emits more is almost surely looping; the
 /// call traps rather than filling the host's memory.
@@ -43,6 +46,7 @@ macro_rules! plugin_event {
 
 impl bindings::Host for StoreState {
     fn log(&mut self, level: Level, message: String) {
+        let message = plugin_text(&message);
         plugin_event!(level, self, "{message}");
     }
 
@@ -87,6 +91,7 @@ pub(crate) fn log_output(state: &StoreState, stdout: &Captured, stderr: &Capture
         (stderr, "stderr", Level::Warn),
     ] {
         for line in captured.lines() {
+            let line = plugin_text(line);
             plugin_event!(level, state, stream, "{line}");
         }
         if captured.dropped > 0 {

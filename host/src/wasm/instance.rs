@@ -1,26 +1,52 @@
 //! A worker's plugin instance: made on first use, reused across messages, replaced after any
 //! failure and whenever the deployment changes.
+//!
+//! # Deadlines
+//!
+//! A call is a future (wasmtime's async call, on its own fiber stack) under
+//! `tokio::time::timeout`, and it ends at its deadline whatever the guest does:
+//!
+//! - a guest *parked in a host call* (a WASI sleep or poll) is a pending future: the timeout
+//!   fires and drops it;
+//! - guest *code* never parks, so the store yields to the executor at every epoch tick
+//!   (every 5 ms): the timeout gets its turn, and so does a caller that abandons
+//!   the call (see [`PluginThread`](super::PluginThread)).
+//!
+//! Dropping wasmtime's future unwinds the guest's fiber (the host call in progress sees an
+//! error, the guest traps out); the store stays sound but the instance's state is unknown, so
+//! the instance is thrown away as after any trap. Both cases are [`CallError::Timeout`].
+//!
+//! Yielding rather than trapping at the epoch deadline: the two measured alike within the
+//! run-to-run noise (`cargo bench -p burrow --bench wasm`, passthrough 100 B, on a shared
+//! 2-core machine, each came out ahead in some rounds), and yielding lets an abandoned CPU-bound
+//! call stop within a tick instead of running on to its deadline beside its replacement.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::Store;
 
-use super::bindings::{Message, Processor};
+use super::bindings::{Message, Outcome, Processor};
 use super::call::{self, CallContext, CallError, CallResult, Processed};
 use super::deployment::{Deployment, DeploymentSlot};
 use super::host;
 use super::limits::Limits;
 use super::plugin::one_line;
 use super::store::StoreState;
-use super::ticker;
+use super::text::plugin_text;
 
-/// One worker's handle on a tenant's plugin. Not shared: each pool worker (thread or blocking
-/// task) owns one, so calls never contend on a store.
+/// One worker's handle on a tenant's plugin. Not shared: each pool worker owns one (on its
+/// plugin thread, see [`PluginThread`](super::PluginThread)), so calls never contend on a
+/// store.
 pub struct PluginInstance {
     slot: Arc<DeploymentSlot>,
     live: Option<Live>,
     /// How many instances this worker has created; lets tests and metrics see replacements.
     instantiations: u64,
+    /// The executor of the blocking [`PluginInstance::call`], made on its first use: a handle
+    /// driven by a plugin thread brings its own executor and never builds this one.
+    executor: Option<tokio::runtime::Runtime>,
 }
 
 /// An instantiated plugin and the deployment it was made from.
@@ -49,17 +75,50 @@ impl PluginInstance {
             slot,
             live: None,
             instantiations: 0,
+            executor: None,
         }
+    }
+
+    /// Processes one message on the slot's current deployment, blocking the calling thread
+    /// until the call ends (at the latest at its deadline).
+    ///
+    /// Drives [`PluginInstance::call_async`] on an executor of its own (a current-thread tokio
+    /// runtime, made on first use). For tests, benchmarks and tools; the host's workers call
+    /// through a [`PluginThread`](super::PluginThread). Do not call it from an async task: it
+    /// blocks, and tokio refuses to start a runtime inside one of its async worker threads.
+    pub fn call(&mut self, context: &CallContext, message: &Message) -> CallResult {
+        let executor = match self.executor.take() {
+            Some(executor) => executor,
+            None => match call_executor() {
+                Ok(executor) => executor,
+                Err(e) => {
+                    return CallResult {
+                        plugin: self.slot.current().plugin().id().clone(),
+                        result: Err(CallError::Instantiate(format!(
+                            "cannot start the executor for plugin calls: {e}"
+                        ))),
+                    };
+                }
+            },
+        };
+        let result = executor.block_on(self.call_async(context, message));
+        self.executor = Some(executor);
+        result
     }
 
     /// Processes one message on the slot's current deployment.
     ///
-    /// Never panics because of the plugin: every guest failure is a [`CallError`]. After one,
-    /// the instance is dropped and the next call starts a fresh one. Blocks: call it from a
-    /// blocking thread, not from an async task (see the [module docs](crate::wasm)).
-    pub fn call(&mut self, context: &CallContext, message: &Message) -> CallResult {
+    /// Never panics because of the plugin: every guest failure is a [`CallError`], and the call
+    /// ends at the deployment's deadline even when the guest is blocked in a WASI call (see
+    /// the [module docs](crate::wasm)). After a failure the instance is dropped and the next call
+    /// starts a fresh one; so is it when this future is dropped before it completes.
+    ///
+    /// Runs guest code inside `poll`, up to the deadline: drive it from a thread meant for that
+    /// (a plugin thread), not from a shared async runtime. Needs a tokio runtime with timers
+    /// enabled (the deadline and WASI clocks are tokio timers).
+    pub async fn call_async(&mut self, context: &CallContext, message: &Message) -> CallResult {
         let deployment = self.slot.current();
-        let result = self.call_on(&deployment, context, message);
+        let result = self.call_on(&deployment, context, message).await;
         CallResult {
             plugin: deployment.plugin().id().clone(),
             result,
@@ -88,7 +147,7 @@ impl PluginInstance {
         self.instantiations
     }
 
-    fn call_on(
+    async fn call_on(
         &mut self,
         deployment: &Arc<Deployment>,
         context: &CallContext,
@@ -96,43 +155,58 @@ impl PluginInstance {
     ) -> Result<Processed, CallError> {
         let mut live = match self.live.take() {
             Some(live) if Arc::ptr_eq(&live.deployment, deployment) => live,
-            _ => self.instantiate(deployment)?,
+            _ => self.instantiate(deployment).await?,
         };
+        // From here until the instance is put back, a dropped future (cancelled caller) drops
+        // `live` with it: a half-run instance is never called again.
         let limits = deployment.limits();
         live.store.data_mut().begin_call(context);
         arm(&mut live.store, limits);
-        let result = live.processor.call_process(&mut live.store, message);
+        let called = tokio::time::timeout(
+            limits.timeout,
+            live.processor.call_process(&mut live.store, message),
+        )
+        .await;
         let trace = live.store.data_mut().end_call();
         host::log_output(live.store.data(), &trace.stdout, &trace.stderr);
-        match result {
-            Ok(outcome) => {
+        match called {
+            Ok(Ok(outcome)) => {
                 self.live = Some(live);
                 Ok(Processed {
-                    outcome,
+                    outcome: checked(outcome),
                     emitted: trace.emitted,
                 })
             }
             // `live` is dropped here: a trapped instance is never called again.
-            Err(err) => Err(call::classify(
+            Ok(Err(err)) => Err(call::classify(
                 &err,
                 trace.memory_cap_hit,
                 limits,
                 &trace.stderr.text,
             )),
+            // Past the deadline, parked in a host call or running code: the timeout dropped the
+            // call (see the module docs).
+            Err(_elapsed) => Err(CallError::Timeout {
+                limit: limits.timeout,
+            }),
         }
     }
 
-    fn instantiate(&mut self, deployment: &Arc<Deployment>) -> Result<Live, CallError> {
+    async fn instantiate(&mut self, deployment: &Arc<Deployment>) -> Result<Live, CallError> {
         let state =
             StoreState::new(deployment).map_err(|e| CallError::Instantiate(e.to_string()))?;
         let pre = deployment.plugin().pre();
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
+        // Give the executor a turn every tick: the deadline (a tokio timer) and an abandoned
+        // caller are noticed there.
+        store.epoch_deadline_async_yield_and_update(1);
         // Instantiation runs guest code too (initialisers), under the same limits as a call.
-        arm(&mut store, deployment.limits());
-        let processor = pre
-            .instantiate(&mut store)
+        let limits = deployment.limits();
+        arm(&mut store, limits);
+        let processor = tokio::time::timeout(limits.timeout, pre.instantiate_async(&mut store))
+            .await
+            .map_err(|_elapsed| past_deadline(limits.timeout))?
             .map_err(|e| CallError::Instantiate(one_line(&e)))?;
         self.instantiations += 1;
         Ok(Live {
@@ -143,9 +217,40 @@ impl PluginInstance {
     }
 }
 
-/// Sets the deadline and fuel for the next stretch of guest code.
+fn past_deadline(timeout: Duration) -> CallError {
+    CallError::Instantiate(format!(
+        "instantiation ran past the deadline of {timeout:?}"
+    ))
+}
+
+/// A `fail` reason is plugin text that ends up in logs and dead-letter headers: capped and
+/// escaped like a log message.
+fn checked(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Fail(reason) => {
+            let escaped = match plugin_text(&reason) {
+                Cow::Owned(escaped) => Some(escaped),
+                Cow::Borrowed(_) => None,
+            };
+            Outcome::Fail(escaped.unwrap_or(reason))
+        }
+        other => other,
+    }
+}
+
+/// The executor of a blocking call: one thread (the caller's), timers for deadlines and WASI
+/// clocks, and a small pool of its own for WASI file operations — never tokio's shared one.
+pub(crate) fn call_executor() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .max_blocking_threads(2)
+        .build()
+}
+
+/// Sets the first yield and the fuel for the next stretch of guest code (the deadline itself is
+/// the timeout around the call).
 fn arm(store: &mut Store<StoreState>, limits: &Limits) {
-    store.set_epoch_deadline(ticker::ticks_for(limits.timeout));
+    store.set_epoch_deadline(1);
     // Fuel is always metered engine-wide; unmetered deployments get a tank that never empties.
     // `set_fuel` fails only when fuel is disabled in the engine, which `Runtime::new` enables.
     let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
@@ -164,6 +269,7 @@ mod tests {
     fn handles_and_results_can_move_to_worker_threads() {
         assert_send::<PluginInstance>();
         assert_send::<CallResult>();
+        assert_send_sync::<crate::wasm::PluginThread>();
     }
 
     #[test]

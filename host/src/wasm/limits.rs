@@ -13,8 +13,9 @@ use wasmtime::ResourceLimiter;
 pub struct Limits {
     /// The most linear memory, in bytes, one instance may grow to.
     pub memory: u64,
-    /// The wall-clock budget of one call. Enforced only while guest code runs (see the module
-    /// docs of [`crate::wasm`] on blocking WASI calls).
+    /// The wall-clock budget of one call, whatever the guest does: running code or blocked in
+    /// a WASI call (see [`PluginInstance`](crate::wasm::PluginInstance)). May overrun by about
+    /// one epoch tick (5 ms) plus the time to unwind the guest.
     pub timeout: Duration,
     /// Fuel (roughly, wasm instructions) per call; `None` means unmetered.
     pub fuel: Option<u64>,

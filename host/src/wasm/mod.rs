@@ -16,8 +16,7 @@
 //!   call). After a trap, a deadline overrun or a memory-cap hit the instance is dropped, since
 //!   its state can no longer be trusted, and the next call gets a fresh one.
 //! - **Limits per deployment.** [`Limits`]: a memory cap (a `ResourceLimiter` that traps past
-//!   it), a wall-clock deadline per call (epoch interruption: a runtime thread bumps the epoch
-//!   every few milliseconds), optional fuel. Failures are [`CallError`]s, all retriable, and
+//!   it), a wall-clock deadline per call (see below), optional fuel. Failures are [`CallError`]s, all retriable, and
 //!   the host never crashes because of a plugin: a panic in the guest is a trap.
 //! - **Sandbox.** WASI from a locked-down context: no environment, directories, sockets or
 //!   name lookup; stdout/stderr go to the `tracing` log line by line. A deployment's
@@ -31,17 +30,17 @@
 //!   version that fails to load leaves the old one in place. Every [`CallResult`] names the
 //!   [`Version`] (short sha256) that answered.
 //!
-//! Calls are synchronous; run them on blocking threads (`spawn_blocking` or dedicated workers),
-//! never directly on an async task: wasmtime-wasi's synchronous WASI blocks on the ambient
-//! tokio runtime, and tokio panics when that happens on one of its async worker threads.
-//!
-//! # Caveat: blocking WASI calls overrun the deadline
-//!
-//! Epoch interruption stops guest *code*. A guest blocked inside a host call — say a WASI
-//! `sleep` or a blocking poll — is not interrupted, and the deadline fires only when it returns
-//! to wasm. Our sandbox gives plugins nothing slow to block on (no sockets, no files unless
-//! granted), so in practice this is a sleep; the `chaos` test plugin's `sleep:MS` busy-waits for
-//! that reason.
+//! - **Every call ends at its deadline.** A call is an async wasmtime call under a
+//!   `tokio::time::timeout`, with WASI in its async flavour: a guest parked in a WASI sleep or
+//!   poll is a pending future, and running guest code yields at every epoch tick, so the
+//!   timeout always gets to fire and drop the call. It is a [`CallError::Timeout`] and a fresh
+//!   instance serves the next call.
+//! - **Plugin threads.** Each worker's instance lives on a [`PluginThread`] of its own (a named
+//!   OS thread with a current-thread tokio runtime); the async worker sends it calls and awaits
+//!   the replies. Guest code never runs on the async runtime or on tokio's shared blocking pool,
+//!   so one tenant's blocked calls cannot take threads another tenant needs.
+//! - **Plugin text is made safe.** `log` messages, `fail` reasons and output lines are escaped
+//!   (no forged log lines) and capped at [`MAX_PLUGIN_TEXT`] bytes.
 
 mod bindings;
 mod call;
@@ -54,6 +53,8 @@ mod runtime;
 mod sandbox;
 mod stdio;
 mod store;
+mod text;
+mod thread;
 mod ticker;
 mod version;
 
@@ -65,4 +66,6 @@ pub use limits::Limits;
 pub use plugin::{LoadError, Plugin, PluginId};
 pub use runtime::{CacheStats, Runtime, RuntimeConfig, RuntimeError};
 pub use sandbox::{Capabilities, SandboxError};
+pub use text::MAX_PLUGIN_TEXT;
+pub use thread::{PluginThread, ThreadError};
 pub use version::Version;

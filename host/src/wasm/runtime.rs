@@ -118,10 +118,12 @@ fn open_cache(dir: &Path) -> Result<Cache, RuntimeError> {
     Cache::new(cache_config).map_err(|e| failed(plugin::one_line(&e)))
 }
 
-/// The imports every plugin may use: WASI (sync flavour, as calls are synchronous) and ours.
+/// The imports every plugin may use: WASI and ours. WASI is the async flavour: a guest blocked
+/// in a WASI sleep or poll is then a pending future, which the call's deadline can drop (the
+/// sync flavour blocks the thread inside the host call, out of the deadline's reach).
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Processor::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |state| state)?;
     Ok(linker)
 }

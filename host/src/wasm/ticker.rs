@@ -2,7 +2,8 @@
 //!
 //! Wasmtime's epoch interruption is cheap for the guest (a counter compare at loop heads and
 //! function entries) but needs someone to advance the engine's epoch. One thread per runtime
-//! does that every [`TICK`]; a call's deadline is a number of ticks from when it starts.
+//! does that every [`TICK`]; at every tick a running call yields to its executor, where its
+//! deadline (a tokio timer) is checked. A deadline is thus enforced within about one tick.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
@@ -45,25 +46,5 @@ impl Drop for EpochTicker {
             // The thread only loops on a timer; it cannot panic, so the result says nothing.
             let _ = thread.join();
         }
-    }
-}
-
-/// The epoch deadline for `timeout`: rounded up, plus one tick because the current tick is
-/// already partly over. A call is never stopped early; it may overrun by up to one tick.
-pub(crate) fn ticks_for(timeout: Duration) -> u64 {
-    let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos());
-    u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadline_is_never_shorter_than_the_timeout() {
-        assert_eq!(ticks_for(Duration::ZERO), 1);
-        assert_eq!(ticks_for(TICK), 2);
-        assert_eq!(ticks_for(TICK + Duration::from_nanos(1)), 3);
-        assert_eq!(ticks_for(Duration::MAX), u64::MAX);
     }
 }

@@ -12,12 +12,18 @@
 //! | `loop`                   | never returns (the host's deadline must stop it)              |
 //! | `oom`                    | allocates and touches memory until allocation fails, then aborts |
 //! | `sleep:MS`               | busy-waits MS milliseconds, then commits                      |
+//! | `block:MS`               | sleeps MS ms in a host call (WASI clock poll), then commits   |
 //! | `emit:TOPIC`             | emits the message value to TOPIC, then commits                |
 //! | `log:LEVEL:TEXT`         | logs TEXT at LEVEL (trace…error), then commits                |
 //! | `print:TEXT`             | writes TEXT to stdout and to stderr, then commits             |
 //! | `read-file:PATH`         | fails, reporting `read-file PATH: ok, N bytes` or `: error: E` |
 //! | `env:NAME`               | fails, reporting `env NAME: unset` or `env NAME: set to V`    |
 //! | `config:KEY`             | fails, reporting `config KEY = VALUE` or `config KEY = <none>` |
+//!
+//! `sleep` and `block` both hold the instance MS milliseconds, differently: `sleep` runs guest
+//! code (an epoch check can stop it), `block` is `std::thread::sleep`, one WASI `poll` on a
+//! monotonic-clock pollable, so the guest sits inside the host until it returns — the case a
+//! deadline must handle without the guest's help.
 //!
 //! The probes (`read-file`, `env`, `config`) fail on purpose: a `fail` reason is the one string
 //! a test can read back from the host, and it must not be mistaken for a commit.
@@ -55,6 +61,7 @@ enum Action<'a> {
     Loop,
     Oom,
     Sleep(Duration),
+    Block(Duration),
     Emit(&'a str),
     Log(Level, &'a str),
     Print(&'a str),
@@ -80,6 +87,7 @@ impl<'a> Action<'a> {
             ("loop", None) => Action::Loop,
             ("oom", None) => Action::Oom,
             ("sleep", Some(ms)) => Action::Sleep(millis(text, ms)?),
+            ("block", Some(ms)) => Action::Block(millis(text, ms)?),
             ("emit", Some(topic)) => Action::Emit(topic),
             ("log", Some(rest)) => {
                 let (level, message) = rest
@@ -110,6 +118,12 @@ impl<'a> Action<'a> {
             Action::Oom => exhaust_memory(),
             Action::Sleep(duration) => {
                 busy_wait(duration);
+                Outcome::Commit
+            }
+            Action::Block(duration) => {
+                // Not a loop: one WASI `poll` on a monotonic-clock pollable, where the guest
+                // sits inside the host and no epoch check can reach it.
+                std::thread::sleep(duration);
                 Outcome::Commit
             }
             Action::Emit(topic) => {
@@ -272,6 +286,21 @@ mod tests {
         let start = Instant::now();
         assert_eq!(act("sleep:20"), Outcome::Commit);
         assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn block_sleeps_then_commits() {
+        let start = Instant::now();
+        assert_eq!(act("block:20"), Outcome::Commit);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn block_with_a_bad_number_fails_naming_the_action() {
+        assert_eq!(
+            fail_reason("block:forever"),
+            "chaos: `block:forever`: bad number `forever`: invalid digit found in string"
+        );
     }
 
     #[test]
