@@ -87,23 +87,28 @@ impl PluginInstance {
     /// through a [`PluginThread`](super::PluginThread). Do not call it from an async task: it
     /// blocks, and tokio refuses to start a runtime inside one of its async worker threads.
     pub fn call(&mut self, context: &CallContext, message: &Message) -> CallResult {
-        let executor = match self.executor.take() {
-            Some(executor) => executor,
-            None => match call_executor() {
-                Ok(executor) => executor,
-                Err(e) => {
-                    return CallResult {
-                        plugin: self.slot.current().plugin().id().clone(),
-                        result: Err(CallError::Instantiate(format!(
-                            "cannot start the executor for plugin calls: {e}"
-                        ))),
-                    };
-                }
-            },
+        let executor = match self.take_executor() {
+            Ok(executor) => executor,
+            Err(error) => {
+                return CallResult {
+                    plugin: self.slot.current().plugin().id().clone(),
+                    result: Err(error),
+                };
+            }
         };
         let result = executor.block_on(self.call_async(context, message));
         self.executor = Some(executor);
         result
+    }
+
+    /// This handle's own executor for blocking calls, made on first use; put it back after.
+    fn take_executor(&mut self) -> Result<tokio::runtime::Runtime, CallError> {
+        match self.executor.take() {
+            Some(executor) => Ok(executor),
+            None => call_executor().map_err(|e| {
+                CallError::Instantiate(format!("cannot start the executor for plugin calls: {e}"))
+            }),
+        }
     }
 
     /// Processes one message on the slot's current deployment.
@@ -129,11 +134,17 @@ impl PluginInstance {
     /// plugin (unless this handle already holds an instance of it). A deployment that cannot
     /// start — a memory cap below what the plugin's initial memory needs, a granted directory
     /// gone — is found here, before any message is at stake (`burrow validate`, start-up).
+    ///
+    /// Blocks, like [`PluginInstance::call`]: not for an async task.
     pub fn warm_up(&mut self) -> Result<(), CallError> {
         let deployment = self.slot.current();
-        if !matches!(&self.live, Some(live) if Arc::ptr_eq(&live.deployment, &deployment)) {
-            self.live = Some(self.instantiate(&deployment)?);
+        if matches!(&self.live, Some(live) if Arc::ptr_eq(&live.deployment, &deployment)) {
+            return Ok(());
         }
+        let executor = self.take_executor()?;
+        let live = executor.block_on(self.instantiate(&deployment));
+        self.executor = Some(executor);
+        self.live = Some(live?);
         Ok(())
     }
 
