@@ -5,14 +5,14 @@ PLUGIN_TARGET := wasm32-wasip2
 PLUGIN_DIR := target/plugins
 PLUGINS := $(notdir $(wildcard plugins/*))
 
-.PHONY: demo test bench plugins setup lint unit clean-plugins
+.PHONY: demo test bench plugins setup lint unit clean-plugins broker
 
 ## demo: run the main job on an embedded Kafka with the example plugin
 demo: setup plugins
 	$(CARGO) run --release -p burrow -- demo
 
 ## test: every test there is: lint, unit, property, plugin, integration, end-to-end
-test: setup plugins lint unit
+test: setup plugins broker lint unit
 
 # Every test binary's `test result:` line is summed into one closing line, so a reader (or CI)
 # sees the whole suite's count last rather than the last doc-test crate's.
@@ -26,7 +26,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## bench: print the benchmark tables (release builds)
-bench: setup plugins
+bench: setup plugins broker
 	$(CARGO) bench -p burrow
 
 ## plugins: build every plugin in plugins/ for wasm32-wasip2 into target/plugins/NAME.wasm
@@ -41,3 +41,8 @@ plugins: setup
 ## setup: install the toolchain target and system packages the build needs (idempotent)
 setup:
 	@bash scripts/setup.sh
+
+## broker: install Tansu, the Kafka-protocol broker the end-to-end tests start, into .broker/
+## (checksum verified; idempotent, offline once installed)
+broker:
+	@bash scripts/broker.sh
