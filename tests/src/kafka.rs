@@ -463,3 +463,96 @@ pub fn wait_committed(
         .and_then(|r| r)
         .with_context(|| format!("last committed: {last:?}"))
 }
+
+/// The record ids produced and where each landed (ids from [`ID_HEADER`]).
+pub fn positions_by_id(records: &[Out], positions: &[Position]) -> BTreeMap<u64, Position> {
+    records
+        .iter()
+        .zip(positions)
+        .filter_map(|(r, p)| {
+            let (_, id) = r.headers.iter().find(|(k, _)| k == ID_HEADER)?;
+            let id = String::from_utf8_lossy(id.as_deref()?).parse().ok()?;
+            Some((id, *p))
+        })
+        .collect()
+}
+
+/// What came out of a run in which a host may have died: per produced id, how often it
+/// appeared downstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Ids produced.
+    pub produced: usize,
+    /// Ids never seen downstream.
+    pub lost: Vec<u64>,
+    /// Extra copies downstream, summed over ids.
+    pub duplicates: usize,
+    /// Ids seen more than once although their offset was below the committed offset at the
+    /// crash: they were done and committed, and must never run again.
+    pub duplicated_below_commit: Vec<u64>,
+    /// Ids seen downstream that were never produced.
+    pub unknown: Vec<u64>,
+}
+
+impl Delivery {
+    /// Compares what was produced with what came out, given the group's committed offsets at
+    /// the moment of the crash (empty when nothing crashed).
+    pub fn of(
+        produced: &BTreeMap<u64, Position>,
+        downstream: &[Record],
+        committed_at_crash: &BTreeMap<i32, i64>,
+    ) -> Self {
+        let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+        for id in downstream.iter().filter_map(Record::id) {
+            *seen.entry(id).or_default() += 1;
+        }
+        let lost = produced
+            .keys()
+            .filter(|id| !seen.contains_key(id))
+            .copied()
+            .collect();
+        let unknown = seen
+            .keys()
+            .filter(|id| !produced.contains_key(id))
+            .copied()
+            .collect();
+        let duplicates = seen.values().map(|n| n.saturating_sub(1)).sum();
+        let duplicated_below_commit = seen
+            .iter()
+            .filter(|&(_, n)| *n > 1)
+            .filter(|&(id, _)| {
+                produced.get(id).is_some_and(|at| {
+                    at.offset < committed_at_crash.get(&at.partition).copied().unwrap_or(0)
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        Self {
+            produced: produced.len(),
+            lost,
+            duplicates,
+            duplicated_below_commit,
+            unknown,
+        }
+    }
+
+    /// Fails unless nothing was lost, nothing unknown appeared, and every duplicate was of a
+    /// message at or above the committed offset (in flight at the crash).
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.lost.is_empty()
+                && self.unknown.is_empty()
+                && self.duplicated_below_commit.is_empty(),
+            "{} lost (first: {:?}), {} unknown, {} duplicated although committed (first: {:?})",
+            self.lost.len(),
+            self.lost.iter().take(10).collect::<Vec<_>>(),
+            self.unknown.len(),
+            self.duplicated_below_commit.len(),
+            self.duplicated_below_commit
+                .iter()
+                .take(10)
+                .collect::<Vec<_>>()
+        );
+        Ok(())
+    }
+}

@@ -4,25 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use burrow_e2e::broker::Broker;
 use burrow_e2e::config::{HostConfig, Tenant};
-use burrow_e2e::kafka::{self, Out, Position, Record};
+use burrow_e2e::kafka::{self, Out, Position, Record, positions_by_id};
 use burrow_e2e::plugins::{plugin_path, version_of};
 use burrow_e2e::process::Burrow;
 use burrow_e2e::unique;
 
 const PARTITIONS: i32 = 8;
-
-/// The produced record with each id and where it landed.
-fn positions_by_id(records: &[Out], positions: &[Position]) -> BTreeMap<u64, Position> {
-    records
-        .iter()
-        .zip(positions)
-        .filter_map(|(r, p)| {
-            let id = r.headers.iter().find(|(k, _)| k == kafka::ID_HEADER)?;
-            let id = String::from_utf8_lossy(id.1.as_deref()?).parse().ok()?;
-            Some((id, *p))
-        })
-        .collect()
-}
 
 /// Checks that `dead` holds exactly one dead letter for each of `ids`, each carrying the
 /// original record and every `burrow.*` header exactly once, with the right values.
@@ -172,7 +159,9 @@ fn json_validate_forwards_objects_and_dead_letters_the_rest_on_8_partitions() ->
             Tenant::new("orders", &group, &[&input], &plugin)
                 .output(&output)
                 .dead_letters(&dlq)
-                .config("output-topic", &output),
+                .config("output-topic", &output)
+                // A third of the messages fail on purpose: that must not halt the tenant.
+                .pool("max_consecutive_errors", 1000u32),
         )
         .write(dir.path())?;
     let mut burrow = Burrow::start(&config)?;
