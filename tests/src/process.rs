@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::plugins::workspace_root;
-use crate::{DEADLINE, wait_for, wait_until};
+use crate::{DEADLINE, wait_for};
 
 /// Names a `burrow` binary to test instead of building one.
 pub const BIN_ENV: &str = "BURROW_BIN";
@@ -120,19 +120,17 @@ impl Burrow {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
         };
-        burrow.admin = wait_for("burrow to log its admin address", || {
+        let admin = wait_for("burrow to log its admin address", || {
             if let Some(status) = burrow.child.try_wait()? {
-                return Err(anyhow::anyhow!(
+                // An exit is final: fail now rather than time out.
+                return Ok(Some(Err(anyhow::anyhow!(
                     "burrow exited ({status}) before it ran; stderr:\n{}",
-                    burrow.stderr()
-                ));
+                    tail(&burrow.stderr())
+                ))));
             }
-            Ok(admin_address(&burrow.stderr()))
-        })
-        .map_err(|e| {
-            // An early exit is final: say so rather than "timed out".
-            e.context(format!("stderr:\n{}", tail(&burrow.stderr())))
-        })?;
+            Ok(admin_address(&burrow.stderr()).map(Ok))
+        });
+        burrow.admin = admin.and_then(|a| a)?;
         Ok(burrow)
     }
 
@@ -184,15 +182,16 @@ impl Burrow {
 
     /// Waits until `/readyz` answers 200 (every tenant has partitions).
     pub fn wait_ready(&mut self) -> anyhow::Result<()> {
-        wait_until("/readyz to answer 200", || {
+        let ready = wait_for("/readyz to answer 200", || {
             if let Some(status) = self.child.try_wait()? {
-                bail!(
+                return Ok(Some(Err(anyhow::anyhow!(
                     "burrow exited ({status}); stderr:\n{}",
                     tail(&self.stderr())
-                );
+                ))));
             }
-            Ok(self.get("/readyz")?.0 == 200)
-        })
+            Ok((self.get("/readyz")?.0 == 200).then_some(Ok(())))
+        });
+        ready.and_then(|r| r)
     }
 
     /// Sends SIGTERM and waits for the exit.
