@@ -5,7 +5,7 @@ PLUGIN_TARGET := wasm32-wasip2
 PLUGIN_DIR := target/plugins
 PLUGINS := $(notdir $(wildcard plugins/*))
 
-.PHONY: demo test bench plugins setup lint unit clean-plugins broker
+.PHONY: demo test bench plugins setup lint unit clean-plugins broker chaos
 
 ## demo: run the main job on an embedded Kafka with the example plugin
 demo: setup plugins
@@ -41,6 +41,12 @@ plugins: setup
 ## setup: install the toolchain target and system packages the build needs (idempotent)
 setup:
 	@bash scripts/setup.sh
+
+## chaos: the chaos driver's full run (MESSAGES=1000000 by default) through the real binary,
+## with faults injected at random; prints the verdict table, fails on any loss
+MESSAGES ?= 1000000
+chaos: setup plugins broker
+	$(CARGO) run -p burrow-e2e --bin chaos -- $(MESSAGES)
 
 ## broker: install Tansu, the Kafka-protocol broker the end-to-end tests start, into .broker/
 ## (checksum verified; idempotent, offline once installed)

@@ -22,6 +22,7 @@
 //! how long anything took.
 
 pub mod broker;
+pub mod chaos;
 pub mod config;
 pub mod kafka;
 pub mod plugins;

@@ -1,0 +1,32 @@
+//! The short chaos run inside `make test`.
+
+use burrow_e2e::broker::Broker;
+use burrow_e2e::chaos::{self, Injection, Options};
+
+/// 20,000 messages through the real binary while every kind of fault is injected at least
+/// once (plugin traps, deadline overruns, failures; `kill -9` and restart, a host joining and
+/// leaving, a hot swap, a broker stall): every message ends on the output or dead-letter topic.
+#[test]
+fn a_short_chaos_run_loses_nothing() -> anyhow::Result<()> {
+    let verdict = chaos::run(Broker::shared()?, &Options::short())?;
+    println!("{verdict}");
+    for kind in [
+        Injection::Kill9,
+        Injection::Join,
+        Injection::Leave,
+        Injection::Swap,
+        Injection::BrokerStall,
+    ] {
+        assert!(
+            verdict.injections.get(&kind).is_some_and(|&n| n > 0),
+            "no {kind:?} injected"
+        );
+    }
+    assert_eq!(
+        verdict.plugin_faults.len(),
+        3,
+        "{:?}",
+        verdict.plugin_faults
+    );
+    verdict.check()
+}
