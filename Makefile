@@ -14,11 +14,13 @@ demo: setup plugins
 ## test: every test there is: lint, unit, property, plugin, integration, end-to-end
 test: setup plugins broker lint unit
 
+# The end-to-end tests (tests/) run the `burrow` binary this same build made (BURROW_BIN), rather
+# than building it again with other features.
 # Every test binary's `test result:` line is summed into one closing line, so a reader (or CI)
 # sees the whole suite's count last rather than the last doc-test crate's.
 unit:
 	@mkdir -p target
-	set -o pipefail; { $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test.log
+	set -o pipefail; { BURROW_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug/burrow $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test.log
 	@bash scripts/test-summary.sh target/test.log
 
 lint:

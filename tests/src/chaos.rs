@@ -279,11 +279,11 @@ pub fn run(broker: &Broker, options: &Options) -> anyhow::Result<Verdict> {
                 config(&plugins[usize::from(swapped)]).write(dir.path())?;
             }
             Injection::BrokerStall => {
-                if let Some(pid) = broker.pid() {
-                    signal("STOP", pid)?;
-                    std::thread::sleep(Duration::from_millis(rng.random_range(500..3000)));
-                    signal("CONT", pid)?;
-                }
+                // Only a broker of our own can be stalled (not one from BURROW_TEST_BROKERS).
+                let Some(pid) = broker.pid() else { continue };
+                signal("STOP", pid)?;
+                std::thread::sleep(Duration::from_millis(rng.random_range(500..3000)));
+                signal("CONT", pid)?;
             }
         }
         *injections.entry(kind).or_default() += 1;
