@@ -433,3 +433,66 @@ fn bad_data_and_plugin_faults_each_end_as_documented() -> anyhow::Result<()> {
     assert!(status.success(), "burrow exited with {status}");
     Ok(())
 }
+
+/// A dead letter is the original record: a null value stays null (not `""`), a null header
+/// value stays null, and `burrow.*` headers the input already carried do not survive beside
+/// the host's own — each `burrow.*` header appears once, with the host's value.
+#[test]
+#[ignore = "issue 7 item 7 (nulls become \"\", input burrow.* headers are doubled): un-ignore with the fix"]
+fn dead_letters_keep_nulls_and_the_hosts_headers_win() -> anyhow::Result<()> {
+    let broker = Broker::shared()?;
+    let (input, dlq) = (unique("nulls-in"), unique("nulls-dlq"));
+    kafka::create_topics(broker, &[(&input, 1), (&dlq, 1)])?;
+    let group = unique("nulls");
+    let dir = tempfile::tempdir()?;
+    let config = HostConfig::new(broker)
+        .tenant(Tenant::new("nulls", &group, &[&input], &plugin_path("chaos")?).dead_letters(&dlq))
+        .write(dir.path())?;
+    let mut burrow = Burrow::start(&config)?;
+    burrow.wait_ready()?;
+    let null_value = Out {
+        value: None,
+        headers: vec![("maybe".into(), None)],
+        ..Out::default()
+    }
+    .action("fail")
+    .header(ID_HEADER, "0");
+    let forged = Out::value("v")
+        .action("fail")
+        .header("burrow.error", "forged")
+        .header("burrow.tenant", "someone-else")
+        .header(ID_HEADER, "1");
+    let positions = kafka::produce(broker, &input, &[null_value, forged])?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&positions))?;
+    let dead = kafka::read_exactly_after(broker, &dlq, 2)?;
+    let by_id: BTreeMap<u64, &Record> = dead.iter().filter_map(|r| Some((r.id()?, r))).collect();
+    let null = by_id
+        .get(&0)
+        .ok_or_else(|| anyhow::anyhow!("no dead letter for the null value"))?;
+    assert_eq!(null.value, None, "the null value became {:?}", null.value);
+    assert!(
+        null.headers
+            .iter()
+            .any(|(k, v)| k == "maybe" && v.is_none()),
+        "the null header value changed: {:?}",
+        null.headers
+    );
+    let forged = by_id
+        .get(&1)
+        .ok_or_else(|| anyhow::anyhow!("no dead letter for the forged one"))?;
+    for (name, value) in [
+        ("burrow.error", "chaos: asked to fail"),
+        ("burrow.tenant", "nulls"),
+    ] {
+        assert_eq!(
+            forged.header_count(name),
+            1,
+            "{name} in {:?}",
+            forged.headers
+        );
+        assert_eq!(forged.header(name).as_deref(), Some(value));
+    }
+    let status = burrow.terminate()?;
+    assert!(status.success(), "burrow exited with {status}");
+    Ok(())
+}
