@@ -367,9 +367,15 @@ impl Reader {
 
     /// Reads until every id in `ids` has been seen at least once.
     pub fn read_ids(&mut self, ids: &BTreeSet<u64>) -> anyhow::Result<&[Record]> {
+        // Only new records are looked at each round: a run may read a million.
+        let mut missing = ids.clone();
+        let mut checked = 0;
         self.read_until(&format!("{} distinct ids", ids.len()), |records| {
-            let seen: BTreeSet<u64> = records.iter().filter_map(Record::id).collect();
-            ids.is_subset(&seen)
+            for id in records[checked..].iter().filter_map(Record::id) {
+                missing.remove(&id);
+            }
+            checked = records.len();
+            missing.is_empty()
         })
     }
 
