@@ -5,20 +5,22 @@ PLUGIN_TARGET := wasm32-wasip2
 PLUGIN_DIR := target/plugins
 PLUGINS := $(notdir $(wildcard plugins/*))
 
-.PHONY: demo test bench plugins setup lint unit clean-plugins
+.PHONY: demo test bench plugins setup lint unit clean-plugins broker chaos
 
 ## demo: run the main job on an embedded Kafka with the example plugin
 demo: setup plugins
 	$(CARGO) run --release -p burrow -- demo
 
 ## test: every test there is: lint, unit, property, plugin, integration, end-to-end
-test: setup plugins lint unit
+test: setup plugins broker lint unit
 
+# The end-to-end tests (tests/) run the `burrow` binary this same build made (BURROW_BIN), rather
+# than building it again with other features.
 # Every test binary's `test result:` line is summed into one closing line, so a reader (or CI)
 # sees the whole suite's count last rather than the last doc-test crate's.
 unit:
 	@mkdir -p target
-	set -o pipefail; { $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test.log
+	set -o pipefail; { BURROW_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug/burrow $(CARGO) test --workspace --all-targets && $(CARGO) test --workspace --doc; } 2>&1 | tee target/test.log
 	@bash scripts/test-summary.sh target/test.log
 
 lint:
@@ -26,7 +28,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## bench: print the benchmark tables (release builds)
-bench: setup plugins
+bench: setup plugins broker
 	$(CARGO) bench -p burrow
 
 ## plugins: build every plugin in plugins/ for wasm32-wasip2 into target/plugins/NAME.wasm
@@ -41,3 +43,14 @@ plugins: setup
 ## setup: install the toolchain target and system packages the build needs (idempotent)
 setup:
 	@bash scripts/setup.sh
+
+## chaos: the chaos driver's full run (MESSAGES=1000000 by default) through the real binary,
+## with faults injected at random; prints the verdict table, fails on any loss
+MESSAGES ?= 1000000
+chaos: setup plugins broker
+	$(CARGO) run -p burrow-e2e --bin chaos -- $(MESSAGES)
+
+## broker: install Tansu, the Kafka-protocol broker the end-to-end tests start, into .broker/
+## (checksum verified; idempotent, offline once installed)
+broker:
+	@bash scripts/broker.sh

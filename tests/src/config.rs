@@ -1,0 +1,252 @@
+//! A builder for the `burrow.toml` the real binary runs on.
+//!
+//! It writes TOML text (not the host's own config types) on purpose: the tests exercise the
+//! file format a user writes, and the kit does not move when the host's internals do.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::broker::Broker;
+
+/// A TOML value: a string (quoted) or an integer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<u32> for Value {
+    fn from(v: u32) -> Self {
+        Value::Int(v.into())
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(s) => f.write_str(&quote(s)),
+            Value::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// A TOML basic string: JSON's escapes are all valid TOML.
+fn quote(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// The whole file.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    brokers: String,
+    kafka_options: Vec<(String, String)>,
+    pool: Vec<(String, Value)>,
+    tenants: Vec<Tenant>,
+}
+
+impl HostConfig {
+    /// A config for `broker` (its TLS options included) with fast commits (`100ms`), so tests
+    /// see progress without waiting, and `session.timeout.ms = 6000` so a killed member's
+    /// partitions move within seconds. The admin listener binds port 0; the process fixture
+    /// reads the port from the log.
+    pub fn new(broker: &Broker) -> Self {
+        let mut config = Self {
+            brokers: broker.bootstrap.clone(),
+            kafka_options: broker.client_options.clone(),
+            pool: Vec::new(),
+            tenants: Vec::new(),
+        };
+        config = config
+            .kafka_option("session.timeout.ms", "6000")
+            .kafka_option("heartbeat.interval.ms", "500")
+            .pool("commit_interval", "100ms");
+        config
+    }
+
+    /// A librdkafka property in `[kafka.options]` (replaces one of the same name).
+    pub fn kafka_option(mut self, key: &str, value: &str) -> Self {
+        self.kafka_options.retain(|(k, _)| k != key);
+        self.kafka_options.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A `[pool]` setting (replaces one of the same name).
+    pub fn pool(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.pool.retain(|(k, _)| k != key);
+        self.pool.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub fn tenant(mut self, tenant: Tenant) -> Self {
+        self.tenants.push(tenant);
+        self
+    }
+
+    /// The tenant named `name`, to change it (e.g. its plugin, for a hot swap).
+    pub fn tenant_mut(&mut self, name: &str) -> Option<&mut Tenant> {
+        self.tenants.iter_mut().find(|t| t.name == name)
+    }
+
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "[kafka]\nbrokers = {}\n", quote(&self.brokers));
+        let _ = writeln!(s, "[kafka.options]");
+        for (k, v) in &self.kafka_options {
+            let _ = writeln!(s, "{} = {}", quote(k), quote(v));
+        }
+        let _ = writeln!(s, "\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        let _ = writeln!(s, "[pool]");
+        for (k, v) in &self.pool {
+            let _ = writeln!(s, "{k} = {v}");
+        }
+        for t in &self.tenants {
+            t.render(&mut s);
+        }
+        s
+    }
+
+    /// Writes the file as `dir/burrow.toml` whole (write then rename, as a deployment tool
+    /// would, so a running host never reads half a file); returns its path.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
+        let path = dir.join("burrow.toml");
+        write_atomically(&path, self.render().as_bytes())?;
+        Ok(path)
+    }
+}
+
+/// Writes `bytes` to a sibling temp file, then renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// One `[[tenant]]`.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub plugin: PathBuf,
+    /// `dead-letter` (with `dead_letter_topic`), `skip` or `halt`; `None` leaves the default.
+    pub on_failure: Option<String>,
+    pub dead_letter_topic: Option<String>,
+    pub output_topics: Vec<String>,
+    pub limits: Vec<(String, Value)>,
+    pub pool: Vec<(String, Value)>,
+    pub config: Vec<(String, String)>,
+}
+
+impl Tenant {
+    /// Tenant `name` in group `group`, reading `topics` through the plugin at `plugin`.
+    pub fn new(name: &str, group: &str, topics: &[&str], plugin: &Path) -> Self {
+        Self {
+            name: name.to_owned(),
+            group_id: group.to_owned(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            plugin: plugin.to_owned(),
+            on_failure: None,
+            dead_letter_topic: None,
+            output_topics: Vec::new(),
+            limits: Vec::new(),
+            pool: Vec::new(),
+            config: Vec::new(),
+        }
+    }
+
+    /// Permanent failures go to `topic`.
+    pub fn dead_letters(mut self, topic: &str) -> Self {
+        self.on_failure = Some("dead-letter".into());
+        self.dead_letter_topic = Some(topic.to_owned());
+        self
+    }
+
+    pub fn on_failure(mut self, policy: &str) -> Self {
+        self.on_failure = Some(policy.to_owned());
+        self
+    }
+
+    pub fn output(mut self, topic: &str) -> Self {
+        self.output_topics.push(topic.to_owned());
+        self
+    }
+
+    pub fn limit(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.limits.retain(|(k, _)| k != key);
+        self.limits.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub fn pool(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.pool.retain(|(k, _)| k != key);
+        self.pool.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// A plugin setting (`[tenant.config]`).
+    pub fn config(mut self, key: &str, value: &str) -> Self {
+        self.config.retain(|(k, _)| k != key);
+        self.config.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn render(&self, s: &mut String) {
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|t| quote(t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(s, "\n[[tenant]]");
+        let _ = writeln!(s, "name = {}", quote(&self.name));
+        let _ = writeln!(s, "group_id = {}", quote(&self.group_id));
+        let _ = writeln!(s, "topics = [{}]", list(&self.topics));
+        let _ = writeln!(s, "plugin = {}", quote(&self.plugin.to_string_lossy()));
+        if let Some(policy) = &self.on_failure {
+            let _ = writeln!(s, "on_failure = {}", quote(policy));
+        }
+        if let Some(topic) = &self.dead_letter_topic {
+            let _ = writeln!(s, "dead_letter_topic = {}", quote(topic));
+        }
+        if !self.output_topics.is_empty() {
+            let _ = writeln!(s, "output_topics = [{}]", list(&self.output_topics));
+        }
+        for (section, entries) in [("limits", &self.limits), ("pool", &self.pool)] {
+            if !entries.is_empty() {
+                let _ = writeln!(s, "[tenant.{section}]");
+                for (k, v) in entries {
+                    let _ = writeln!(s, "{k} = {v}");
+                }
+            }
+        }
+        if !self.config.is_empty() {
+            let _ = writeln!(s, "[tenant.config]");
+            for (k, v) in &self.config {
+                let _ = writeln!(s, "{} = {}", quote(k), quote(v));
+            }
+        }
+    }
+}

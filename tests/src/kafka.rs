@@ -1,0 +1,564 @@
+//! Topics, producers and read-back on the test broker.
+//!
+//! Tansu's reported high watermark can lag what it holds, so the kit never trusts it to say
+//! how many records there are: tests count what they produced (each record carries a unique id)
+//! and read until they have seen what they expect.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::broker::Broker;
+use crate::{DEADLINE, wait_for};
+
+/// A Kafka round trip must be answered in this time.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(15);
+/// The header that carries a produced record's unique id.
+pub const ID_HEADER: &str = "test-id";
+
+/// Creates `topic` with `partitions` partitions (replication 1).
+pub fn create_topic(broker: &Broker, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = broker
+        .client()
+        .create()
+        .context("creating the admin client")?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT));
+    let results = futures::executor::block_on(admin.create_topics([&new], &options))
+        .with_context(|| format!("creating topic {topic}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("creating topic {name}: {code}"),
+        }
+    }
+    // The topic exists once metadata shows all its partitions.
+    let consumer: BaseConsumer = broker.client().create()?;
+    wait_for(
+        &format!("topic {topic} to show {partitions} partitions"),
+        || {
+            Ok(
+                (partitions_of(&consumer, topic).map_or(0, |p| p.len()) == partitions as usize)
+                    .then_some(()),
+            )
+        },
+    )
+}
+
+/// Creates each `(topic, partitions)`.
+pub fn create_topics(broker: &Broker, topics: &[(&str, i32)]) -> anyhow::Result<()> {
+    for (topic, partitions) in topics {
+        create_topic(broker, topic, *partitions)?;
+    }
+    Ok(())
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Out {
+    /// `None`: the producer's partitioner picks (by key, or sticky without one).
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Out {
+    /// A record with `value`, no key, no headers.
+    pub fn value(value: impl Into<Vec<u8>>) -> Self {
+        Self {
+            value: Some(value.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Record number `id`: key `k{id}`, value `{"id":id}` (a JSON object, valid for every
+    /// plugin) and header `test-id: id`, so it can be recognised wherever it ends up.
+    pub fn numbered(id: u64) -> Self {
+        Self::value(format!(r#"{{"id":{id}}}"#))
+            .key(format!("k{id}"))
+            .header(ID_HEADER, id.to_string())
+    }
+
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.to_owned(), Some(value.into())));
+        self
+    }
+
+    /// A message for the chaos plugin: `burrow-action: action`.
+    pub fn action(self, action: &str) -> Self {
+        self.header("burrow-action", action)
+    }
+
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+}
+
+/// Where a produced record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Collects delivery reports by record index.
+struct Deliveries(Mutex<Vec<Option<Result<Position, String>>>>);
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<usize>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
+        let report = match result {
+            Ok(m) => Ok(Position {
+                partition: m.partition(),
+                offset: m.offset(),
+            }),
+            Err((e, _)) => Err(e.to_string()),
+        };
+        let mut reports = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(slot) = reports.get_mut(*index) {
+            *slot = Some(report);
+        }
+    }
+}
+
+/// A compression codec for [`produce_with`]: librdkafka's `compression.type` names.
+pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+/// Produces `records` to `topic`, every one acknowledged; returns where each landed, in order.
+pub fn produce(broker: &Broker, topic: &str, records: &[Out]) -> anyhow::Result<Vec<Position>> {
+    produce_with(broker, topic, records, "none")
+}
+
+/// [`produce`] compressed with `codec` (one of [`CODECS`]).
+pub fn produce_with(
+    broker: &Broker,
+    topic: &str,
+    records: &[Out],
+    codec: &str,
+) -> anyhow::Result<Vec<Position>> {
+    let producer: BaseProducer<Deliveries> = broker
+        .client()
+        .set("compression.type", codec)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create_with_context(Deliveries(Mutex::new(vec![None; records.len()])))
+        .context("creating the test producer")?;
+    for (index, r) in records.iter().enumerate() {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &r.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(index)).headers(headers);
+        if let Some(value) = &r.value {
+            record = record.payload(value);
+        }
+        if let Some(key) = &r.key {
+            record = record.key(key);
+        }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(e).context(format!("producing to {topic}")),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(DEADLINE)
+        .with_context(|| format!("flushing the producer of {topic}"))?;
+    let reports = std::mem::take(
+        &mut *producer
+            .context()
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    reports
+        .into_iter()
+        .enumerate()
+        .map(|(i, report)| match report {
+            Some(Ok(position)) => Ok(position),
+            Some(Err(e)) => bail!("record {i} to {topic} failed: {e}"),
+            None => bail!("record {i} to {topic}: no delivery report"),
+        })
+        .collect()
+}
+
+/// Records `0..n` ([`Out::numbered`]), each with `action` for the chaos plugin if given.
+pub fn numbered(ids: std::ops::Range<u64>, action: Option<&str>) -> Vec<Out> {
+    ids.map(|id| match action {
+        Some(action) => Out::numbered(id).action(action),
+        None => Out::numbered(id),
+    })
+    .collect()
+}
+
+/// The offset one past the last record produced to each partition: what a group that has
+/// processed everything must have committed.
+pub fn ends_of(positions: &[Position]) -> BTreeMap<i32, i64> {
+    let mut ends = BTreeMap::new();
+    for p in positions {
+        let end = ends.entry(p.partition).or_insert(0);
+        *end = (*end).max(p.offset + 1);
+    }
+    ends
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Record {
+    /// The value of the first header named `name`, as text (`None` if absent or null).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// How many headers are named `name`.
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k == name).count()
+    }
+
+    /// The value as text (empty if null).
+    pub fn value_text(&self) -> String {
+        String::from_utf8_lossy(self.value.as_deref().unwrap_or_default()).into_owned()
+    }
+
+    /// The id of the produced record this one came from: its `test-id` header, or else the
+    /// `id` of its `{"id":N}` value.
+    pub fn id(&self) -> Option<u64> {
+        if let Some(id) = self.header(ID_HEADER) {
+            return id.parse().ok();
+        }
+        let text = self.value_text();
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["id"].as_u64()
+    }
+}
+
+/// A reader of every partition of a topic from the beginning, accumulating what it has read.
+pub struct Reader {
+    topic: String,
+    consumer: BaseConsumer,
+    /// Everything read so far, in arrival order.
+    pub records: Vec<Record>,
+}
+
+impl Reader {
+    /// Starts reading `topic` (which must exist) from the beginning of every partition.
+    pub fn new(broker: &Broker, topic: &str) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer = broker
+            .client()
+            .set("group.id", crate::unique("reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .context("creating the reader")?;
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions_of(&consumer, topic)? {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        Ok(Self {
+            topic: topic.to_owned(),
+            consumer,
+            records: Vec::new(),
+        })
+    }
+
+    /// Reads what arrives within `wait`; returns how many records it read.
+    pub fn poll_for(&mut self, wait: Duration) -> anyhow::Result<usize> {
+        let end = Instant::now() + wait;
+        let before = self.records.len();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(self.records.len() - before);
+            }
+            let Some(message) = self.consumer.poll(left.min(Duration::from_millis(100))) else {
+                continue;
+            };
+            let m = message.with_context(|| format!("reading {}", self.topic))?;
+            let headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.records.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers,
+            });
+        }
+    }
+
+    /// Reads until `done(records so far)` holds; fails after [`DEADLINE`] saying how many
+    /// records it had.
+    pub fn read_until(
+        &mut self,
+        what: &str,
+        mut done: impl FnMut(&[Record]) -> bool,
+    ) -> anyhow::Result<&[Record]> {
+        let end = Instant::now() + DEADLINE;
+        while !done(&self.records) {
+            if Instant::now() > end {
+                bail!(
+                    "timed out after {DEADLINE:?} reading {} for {what}: {} records read",
+                    self.topic,
+                    self.records.len()
+                );
+            }
+            self.poll_for(Duration::from_millis(200))?;
+        }
+        Ok(&self.records)
+    }
+
+    /// Reads until at least `n` records are in.
+    pub fn read_at_least(&mut self, n: usize) -> anyhow::Result<&[Record]> {
+        self.read_until(&format!("{n} records"), |r| r.len() >= n)
+    }
+
+    /// Reads until every id in `ids` has been seen at least once.
+    pub fn read_ids(&mut self, ids: &BTreeSet<u64>) -> anyhow::Result<&[Record]> {
+        // Only new records are looked at each round: a run may read a million.
+        let mut missing = ids.clone();
+        let mut checked = 0;
+        self.read_until(&format!("{} distinct ids", ids.len()), |records| {
+            for id in records[checked..].iter().filter_map(Record::id) {
+                missing.remove(&id);
+            }
+            checked = records.len();
+            missing.is_empty()
+        })
+    }
+
+    /// After the expected records are in, keeps reading until nothing new arrives for
+    /// `quiet`, so that late duplicates are counted too.
+    pub fn settle(&mut self, quiet: Duration) -> anyhow::Result<&[Record]> {
+        let end = Instant::now() + DEADLINE;
+        while self.poll_for(quiet)? > 0 {
+            if Instant::now() > end {
+                bail!("{} never went quiet", self.topic);
+            }
+        }
+        Ok(&self.records)
+    }
+}
+
+/// Every record in `topic` once it holds at least `n` (then nothing more for a second).
+pub fn read_exactly_after(broker: &Broker, topic: &str, n: usize) -> anyhow::Result<Vec<Record>> {
+    let mut reader = Reader::new(broker, topic)?;
+    reader.read_at_least(n)?;
+    reader.settle(Duration::from_secs(1))?;
+    Ok(reader.records)
+}
+
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic {topic} has no partitions (does it exist?)");
+    }
+    Ok(partitions)
+}
+
+/// The offsets `group` has committed on each partition of `topic`; partitions without a
+/// commit are left out.
+pub fn committed(broker: &Broker, group: &str, topic: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = broker
+        .client()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions_of(&consumer, topic)? {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, KAFKA_TIMEOUT)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Waits until `group` has committed exactly `ends` on `topic` (partitions not in `ends` must
+/// have no commit or a commit at 0), and fails if it commits past them.
+pub fn wait_committed(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+) -> anyhow::Result<()> {
+    let mut last = BTreeMap::new();
+    let outcome = wait_for(
+        &format!("group {group} to commit {topic} up to {ends:?}"),
+        || {
+            last = committed(broker, group, topic)?;
+            for (p, offset) in &last {
+                let end = ends.get(p).copied().unwrap_or(0);
+                if *offset > end {
+                    // Past the end is wrong at once, not something to wait out.
+                    return Ok(Some(Err(anyhow::anyhow!(
+                        "partition {p} committed at {offset}, past its end {end}"
+                    ))));
+                }
+            }
+            let complete = ends
+                .iter()
+                .all(|(p, end)| last.get(p).copied().unwrap_or(0) == *end);
+            Ok(complete.then_some(Ok(())))
+        },
+    );
+    outcome
+        .and_then(|r| r)
+        .with_context(|| format!("last committed: {last:?}"))
+}
+
+/// The record ids produced and where each landed (ids from [`ID_HEADER`]).
+pub fn positions_by_id(records: &[Out], positions: &[Position]) -> BTreeMap<u64, Position> {
+    records
+        .iter()
+        .zip(positions)
+        .filter_map(|(r, p)| {
+            let (_, id) = r.headers.iter().find(|(k, _)| k == ID_HEADER)?;
+            let id = String::from_utf8_lossy(id.as_deref()?).parse().ok()?;
+            Some((id, *p))
+        })
+        .collect()
+}
+
+/// What came out of a run in which a host may have died: per produced id, how often it
+/// appeared downstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Ids produced.
+    pub produced: usize,
+    /// Ids never seen downstream.
+    pub lost: Vec<u64>,
+    /// Extra copies downstream, summed over ids.
+    pub duplicates: usize,
+    /// Ids seen more than once although their offset was below the committed offset at the
+    /// crash: they were done and committed, and must never run again.
+    pub duplicated_below_commit: Vec<u64>,
+    /// Ids seen downstream that were never produced.
+    pub unknown: Vec<u64>,
+}
+
+impl Delivery {
+    /// Compares what was produced with what came out, given the group's committed offsets at
+    /// the moment of the crash (empty when nothing crashed).
+    pub fn of(
+        produced: &BTreeMap<u64, Position>,
+        downstream: &[Record],
+        committed_at_crash: &BTreeMap<i32, i64>,
+    ) -> Self {
+        let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+        for id in downstream.iter().filter_map(Record::id) {
+            *seen.entry(id).or_default() += 1;
+        }
+        let lost = produced
+            .keys()
+            .filter(|id| !seen.contains_key(id))
+            .copied()
+            .collect();
+        let unknown = seen
+            .keys()
+            .filter(|id| !produced.contains_key(id))
+            .copied()
+            .collect();
+        let duplicates = seen.values().map(|n| n.saturating_sub(1)).sum();
+        let duplicated_below_commit = seen
+            .iter()
+            .filter(|&(_, n)| *n > 1)
+            .filter(|&(id, _)| {
+                produced.get(id).is_some_and(|at| {
+                    at.offset < committed_at_crash.get(&at.partition).copied().unwrap_or(0)
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        Self {
+            produced: produced.len(),
+            lost,
+            duplicates,
+            duplicated_below_commit,
+            unknown,
+        }
+    }
+
+    /// Fails unless nothing was lost, nothing unknown appeared, and every duplicate was of a
+    /// message at or above the committed offset (in flight at the crash).
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.lost.is_empty()
+                && self.unknown.is_empty()
+                && self.duplicated_below_commit.is_empty(),
+            "{} lost (first: {:?}), {} unknown, {} duplicated although committed (first: {:?})",
+            self.lost.len(),
+            self.lost.iter().take(10).collect::<Vec<_>>(),
+            self.unknown.len(),
+            self.duplicated_below_commit.len(),
+            self.duplicated_below_commit
+                .iter()
+                .take(10)
+                .collect::<Vec<_>>()
+        );
+        Ok(())
+    }
+}

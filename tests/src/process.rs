@@ -1,0 +1,299 @@
+//! The real `burrow` binary as a child process.
+//!
+//! `CARGO_BIN_EXE_burrow` exists only inside the `burrow` package, so the kit builds the binary
+//! itself: the first test to need it runs `cargo build -p burrow --bin burrow` (a no-op when it
+//! is up to date) and takes the path from cargo's own artifact report, so any target directory
+//! or profile works. `BURROW_BIN` points at another binary instead (e.g. a release build).
+//!
+//! The binary runs with `--log-format json`; its admin listener binds port 0 and the fixture
+//! reads the port from its `burrow is running` log line, so parallel tests never collide.
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::plugins::workspace_root;
+use crate::{DEADLINE, wait_for};
+
+/// Names a `burrow` binary to test instead of building one.
+pub const BIN_ENV: &str = "BURROW_BIN";
+
+/// The `burrow` binary under test: `BURROW_BIN`, or built once per test binary.
+pub fn burrow_bin() -> anyhow::Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| locate().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn locate() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(BIN_ENV) {
+        return Ok(PathBuf::from(bin));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "burrow",
+            "--bin",
+            "burrow",
+            "--message-format=json",
+        ])
+        .current_dir(workspace_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build -p burrow")?;
+    if !output.status.success() {
+        bail!("cargo build -p burrow failed ({})", output.status);
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "burrow")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo build reported no burrow executable")
+}
+
+/// A running `burrow run`.
+pub struct Burrow {
+    child: Child,
+    /// Its admin listener.
+    pub admin: SocketAddr,
+    /// Holds stdout and stderr files (a pipe nobody reads could fill and block the child).
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Burrow {
+    /// A failing test still ends its host, and shows the end of its log (the test harness
+    /// prints a test's output only when it fails).
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            println!(
+                "burrow {} log (last lines):\n{}",
+                self.child.id(),
+                tail(&self.stderr())
+            );
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Burrow {
+    /// Runs `burrow run --config config --watch-interval 100ms` and waits for its admin
+    /// listener.
+    pub fn start(config: &Path) -> anyhow::Result<Self> {
+        Self::start_with(config, &[])
+    }
+
+    /// [`Burrow::start`] with extra environment variables.
+    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut command = Command::new(burrow_bin()?);
+        command
+            .args([
+                "--log-format",
+                "json",
+                "run",
+                "--watch-interval",
+                "100ms",
+                "--config",
+            ])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout"))?)
+            .stderr(std::fs::File::create(dir.path().join("stderr"))?);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().context("spawning burrow")?;
+        crate::broker::watch(child.id())?;
+        let mut burrow = Self {
+            child,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir,
+        };
+        let admin = wait_for("burrow to log its admin address", || {
+            if let Some(status) = burrow.child.try_wait()? {
+                // An exit is final: fail now rather than time out.
+                return Ok(Some(Err(anyhow::anyhow!(
+                    "burrow exited ({status}) before it ran; stderr:\n{}",
+                    tail(&burrow.stderr())
+                ))));
+            }
+            Ok(admin_address(&burrow.stderr()).map(Ok))
+        });
+        burrow.admin = admin.and_then(|a| a)?;
+        Ok(burrow)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its log (stderr) so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// The log lines (JSON) whose `fields.message` contains `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<serde_json::Value> {
+        self.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(text))
+            })
+            .collect()
+    }
+
+    /// `GET path` on the admin listener: status code and body.
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get(self.admin, path).with_context(|| format!("GET {path} on {}", self.admin))
+    }
+
+    /// `/stats` as JSON.
+    pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
+        let (code, body) = self.get("/stats")?;
+        anyhow::ensure!(code == 200, "/stats answered {code}: {body}");
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// `/stats` of tenant `name` (`Null` if the host does not run it).
+    pub fn tenant(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.stats()?["tenants"][name].clone())
+    }
+
+    /// `/metrics` text.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let (code, body) = self.get("/metrics")?;
+        anyhow::ensure!(code == 200, "/metrics answered {code}: {body}");
+        Ok(body)
+    }
+
+    /// Waits until `/readyz` answers 200 (every tenant has partitions).
+    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let ready = wait_for("/readyz to answer 200", || {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(Err(anyhow::anyhow!(
+                    "burrow exited ({status}); stderr:\n{}",
+                    tail(&self.stderr())
+                ))));
+            }
+            Ok((self.get("/readyz")?.0 == 200).then_some(Ok(())))
+        });
+        ready.and_then(|r| r)
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        signal("TERM", self.child.id())?;
+        self.wait_exit()
+    }
+
+    /// `kill -9`: no shutdown, no final commit.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill().context("kill -9 burrow")?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Waits for the process to exit (bounded by [`DEADLINE`]).
+    pub fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > end {
+                bail!(
+                    "burrow did not exit within {DEADLINE:?}; stderr:\n{}",
+                    tail(&self.stderr())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Sends `SIG<name>` to `pid` with the `kill` command (the workspace forbids `unsafe`, so no
+/// `libc::kill`).
+pub fn signal(name: &str, pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed: {status}");
+    Ok(())
+}
+
+/// The admin address from a `burrow is running` JSON log line (`"admin":"Some(ADDR)"`).
+fn admin_address(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "burrow is running")
+        .and_then(|l| {
+            let admin = l["fields"]["admin"].as_str()?.to_owned();
+            admin
+                .trim_start_matches("Some(")
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+}
+
+/// The last 40 lines of a log, for error messages.
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A one-shot HTTP/1.0 GET: status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad status line {status:?}"))?;
+    let mut response = String::new();
+    reader.read_to_string(&mut response)?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned());
+    Ok((code, body))
+}
+
+/// The value of metric `name` on the line whose labels include all of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
