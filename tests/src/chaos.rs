@@ -4,7 +4,8 @@
 //! The run: `messages` records with unique ids on an 8-partition topic, through the chaos
 //! plugin. Most records say `emit:OUT` (processed = emitted); a few carry a plugin fault in
 //! their `burrow-action` header — a trap, a deadline overrun (`sleep` past the deadline), a
-//! plain `fail` — and end as dead letters. While the host works, the driver injects, one at a
+//! call blocked in a host call past the deadline (`block`), a plain `fail` — and end as dead
+//! letters. While the host works, the driver injects, one at a
 //! time at random intervals: `kill -9` of a host and a restart, a second host joining the
 //! group and later leaving (rebalances), a hot swap (the config rewritten to the other of two
 //! plugin files), and a broker stall (SIGSTOP, then SIGCONT, of Tansu). The first round
@@ -136,9 +137,11 @@ impl fmt::Display for Verdict {
 
 /// The plugin faults records may carry, by name, and their `burrow-action`.
 fn plugin_fault(n: u64, deadline_ms: u64) -> (&'static str, String) {
-    match n % 3 {
+    match n % 4 {
         0 => ("trap", "trap".into()),
         1 => ("deadline", format!("sleep:{}", deadline_ms * 3)),
+        // Parked in a host call (a WASI clock poll): only the call's timeout can end it.
+        2 => ("blocking", format!("block:{}", deadline_ms * 100)),
         _ => ("fail", "fail".into()),
     }
 }

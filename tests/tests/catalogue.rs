@@ -438,7 +438,6 @@ fn bad_data_and_plugin_faults_each_end_as_documented() -> anyhow::Result<()> {
 /// value stays null, and `burrow.*` headers the input already carried do not survive beside
 /// the host's own — each `burrow.*` header appears once, with the host's value.
 #[test]
-#[ignore = "issue 7 item 7 (nulls become \"\", input burrow.* headers are doubled): un-ignore with the fix"]
 fn dead_letters_keep_nulls_and_the_hosts_headers_win() -> anyhow::Result<()> {
     let broker = Broker::shared()?;
     let (input, dlq) = (unique("nulls-in"), unique("nulls-dlq"));

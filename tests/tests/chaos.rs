@@ -4,7 +4,7 @@ use burrow_e2e::broker::Broker;
 use burrow_e2e::chaos::{self, Injection, Options};
 
 /// 20,000 messages through the real binary while every kind of fault is injected at least
-/// once (plugin traps, deadline overruns, failures; `kill -9` and restart, a host joining and
+/// once (plugin traps, deadline overruns, calls blocked in a host call, failures; `kill -9` and restart, a host joining and
 /// leaving, a hot swap, a broker stall): every message ends on the output or dead-letter topic.
 #[test]
 fn a_short_chaos_run_loses_nothing() -> anyhow::Result<()> {
@@ -29,7 +29,7 @@ fn a_short_chaos_run_loses_nothing() -> anyhow::Result<()> {
     }
     assert_eq!(
         verdict.plugin_faults.len(),
-        3,
+        4,
         "{:?}",
         verdict.plugin_faults
     );
