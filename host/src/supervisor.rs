@@ -323,17 +323,28 @@ fn client_issue(config: &HostConfig, client: &str, err: &KafkaError) -> ConfigIs
                 other => other.to_string(),
             };
             let text = secret::redact(&text, &secrets);
-            // Creation errors (TLS material, SASL setup) name the property in prose.
-            let key = config
-                .kafka
-                .options
+            // Creation errors (TLS material, SASL setup) name the property in prose, or
+            // quote its value ("Unsupported SASL mechanism: NOPE").
+            let options = &config.kafka.options;
+            let by_name = options
                 .keys()
                 .filter(|key| text.contains(key.as_str()))
-                .max_by_key(|key| key.len())
-                .map_or_else(
-                    || "kafka.options".to_owned(),
-                    |key| format!("kafka.options.{key}"),
-                );
+                .max_by_key(|key| key.len());
+            let by_value = || {
+                options
+                    .iter()
+                    .filter(|(key, value)| {
+                        value.len() >= 3
+                            && !secret::is_secret_key(key)
+                            && text.contains(value.as_str())
+                    })
+                    .max_by_key(|(_, value)| value.len())
+                    .map(|(key, _)| key)
+            };
+            let key = by_name.or_else(by_value).map_or_else(
+                || "kafka.options".to_owned(),
+                |key| format!("kafka.options.{key}"),
+            );
             ConfigIssue {
                 key,
                 message: format!("librdkafka cannot create the {client}: {text}"),

@@ -10,11 +10,12 @@ use anyhow::Context;
 
 use crate::broker::Broker;
 
-/// A TOML value: a string (quoted) or an integer.
+/// A TOML value: a string (quoted), an integer, or a list of strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Text(String),
     Int(i64),
+    List(Vec<String>),
 }
 
 impl From<&str> for Value {
@@ -46,6 +47,10 @@ impl std::fmt::Display for Value {
         match self {
             Value::Text(s) => f.write_str(&quote(s)),
             Value::Int(i) => write!(f, "{i}"),
+            Value::List(items) => {
+                let items: Vec<String> = items.iter().map(|i| quote(i)).collect();
+                write!(f, "[{}]", items.join(", "))
+            }
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Out {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Headers whose names are any bytes (not UTF-8, say), after `headers`.
+    pub raw_headers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Out {
@@ -96,6 +98,12 @@ impl Out {
 
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
         self.headers.push((name.to_owned(), Some(value.into())));
+        self
+    }
+
+    /// A header whose name is any bytes: Kafka allows it, any producer can send it.
+    pub fn raw_header(mut self, name: &[u8], value: &[u8]) -> Self {
+        self.raw_headers.push((name.to_vec(), value.to_vec()));
         self
     }
 
@@ -173,6 +181,9 @@ pub fn produce_with(
                 value: value.as_deref(),
             });
         }
+        for (name, value) in &r.raw_headers {
+            headers = with_raw_header(headers, name, value)?;
+        }
         let mut record = BaseRecord::with_opaque_to(topic, Box::new(index)).headers(headers);
         if let Some(value) = &r.value {
             record = record.payload(value);
@@ -214,6 +225,37 @@ pub fn produce_with(
             None => bail!("record {i} to {topic}: no delivery report"),
         })
         .collect()
+}
+
+/// `headers` with a header `name` holding `value`, whatever bytes `name` is: rdkafka's safe
+/// API takes names as `&str`, so a non-UTF-8 name needs librdkafka's C call.
+#[allow(unsafe_code)]
+fn with_raw_header(
+    headers: OwnedHeaders,
+    name: &[u8],
+    value: &[u8],
+) -> anyhow::Result<OwnedHeaders> {
+    let native = std::ptr::from_ref(headers.as_borrowed())
+        .cast_mut()
+        .cast::<rdkafka::bindings::rd_kafka_headers_t>();
+    let (name_len, value_len) = (isize::try_from(name.len())?, isize::try_from(value.len())?);
+    // SAFETY: `native` is the live header list `headers` owns (rdkafka's `BorrowedHeaders` is a
+    // view of that very pointer) and nobody else holds it yet; librdkafka copies `name` and
+    // `value`, whose lengths are given, into it.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_header_add(
+            native,
+            name.as_ptr().cast(),
+            name_len,
+            value.as_ptr().cast(),
+            value_len,
+        )
+    };
+    anyhow::ensure!(
+        err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
+        "adding a raw header: {err:?}"
+    );
+    Ok(headers)
 }
 
 /// Records `0..n` ([`Out::numbered`]), each with `action` for the chaos plugin if given.

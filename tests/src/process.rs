@@ -200,6 +200,13 @@ impl Burrow {
         self.wait_exit()
     }
 
+    /// Sends SIGTERM, waits for the exit, and returns the whole log with the status.
+    pub fn terminate_with_log(mut self) -> anyhow::Result<(ExitStatus, String)> {
+        signal("TERM", self.child.id())?;
+        let status = self.wait_exit()?;
+        Ok((status, self.stderr()))
+    }
+
     /// `kill -9`: no shutdown, no final commit.
     pub fn kill9(mut self) -> anyhow::Result<()> {
         self.child.kill().context("kill -9 burrow")?;

@@ -5,23 +5,29 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use burrow_e2e::broker::Broker;
-use burrow_e2e::config::{HostConfig, Tenant};
+use burrow_e2e::config::{HostConfig, Tenant, Value};
 use burrow_e2e::kafka::{self, ID_HEADER, Out, Reader, Record};
 use burrow_e2e::plugins::plugin_path;
 use burrow_e2e::process::{Burrow, burrow_bin, tail};
 use burrow_e2e::unique;
 
-/// A config case: what the file says, and the text the refusal must contain (the key).
+/// A config case: what the file says, the text the refusal must contain (the key), and a
+/// secret the refusal must not show.
 struct ConfigCase {
     name: &'static str,
     text: String,
     names: &'static str,
+    hides: Option<&'static str>,
 }
 
-/// `burrow run` refuses every bad config at once (non-zero exit, before consuming anything),
-/// naming the offending key or file.
+/// A secret value the bad-config cases carry: no refusal may print it.
+const SECRET: &str = "hunter2-do-not-print";
+
+/// `burrow validate` and `burrow run` both refuse every bad config (non-zero exit, before
+/// consuming anything), naming the offending key or file, and never print a secret: what
+/// `validate` passes, `run` accepts.
 #[test]
-fn run_refuses_each_bad_config_naming_the_key() -> anyhow::Result<()> {
+fn validate_and_run_refuse_each_bad_config_naming_the_key() -> anyhow::Result<()> {
     let broker = Broker::shared()?;
     let dir = tempfile::tempdir()?;
     let chaos = plugin_path("chaos")?;
@@ -36,36 +42,43 @@ fn run_refuses_each_bad_config_naming_the_key() -> anyhow::Result<()> {
         ConfigCase {
             name: "unknown pool key",
             text: render(good().pool("wrokers", 4u32)),
+            hides: None,
             names: "wrokers",
         },
         ConfigCase {
             name: "unknown top-level table",
             text: format!("{}\n[bogus]\nx = 1\n", render(good())),
+            hides: None,
             names: "bogus",
         },
         ConfigCase {
             name: "bad duration",
             text: render(good().pool("commit_interval", "soon")),
+            hides: None,
             names: "pool.commit_interval",
         },
         ConfigCase {
             name: "bad size",
             text: render(HostConfig::new(broker).tenant(tenant().limit("memory", "lots"))),
+            hides: None,
             names: "tenant[0].limits.memory",
         },
         ConfigCase {
             name: "negative workers",
             text: render(good().pool("workers", -1i64)),
+            hides: None,
             names: "pool.workers",
         },
         ConfigCase {
             name: "unknown ordering",
             text: render(good().pool("ordering", "random")),
+            hides: None,
             names: "pool.ordering",
         },
         ConfigCase {
             name: "unknown failure policy",
             text: render(HostConfig::new(broker).tenant(tenant().on_failure("shrug"))),
+            hides: None,
             names: "tenant[0].on_failure",
         },
         ConfigCase {
@@ -74,16 +87,19 @@ fn run_refuses_each_bad_config_naming_the_key() -> anyhow::Result<()> {
                 HostConfig::new(broker)
                     .tenant(Tenant::new("t", "g", &["in"], &chaos).on_failure("dead-letter")),
             ),
+            hides: None,
             names: "tenant[0].dead_letter_topic",
         },
         ConfigCase {
             name: "reserved librdkafka option",
             text: render(good().kafka_option("enable.auto.commit", "true")),
+            hides: None,
             names: "enable.auto.commit",
         },
         ConfigCase {
             name: "two tenants with one name",
             text: render(good().tenant(tenant())),
+            hides: None,
             names: "tenant[1].name",
         },
         ConfigCase {
@@ -91,6 +107,7 @@ fn run_refuses_each_bad_config_naming_the_key() -> anyhow::Result<()> {
             text: render(HostConfig::new(broker).tenant(
                 Tenant::new("t", "g", &["in"], &dir.path().join("gone.wasm")).dead_letters("dlq"),
             )),
+            hides: None,
             names: "gone.wasm",
         },
         ConfigCase {
@@ -99,6 +116,7 @@ fn run_refuses_each_bad_config_naming_the_key() -> anyhow::Result<()> {
                 HostConfig::new(broker)
                     .tenant(Tenant::new("t", "g", &["in"], &not_wasm).dead_letters("dlq")),
             ),
+            hides: None,
             names: "plugin `notes` is not a WebAssembly file",
         },
         ConfigCase {
@@ -107,37 +125,115 @@ fn run_refuses_each_bad_config_naming_the_key() -> anyhow::Result<()> {
                 HostConfig::new(broker)
                     .tenant(Tenant::new("t", "g", &["in"], &empty).dead_letters("dlq")),
             ),
+            hides: None,
             names: "plugin `empty` is not a WebAssembly file",
         },
         ConfigCase {
             name: "TOML syntax error",
             text: format!("{}\n[pool\n", render(good())),
+            hides: None,
             names: "burrow.toml",
         },
         ConfigCase {
             name: "no brokers",
             text: render(good()).replacen(&format!("brokers = \"{}\"", broker.bootstrap), "", 1),
+            hides: None,
             names: "brokers",
+        },
+        ConfigCase {
+            name: "unknown librdkafka property",
+            text: render(good().kafka_option("no.such.property", "1")),
+            hides: None,
+            names: "no.such.property",
+        },
+        ConfigCase {
+            name: "invalid librdkafka value",
+            text: render(good().kafka_option("fetch.wait.max.ms", "soon")),
+            hides: None,
+            names: "fetch.wait.max.ms",
+        },
+        ConfigCase {
+            name: "shutdown_timeout not shorter than max.poll.interval.ms",
+            text: render(
+                good()
+                    .kafka_option("max.poll.interval.ms", "10000")
+                    .pool("shutdown_timeout", "10s"),
+            ),
+            hides: None,
+            names: "shutdown_timeout",
+        },
+        ConfigCase {
+            name: "read_dirs that do not exist",
+            text: render(HostConfig::new(broker).tenant(
+                tenant().limit("read_dirs", Value::List(vec!["/no/such/burrow/dir".into()])),
+            )),
+            hides: None,
+            names: "tenant[0].limits.read_dirs",
+        },
+        ConfigCase {
+            name: "memory cap below what the plugin needs to start",
+            text: render(HostConfig::new(broker).tenant(tenant().limit("memory", "64KiB"))),
+            hides: None,
+            names: "tenant[0].limits.memory",
+        },
+        ConfigCase {
+            name: "bad TLS key with a password",
+            text: render(
+                good()
+                    .kafka_option("security.protocol", "ssl")
+                    .kafka_option("ssl.key.location", "/no/such/key.pem")
+                    .kafka_option("ssl.key.password", SECRET),
+            ),
+            hides: Some(SECRET),
+            names: "ssl.key",
+        },
+        ConfigCase {
+            name: "bad SASL mechanism with a password",
+            text: render(
+                good()
+                    .kafka_option("security.protocol", "sasl_plaintext")
+                    .kafka_option("sasl.mechanism", "NOPE")
+                    .kafka_option("sasl.password", SECRET),
+            ),
+            hides: Some(SECRET),
+            names: "sasl.mechanism",
+        },
+        ConfigCase {
+            name: "TOML syntax error on a secret's line",
+            text: format!(
+                "{}\n[kafka.more]\n\"sasl.password\" = \"{SECRET}\n",
+                render(good())
+            ),
+            hides: Some(SECRET),
+            names: "burrow.toml",
         },
     ];
     let mut misses = Vec::new();
     for case in &cases {
         let path = dir.path().join("burrow.toml");
         std::fs::write(&path, &case.text)?;
-        let output = std::process::Command::new(burrow_bin()?)
-            .args(["run", "--config"])
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .output()?;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if output.status.success() || !stderr.contains(case.names) {
-            misses.push(format!(
-                "{}: exit {}, expected `{}` named in:\n{}",
-                case.name,
-                output.status,
-                case.names,
-                tail(&stderr)
-            ));
+        for command in ["validate", "run"] {
+            let output = std::process::Command::new(burrow_bin()?)
+                .args([command, "--config"])
+                .arg(&path)
+                .env_remove("RUST_LOG")
+                .output()?;
+            let printed = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let leaked = case.hides.is_some_and(|secret| printed.contains(secret));
+            if output.status.success() || !printed.contains(case.names) || leaked {
+                misses.push(format!(
+                    "{} ({command}): exit {}, expected `{}` named{} in:\n{}",
+                    case.name,
+                    output.status,
+                    case.names,
+                    if leaked { " and the secret hidden" } else { "" },
+                    tail(&printed)
+                ));
+            }
         }
     }
     assert!(
