@@ -29,9 +29,8 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// A Kafka round trip must be answered in this time.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[path = "../common/plugins.rs"]
-mod plugins;
-pub use plugins::plugin_path;
+/// The one plugin locator, from the shared test kit (`tests/`).
+pub use burrow_e2e::plugins::plugin_path;
 
 /// The short version (`Display` of [`burrow::wasm::Version`]) of the plugin file at `path`.
 pub fn version_of(path: &Path) -> anyhow::Result<String> {
@@ -525,22 +524,10 @@ impl Host {
     }
 }
 
-/// The value of the metric line `name{labels...} value` whose labels include every one of
-/// `labels` (`key="value"` pairs), if there is one.
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
+/// The one metric reader, from the shared test kit (`tests/`). Not every test binary reads
+/// metrics.
+#[allow(unused_imports)]
+pub use burrow_e2e::process::metric;
 
 /// The real `burrow` binary.
 pub fn burrow() -> Command {

@@ -10,9 +10,8 @@ use burrow::wasm::{
     Plugin, PluginInstance, Processed, Runtime, RuntimeConfig,
 };
 
-#[path = "../common/plugins.rs"]
-mod plugins;
-pub use plugins::plugin_path;
+/// The one plugin locator, from the shared test kit (`tests/`).
+pub use burrow_e2e::plugins::plugin_path;
 
 /// A runtime without a disk cache.
 pub fn runtime() -> anyhow::Result<Runtime> {
