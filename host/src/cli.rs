@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use burrow::config::{ConfigError, HostConfig};
-use burrow::supervisor;
+use burrow::preflight;
 use burrow::wasm::{LoadError, Plugin, Runtime, RuntimeConfig, RuntimeError};
 
 /// Run sandboxed WebAssembly plugins over Kafka streams.
@@ -151,7 +151,7 @@ pub fn validate(args: &ValidateArgs) -> Result<String, ValidateError> {
         Err(e) => return Err(e.into()),
     };
     let runtime = Runtime::new(&RuntimeConfig::default())?;
-    let deployments = match supervisor::preflight(&config, &runtime) {
+    let deployments = match preflight::check(&config, &runtime) {
         Ok(deployments) => deployments,
         Err(found) => {
             // A value the file check already refused often fails these checks too: once is

@@ -48,6 +48,8 @@
 //! - [`retry`] — backoff delays and the timers that park a retry without holding a worker.
 //! - [`wasm`] — the plugin runtime: one engine, compiled-once plugins, per-worker instances,
 //!   limits, the sandbox, hot swap. It knows nothing of Kafka.
+//! - [`preflight`] — what `burrow validate` and `burrow run` check before consuming anything:
+//!   the Kafka clients built (without connecting), each plugin instantiated under its limits.
 //! - [`reload`] — what a changed config file means for a running host.
 //! - [`admin`] — the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/stats`.
 //! - [`metrics`] — the pool's Prometheus metrics (`burrow_*`), in a registry the caller chooses.
@@ -61,6 +63,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod offsets;
 pub mod pool;
+pub mod preflight;
 pub mod reload;
 pub mod retry;
 pub mod supervisor;
