@@ -8,39 +8,12 @@ use std::sync::{Arc, Mutex};
 use burrow::pool::{Header, Message, Pool, ProcessError};
 use pool_support::*;
 use rdkafka::ClientConfig;
-use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use tokio_util::sync::CancellationToken;
 
 /// The headers each processed record carried, by offset.
 type Seen = Arc<Mutex<Vec<(i64, Vec<Header>)>>>;
-
-/// `headers` with a header `name` holding `value`, whatever bytes `name` is: rdkafka's safe
-/// API takes names as `&str`, so a non-UTF-8 name needs librdkafka's C call.
-#[allow(unsafe_code)]
-fn with_raw_header(headers: OwnedHeaders, name: &[u8], value: &[u8]) -> OwnedHeaders {
-    let borrowed: &BorrowedHeaders = headers.as_borrowed();
-    let native = std::ptr::from_ref(borrowed)
-        .cast_mut()
-        .cast::<rdkafka::bindings::rd_kafka_headers_t>();
-    // SAFETY: `native` is the live header list `headers` owns (rdkafka's `BorrowedHeaders` is a
-    // view of that very pointer), not shared with anyone yet; librdkafka copies `name` and
-    // `value` (lengths given) into it.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_header_add(
-            native,
-            name.as_ptr().cast(),
-            isize::try_from(name.len()).expect("short name"),
-            value.as_ptr().cast(),
-            isize::try_from(value.len()).expect("short value"),
-        )
-    };
-    assert_eq!(
-        err,
-        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
-    );
-    headers
-}
 
 /// A record whose header name is not UTF-8 is processed (the name decoded lossily, its value
 /// intact) and committed, and the records after it too: the poll thread does not die on it.
@@ -51,7 +24,9 @@ async fn a_header_name_that_is_not_utf8_is_processed_and_committed() {
         .set("bootstrap.servers", cluster.bootstrap())
         .create()
         .expect("producer");
-    let headers = with_raw_header(OwnedHeaders::new(), b"bad-\xff\xfe-name", b"v");
+    let headers =
+        burrow_e2e::kafka::with_raw_header(OwnedHeaders::new(), b"bad-\xff\xfe-name", b"v")
+            .expect("a raw header");
     producer
         .send(
             BaseRecord::<(), _>::to(TOPIC)

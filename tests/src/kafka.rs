@@ -230,7 +230,7 @@ pub fn produce_with(
 /// `headers` with a header `name` holding `value`, whatever bytes `name` is: rdkafka's safe
 /// API takes names as `&str`, so a non-UTF-8 name needs librdkafka's C call.
 #[allow(unsafe_code)]
-fn with_raw_header(
+pub fn with_raw_header(
     headers: OwnedHeaders,
     name: &[u8],
     value: &[u8],
