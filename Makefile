@@ -29,7 +29,7 @@ lint:
 
 ## bench: print the benchmark tables (release builds)
 bench: setup plugins broker
-	$(CARGO) bench -p burrow
+	$(CARGO) bench -p burrow-pool -p burrow
 
 ## plugins: build every plugin in plugins/ for wasm32-wasip2 into target/plugins/NAME.wasm
 plugins: setup

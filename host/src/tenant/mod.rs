@@ -340,7 +340,6 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering as AtomicOrdering;
     use std::time::{Duration, Instant};
 
     use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -416,10 +415,7 @@ on_failure = "skip"
         .await;
         assert_eq!(tenant.status().halted, None);
 
-        tenant
-            .consumer_context
-            .panic_in_poll
-            .store(true, AtomicOrdering::Release);
+        tenant.consumer_context.inject_poll_panic();
         until("the tenant to halt", || tenant.status().halted.is_some()).await;
         let halted = tenant.status().halted.unwrap_or_default();
         assert!(

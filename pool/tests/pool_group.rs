@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burrow::pool::{Config, Consumer, Message, Pool, ProcessError, Stats};
+use burrow_pool::{Config, Consumer, Message, Pool, ProcessError, Stats};
 use pool_support::*;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio_util::sync::CancellationToken;

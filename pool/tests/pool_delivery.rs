@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burrow::pool::{
+use burrow_pool::{
     Config, Consumer, Failure, FailureAction, HaltReason, Handler, Message, Ordering, Permanent,
     Pool, PoolError, ProcessError,
 };

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::Message;
 use super::client_log::LogLimiter;
-use crate::pool::Backpressure;
+use crate::Backpressure;
 
 /// A topic-partition, with the topic name shared.
 pub(crate) type Tp = (Arc<str>, i32);
@@ -53,13 +53,13 @@ pub struct PoolContext {
     /// (or during the final close) does not wait for anyone.
     link: Mutex<Option<Link>>,
     /// The pool's stats, set by `Pool::new`: librdkafka's statistics land there.
-    stats: std::sync::OnceLock<Arc<crate::pool::stats::Shared>>,
+    stats: std::sync::OnceLock<Arc<crate::stats::Shared>>,
     /// librdkafka's log lines and errors go through it (an unreachable broker floods them).
     log: LogLimiter,
     /// Test-only fault injection: when set, the poll thread panics at its next turn, as it did
     /// on a non-UTF-8 header name before [`Message`] read names without rdkafka's unwrap.
-    #[cfg(test)]
-    pub(crate) panic_in_poll: AtomicBool,
+    #[cfg(any(test, feature = "fault-injection"))]
+    panic_in_poll: AtomicBool,
 }
 
 impl Default for PoolContext {
@@ -68,7 +68,7 @@ impl Default for PoolContext {
             link: Mutex::default(),
             stats: std::sync::OnceLock::new(),
             log: LogLimiter::new("consumer"),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "fault-injection"))]
             panic_in_poll: AtomicBool::new(false),
         }
     }
@@ -121,7 +121,7 @@ impl ConsumerContext for PoolContext {
 
 impl PoolContext {
     /// Where statistics go; the first pool built on this consumer wins.
-    pub(crate) fn report_to(&self, stats: Arc<crate::pool::stats::Shared>) {
+    pub(crate) fn report_to(&self, stats: Arc<crate::stats::Shared>) {
         let _ = self.stats.set(stats);
     }
 
@@ -147,8 +147,16 @@ impl PoolContext {
         tracing::debug!("revoke handed over");
     }
 
+    /// Makes the poll thread panic at its next turn: how tests (here and in the host) check that
+    /// a dead poll thread halts the pool visibly. Only with the `fault-injection` feature.
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    pub fn inject_poll_panic(&self) {
+        self.panic_in_poll.store(true, AtomicOrdering::Release);
+    }
+
     /// Panics if a test asked for it (see `panic_in_poll`).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fault-injection"))]
     fn fault_point(&self) {
         assert!(
             !self.panic_in_poll.load(AtomicOrdering::Acquire),
@@ -172,7 +180,7 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<Tp> {
         .collect()
 }
 
-/// A Kafka consumer built for a [`Pool`](crate::pool::Pool).
+/// A Kafka consumer built for a [`Pool`](crate::Pool).
 ///
 /// Build it with [`Consumer::from_config`] and subscribe it (or assign partitions through
 /// [`Consumer::inner`]), then hand it to `Pool::new`. It records the settings the pool must check:
@@ -327,7 +335,7 @@ fn receive(
 ) -> Result<(), String> {
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     while !stop.load(AtomicOrdering::Acquire) {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "fault-injection"))]
         consumer.context().fault_point();
         match consumer.poll(POLL_TIMEOUT) {
             None => {}

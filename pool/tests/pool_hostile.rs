@@ -5,7 +5,7 @@ mod pool_support;
 
 use std::sync::{Arc, Mutex};
 
-use burrow::pool::{Header, Message, Pool, ProcessError};
+use burrow_pool::{Header, Message, Pool, ProcessError};
 use pool_support::*;
 use rdkafka::ClientConfig;
 use rdkafka::message::OwnedHeaders;

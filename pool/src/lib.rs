@@ -1,4 +1,35 @@
-//! The pool: runs many messages at once and commits only offsets that are safe to commit.
+//! Burrow's pool: runs many Kafka messages at once and commits only offsets that are safe to
+//! commit. The API follows the original Go Burrow: [`Pool::new`], [`Pool::run`], [`Pool::stats`],
+//! [`Config::default`], [`Config::validate`].
+//!
+//! ```no_run
+//! use burrow_pool::{Config, Consumer, Pool, ProcessError};
+//!
+//! # async fn store(_: &[u8]) -> std::io::Result<()> { Ok(()) }
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut kafka = burrow_pool::rdkafka::ClientConfig::new();
+//! kafka
+//!     .set("bootstrap.servers", "localhost:9092")
+//!     .set("group.id", "orders")
+//!     .set("enable.auto.commit", "false"); // the pool commits only what is safe
+//! let consumer = Consumer::from_config(&kafka)?;
+//! consumer.subscribe(&["orders"])?;
+//! let pool = Pool::new(consumer, Config::default())?;
+//! let shutdown = async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! };
+//! pool.run(shutdown, |msg| async move {
+//!     match msg.payload.as_deref() {
+//!         // An error is retried with backoff, up to `max_retries`...
+//!         Some(bytes) => store(bytes).await.map_err(ProcessError::retriable),
+//!         // ...unless it is permanent: counted, skipped, and the offset moves on.
+//!         None => Err(ProcessError::permanent("empty message")),
+//!     }
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! **Guarantee: at-least-once, never lost.** A partition's committed offset is always `1 + the
 //! highest offset such that it and every offset received before it (since the assignment
@@ -10,17 +41,31 @@
 //! it while the pool runs, and `shutdown_timeout` is shorter than `max.poll.interval.ms` (also
 //! checked), because a revoke holds the poll thread while its partitions drain.
 //!
-//! Data path: a poll thread ([`crate::kafka`]) forwards records and rebalances to one coordinator
-//! task, which tracks offsets ([`crate::offsets`]), orders and queues jobs, hands them to idle
-//! workers, schedules retries on timers ([`crate::retry`]), pauses partitions when the queue is
-//! full, and commits.
+//! # Layout, in the data's order
+//!
+//! - [`kafka`] — the consumer, its rebalance callbacks and the poll thread, which forwards
+//!   records and rebalances to the coordinator; the [`Message`] handlers read.
+//! - `coordinator` — one task that tracks offsets ([`offsets`]), orders and queues jobs
+//!   (`dispatch`), hands them to idle workers, pauses partitions when the queue is full
+//!   (`backpressure`), and commits.
+//! - `handler` — the user's function or [`Handler`], one attempt at a time; [`retry`] parks a
+//!   retry on a timer without holding a worker.
+//! - `stats` and [`metrics`] — what [`Pool::stats`] and Prometheus report.
 
 mod backpressure;
 mod config;
 mod coordinator;
 mod dispatch;
 mod handler;
+pub mod kafka;
+pub mod metrics;
+pub mod offsets;
+pub mod retry;
 pub(crate) mod stats;
+
+/// The rdkafka this crate is built against, whose types its API takes and returns
+/// (`ClientConfig`, `TopicPartitionList`, errors): use it rather than pinning a version by hand.
+pub use rdkafka;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -393,7 +438,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let context = pool.consumer().inner().context();
-            context.panic_in_poll.store(true, AtomicOrdering::Release);
+            context.inject_poll_panic();
         };
         let (result, ()) = tokio::time::timeout(PATIENCE, async { tokio::join!(run, inject) })
             .await

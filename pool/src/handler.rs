@@ -124,7 +124,7 @@ pub enum FailureAction {
     /// done so its offset can be committed. Still counts towards `max_consecutive_errors`.
     MarkDone,
     /// Stop the pool: the message is *not* marked done (it is redelivered after a restart), and
-    /// `run` returns [`PoolError::Halted`](crate::pool::PoolError::Halted) with this reason.
+    /// `run` returns [`PoolError::Halted`](crate::PoolError::Halted) with this reason.
     Halt(String),
 }
 

@@ -3,7 +3,7 @@
 //! (`workers / latency`) for a handler that sleeps.
 //!
 //! Each figure is timed from the first message handled to the last, so the group join (3 s on
-//! the mock) is not counted. Run with `cargo bench -p burrow --bench pool`. Any librdkafka
+//! the mock) is not counted. Run with `cargo bench -p burrow-pool --bench pool`. Any librdkafka
 //! property can be set for the consumers as `BENCH_RDKAFKA_FETCH_WAIT_MAX_MS=10` (underscores
 //! become dots); `RUST_LOG` turns on logs.
 
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use burrow::pool::{Config, Consumer, Message, Ordering, Pool, ProcessError};
+use burrow_pool::{Config, Consumer, Message, Ordering, Pool, ProcessError};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::mocking::MockCluster;

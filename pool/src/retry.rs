@@ -1,6 +1,6 @@
 //! Retry delays: `retry_backoff_base × 2^attempt`, capped, or the handler's own hint, capped.
 //!
-//! A retry waits on a timer, not in a worker: [`schedule`] parks the job in a tokio task that
+//! A retry waits on a timer, not in a worker: `schedule` parks the job in a tokio task that
 //! hands it back to the pool when its delay is over (or drops it on shutdown), so a waiting retry
 //! never holds a worker, and only holds the commits its offset rule forces.
 
