@@ -1,6 +1,7 @@
 //! The pool's Kafka side: the consumer it owns, its rebalance callbacks, the poll loop, and the
-//! message type handlers read. Every client's librdkafka log lines and errors are rate-limited
-//! ([`client_log`]).
+//! message type handlers read; [`inspect`] reads where a topic and a group stand (end offsets,
+//! committed offsets, lag) without joining the group. Every client's librdkafka log lines and
+//! errors are rate-limited ([`client_log`]).
 //!
 //! rdkafka runs rebalance and commit callbacks on the thread that polls. The pool polls from one
 //! dedicated OS thread (`spawn_poller`), which halts the pool, naming why, if it cannot go
@@ -10,6 +11,7 @@
 
 pub mod client_log;
 mod consumer;
+pub mod inspect;
 mod message;
 
 pub use consumer::{Consumer, PoolContext};
