@@ -1,5 +1,10 @@
-//! The broker fixture: a Tansu Kafka-protocol broker started for the tests, or the cluster named
-//! by `BURROW_TEST_BROKERS`.
+//! The broker fixture: a Tansu Kafka-protocol broker started for the tests, the cluster named
+//! by `BURROW_TEST_BROKERS`, or librdkafka's in-process mock cluster ([`Broker::mock`]).
+//!
+//! Every test talks to any of them the same way: through [`Broker::client`], and the kit's
+//! producers and readers ([`crate::kafka`]). The mock cluster is fast and in-process, with its
+//! topics created up front and faults to inject ([`Broker::on_mock`]); the host's and the
+//! pool's integration tests use it. The real-broker tests use Tansu.
 //!
 //! Tansu keeps everything in memory, so each start is a blank cluster. It is started on a free
 //! port and killed when its [`Broker`] is dropped; a shell watchdog also kills it when the test
@@ -8,12 +13,15 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 
 use crate::plugins::workspace_root;
 use crate::tls::TlsFiles;
@@ -36,6 +44,8 @@ pub struct Broker {
     tls_front: Option<Child>,
     /// Holds Tansu's log file (and TLS files) until the broker is dropped.
     dir: Option<tempfile::TempDir>,
+    /// The mock cluster's thread, for a [`Broker::mock`].
+    mock: Option<MockThread>,
 }
 
 impl Drop for Broker {
@@ -74,6 +84,7 @@ impl Broker {
                     tansu: None,
                     tls_front: None,
                     dir: None,
+                    mock: None,
                 };
                 broker.wait_ready(None)?;
                 Ok(broker)
@@ -138,6 +149,7 @@ impl Broker {
             tansu: Some(Mutex::new(child)),
             tls_front: None,
             dir: Some(dir),
+            mock: None,
         };
         if let Some(tls) = tls {
             broker.tls_front = Some(tls_front(tls, public, port)?);
@@ -151,6 +163,52 @@ impl Broker {
         }
         broker.wait_ready(Some(&log))?;
         Ok(broker)
+    }
+
+    /// librdkafka's mock cluster, in this process, with one broker and `topics` (name,
+    /// partitions) created.
+    pub fn mock(topics: &[(&str, i32)]) -> anyhow::Result<Self> {
+        Self::mock_cluster(1, topics)
+    }
+
+    /// A mock cluster of `brokers` brokers (ids `1..=brokers`), `topics` replicated on up to
+    /// three of them, so a test can take a broker down ([`Broker::on_mock`]) and lose nothing.
+    pub fn mock_cluster(brokers: i32, topics: &[(&str, i32)]) -> anyhow::Result<Self> {
+        let topics = topics.iter().map(|(t, p)| ((*t).to_owned(), *p)).collect();
+        let (mock, bootstrap) = MockThread::start(brokers, topics)?;
+        Ok(Self {
+            bootstrap,
+            client_options: Vec::new(),
+            tansu: None,
+            tls_front: None,
+            dir: None,
+            mock: Some(mock),
+        })
+    }
+
+    /// Runs `f` on the mock cluster (to inject faults: `request_errors`, `broker_down`, ...)
+    /// and returns what it returns; fails for a broker that is not a mock.
+    pub fn on_mock<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Mock) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        self.mock
+            .as_ref()
+            .context("not a mock cluster: faults are injected into Broker::mock only")?
+            .run(f)
+    }
+
+    /// Creates `topic` on a mock cluster, replicated like the topics it started with.
+    pub(crate) fn create_mock_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        let mock = self.mock.as_ref().context("not a mock cluster")?;
+        let (name, replicas) = (topic.to_owned(), mock.replicas);
+        mock.run(move |cluster| cluster.create_topic(&name, partitions, replicas))?
+            .with_context(|| format!("creating topic {topic}"))
+    }
+
+    /// Whether this is a [`Broker::mock`].
+    pub fn is_mock(&self) -> bool {
+        self.mock.is_some()
     }
 
     /// Waits until the broker answers a metadata request naming itself.
@@ -216,6 +274,91 @@ impl Broker {
                 format!("{}{}", read("tansu.log"), read("tansu.stderr"))
             })
             .unwrap_or_default()
+    }
+}
+
+/// librdkafka's mock cluster, as [`Broker::on_mock`] hands it to a fault injector.
+pub type Mock = MockCluster<'static, DefaultProducerContext>;
+
+/// Work for the mock cluster's thread.
+type MockJob = Box<dyn FnOnce(&Mock) + Send>;
+
+/// The thread that owns a mock cluster. `MockCluster` is neither `Send` nor `Sync`, while a
+/// [`Broker`] must be both (a test binary shares one through a `static`; tests hand it to
+/// threads): so the cluster lives on a thread of its own and [`Broker::on_mock`] sends it work.
+struct MockThread {
+    /// Dropping it ends the thread, which drops the cluster.
+    jobs: Option<mpsc::Sender<MockJob>>,
+    thread: Option<JoinHandle<()>>,
+    /// The replication of its topics: as many brokers as it has, up to three.
+    replicas: i32,
+}
+
+impl MockThread {
+    /// Starts the cluster with `topics` created; returns it with its bootstrap servers.
+    fn start(brokers: i32, topics: Vec<(String, i32)>) -> anyhow::Result<(Self, String)> {
+        let (jobs, inbox) = mpsc::channel::<MockJob>();
+        let (ready, started) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("mock-cluster".into())
+            .spawn(move || {
+                let cluster = match Self::cluster(brokers, &topics) {
+                    Ok(cluster) => cluster,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(cluster.bootstrap_servers()));
+                for job in inbox {
+                    job(&cluster);
+                }
+            })
+            .context("starting the mock cluster's thread")?;
+        let bootstrap = started
+            .recv()
+            .context("the mock cluster's thread ended")??;
+        let mock = Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            replicas: brokers.min(3),
+        };
+        Ok((mock, bootstrap))
+    }
+
+    fn cluster(brokers: i32, topics: &[(String, i32)]) -> anyhow::Result<Mock> {
+        let cluster = MockCluster::new(brokers).context("starting the mock cluster")?;
+        for (topic, partitions) in topics {
+            cluster
+                .create_topic(topic, *partitions, brokers.min(3))
+                .with_context(|| format!("creating topic {topic}"))?;
+        }
+        Ok(cluster)
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Mock) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (reply, answer) = mpsc::channel();
+        self.jobs
+            .as_ref()
+            .context("the mock cluster is stopping")?
+            .send(Box::new(move |cluster| {
+                let _ = reply.send(f(cluster));
+            }))
+            .ok()
+            .context("the mock cluster's thread ended")?;
+        answer.recv().context("the mock cluster's thread ended")
+    }
+}
+
+impl Drop for MockThread {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -64,6 +64,8 @@ fn quote(text: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     brokers: String,
+    /// The admin listener's address; port 0 picks a free one.
+    admin_listen: String,
     kafka_options: Vec<(String, String)>,
     pool: Vec<(String, Value)>,
     tenants: Vec<Tenant>,
@@ -75,17 +77,32 @@ impl HostConfig {
     /// partitions move within seconds. The admin listener binds port 0; the process fixture
     /// reads the port from the log.
     pub fn new(broker: &Broker) -> Self {
-        let mut config = Self {
-            brokers: broker.bootstrap.clone(),
-            kafka_options: broker.client_options.clone(),
+        let mut config = Self::for_bootstrap(&broker.bootstrap);
+        for (key, value) in &broker.client_options {
+            config = config.kafka_option(key, value);
+        }
+        config
+    }
+
+    /// [`HostConfig::new`] for bootstrap servers that are not a [`Broker`] of the kit (say, one
+    /// nobody listens on, for a config that is only validated).
+    pub fn for_bootstrap(bootstrap: &str) -> Self {
+        Self {
+            brokers: bootstrap.to_owned(),
+            admin_listen: "127.0.0.1:0".to_owned(),
+            kafka_options: Vec::new(),
             pool: Vec::new(),
             tenants: Vec::new(),
-        };
-        config = config
-            .kafka_option("session.timeout.ms", "6000")
-            .kafka_option("heartbeat.interval.ms", "500")
-            .pool("commit_interval", "100ms");
-        config
+        }
+        .kafka_option("session.timeout.ms", "6000")
+        .kafka_option("heartbeat.interval.ms", "500")
+        .pool("commit_interval", "100ms")
+    }
+
+    /// The admin listener's address (default `127.0.0.1:0`).
+    pub fn admin_listen(mut self, addr: &str) -> Self {
+        addr.clone_into(&mut self.admin_listen);
+        self
     }
 
     /// A librdkafka property in `[kafka.options]` (replaces one of the same name).
@@ -120,7 +137,7 @@ impl HostConfig {
         for (k, v) in &self.kafka_options {
             let _ = writeln!(s, "{} = {}", quote(k), quote(v));
         }
-        let _ = writeln!(s, "\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        let _ = writeln!(s, "\n[admin]\nlisten = {}\n", quote(&self.admin_listen));
         let _ = writeln!(s, "[pool]");
         for (k, v) in &self.pool {
             let _ = writeln!(s, "{k} = {v}");

@@ -1,8 +1,10 @@
 //! Topics, producers and read-back on the test broker.
 //!
-//! Tansu's reported high watermark can lag what it holds, so the kit never trusts it to say
-//! how many records there are: tests count what they produced (each record carries a unique id)
-//! and read until they have seen what they expect.
+//! Tansu's reported high watermark can lag what it holds, so the real-broker tests never trust
+//! it to say how many records there are: they count what they produced (each record carries a
+//! unique id) and read until they have seen what they expect. The mock cluster's watermarks are
+//! exact, so tests on it may also read a topic to its end ([`read_to_end`]) and wait for a group
+//! to commit up to it ([`wait_all_committed`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -17,6 +19,8 @@ use rdkafka::message::{DeliveryResult, Header, Headers as _, Message as _, Owned
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
+use burrow_pool::kafka::inspect::Inspector;
+
 use crate::broker::Broker;
 use crate::{DEADLINE, wait_for};
 
@@ -25,8 +29,29 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(15);
 /// The header that carries a produced record's unique id.
 pub const ID_HEADER: &str = "test-id";
 
-/// Creates `topic` with `partitions` partitions (replication 1).
+/// Creates `topic` with `partitions` partitions (replication 1, or up to 3 on a mock cluster
+/// of several brokers).
 pub fn create_topic(broker: &Broker, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    if broker.is_mock() {
+        broker.create_mock_topic(topic, partitions)?;
+    } else {
+        create_topic_on_broker(broker, topic, partitions)?;
+    }
+    // The topic exists once metadata shows all its partitions.
+    let inspector = Inspector::new(&broker.client())?.timeout(KAFKA_TIMEOUT);
+    wait_for(
+        &format!("topic {topic} to show {partitions} partitions"),
+        || {
+            Ok(
+                (inspector.partitions(topic).map_or(0, |p| p.len()) == partitions as usize)
+                    .then_some(()),
+            )
+        },
+    )
+}
+
+/// CreateTopics through the admin API.
+fn create_topic_on_broker(broker: &Broker, topic: &str, partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = broker
         .client()
         .create()
@@ -41,17 +66,7 @@ pub fn create_topic(broker: &Broker, topic: &str, partitions: i32) -> anyhow::Re
             Err((name, code)) => bail!("creating topic {name}: {code}"),
         }
     }
-    // The topic exists once metadata shows all its partitions.
-    let consumer: BaseConsumer = broker.client().create()?;
-    wait_for(
-        &format!("topic {topic} to show {partitions} partitions"),
-        || {
-            Ok(
-                (partitions_of(&consumer, topic).map_or(0, |p| p.len()) == partitions as usize)
-                    .then_some(()),
-            )
-        },
-    )
+    Ok(())
 }
 
 /// Creates each `(topic, partitions)`.
@@ -101,6 +116,12 @@ impl Out {
         self
     }
 
+    /// A header with a null value (not an empty one).
+    pub fn null_header(mut self, name: &str) -> Self {
+        self.headers.push((name.to_owned(), None));
+        self
+    }
+
     /// A header whose name is any bytes: Kafka allows it, any producer can send it.
     pub fn raw_header(mut self, name: &[u8], value: &[u8]) -> Self {
         self.raw_headers.push((name.to_vec(), value.to_vec()));
@@ -110,6 +131,11 @@ impl Out {
     /// A message for the chaos plugin: `burrow-action: action`.
     pub fn action(self, action: &str) -> Self {
         self.header("burrow-action", action)
+    }
+
+    /// A record asking the chaos plugin for `action`, its value saying so.
+    pub fn chaos(action: &str) -> Self {
+        Self::value(format!("payload for {action}")).action(action)
     }
 
     pub fn partition(mut self, partition: i32) -> Self {
@@ -154,9 +180,31 @@ impl ProducerContext for Deliveries {
 /// A compression codec for [`produce_with`]: librdkafka's `compression.type` names.
 pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
+/// How [`produce_opts`] produces.
+#[derive(Debug, Clone)]
+pub struct ProduceOptions<'a> {
+    /// librdkafka's `compression.type`: one of [`CODECS`].
+    pub codec: &'a str,
+    /// Each record in a batch of its own (flushed before the next is sent), so a consumer's
+    /// fetch can stop after any record.
+    pub batch_each: bool,
+    /// The producer's `message.max.bytes`, for records larger than librdkafka's 1 MB default.
+    pub max_message_bytes: Option<usize>,
+}
+
+impl Default for ProduceOptions<'_> {
+    fn default() -> Self {
+        Self {
+            codec: "none",
+            batch_each: false,
+            max_message_bytes: None,
+        }
+    }
+}
+
 /// Produces `records` to `topic`, every one acknowledged; returns where each landed, in order.
 pub fn produce(broker: &Broker, topic: &str, records: &[Out]) -> anyhow::Result<Vec<Position>> {
-    produce_with(broker, topic, records, "none")
+    produce_opts(broker, topic, records, &ProduceOptions::default())
 }
 
 /// [`produce`] compressed with `codec` (one of [`CODECS`]).
@@ -166,11 +214,29 @@ pub fn produce_with(
     records: &[Out],
     codec: &str,
 ) -> anyhow::Result<Vec<Position>> {
-    let producer: BaseProducer<Deliveries> = broker
-        .client()
-        .set("compression.type", codec)
+    let options = ProduceOptions {
+        codec,
+        ..ProduceOptions::default()
+    };
+    produce_opts(broker, topic, records, &options)
+}
+
+/// [`produce`] as `options` say.
+pub fn produce_opts(
+    broker: &Broker,
+    topic: &str,
+    records: &[Out],
+    options: &ProduceOptions<'_>,
+) -> anyhow::Result<Vec<Position>> {
+    let mut config = broker.client();
+    config
+        .set("compression.type", options.codec)
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "60000")
+        .set("message.timeout.ms", "60000");
+    if let Some(max) = options.max_message_bytes {
+        config.set("message.max.bytes", max.to_string());
+    }
+    let producer: BaseProducer<Deliveries> = config
         .create_with_context(Deliveries(Mutex::new(vec![None; records.len()])))
         .context("creating the test producer")?;
     for (index, r) in records.iter().enumerate() {
@@ -203,6 +269,11 @@ pub fn produce_with(
                 }
                 Err((e, _)) => return Err(e).context(format!("producing to {topic}")),
             }
+        }
+        if options.batch_each {
+            producer
+                .flush(DEADLINE)
+                .with_context(|| format!("flushing record {index} to {topic}"))?;
         }
         producer.poll(Duration::ZERO);
     }
@@ -298,6 +369,18 @@ impl Record {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
+    /// The values of every header named `name`, in order (`None` for a null value).
+    pub fn header_values(&self, name: &str) -> Vec<Option<String>> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| {
+                v.as_deref()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            })
+            .collect()
+    }
+
     /// How many headers are named `name`.
     pub fn header_count(&self, name: &str) -> usize {
         self.headers.iter().filter(|(k, _)| k == name).count()
@@ -339,7 +422,7 @@ impl Reader {
             .create()
             .context("creating the reader")?;
         let mut tpl = TopicPartitionList::new();
-        for p in partitions_of(&consumer, topic)? {
+        for p in Inspector::new(&broker.client())?.partitions(topic)? {
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;
         }
         consumer.assign(&tpl)?;
@@ -442,41 +525,49 @@ pub fn read_exactly_after(broker: &Broker, topic: &str, n: usize) -> anyhow::Res
     Ok(reader.records)
 }
 
-fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
-    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+/// Every record in `topic` up to the end offsets it reports now, in partition then offset
+/// order. Exact on the mock cluster; Tansu's end offsets can lag, so real-broker tests wait for
+/// what they produced instead ([`read_exactly_after`]).
+pub fn read_to_end(broker: &Broker, topic: &str) -> anyhow::Result<Vec<Record>> {
+    let ends = end_offsets(broker, topic)?;
+    let mut reader = Reader::new(broker, topic)?;
+    let mut reached: BTreeMap<i32, i64> = BTreeMap::new();
+    reader.read_until(&format!("the end offsets {ends:?}"), |records| {
+        for r in records {
+            let at = reached.entry(r.partition).or_insert(0);
+            *at = (*at).max(r.offset + 1);
+        }
+        ends.iter()
+            .all(|(p, end)| reached.get(p).copied().unwrap_or(0) >= *end)
+    })?;
+    let mut records: Vec<Record> = std::mem::take(&mut reader.records)
+        .into_iter()
+        .filter(|r| ends.get(&r.partition).is_some_and(|end| r.offset < *end))
         .collect();
-    if partitions.is_empty() {
-        bail!("topic {topic} has no partitions (does it exist?)");
-    }
-    Ok(partitions)
+    records.sort_by_key(|r| (r.partition, r.offset));
+    Ok(records)
+}
+
+/// The end offset (high watermark) of each partition of `topic`.
+pub fn end_offsets(broker: &Broker, topic: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
+    Ok(Inspector::new(&broker.client())?
+        .timeout(KAFKA_TIMEOUT)
+        .end_offsets(topic)?)
 }
 
 /// The offsets `group` has committed on each partition of `topic`; partitions without a
 /// commit are left out.
 pub fn committed(broker: &Broker, group: &str, topic: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let consumer: BaseConsumer = broker
-        .client()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions_of(&consumer, topic)? {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer.committed_offsets(tpl, KAFKA_TIMEOUT)?;
-    Ok(committed
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect())
+    Ok(Inspector::for_group(&broker.client(), group)?
+        .timeout(KAFKA_TIMEOUT)
+        .committed(topic)?)
+}
+
+/// Waits until `group` has committed every partition of `topic` up to the end offsets it
+/// reports now (see [`wait_committed`]); for the mock cluster, whose end offsets are exact.
+pub fn wait_all_committed(broker: &Broker, group: &str, topic: &str) -> anyhow::Result<()> {
+    let ends = end_offsets(broker, topic)?;
+    wait_committed(broker, group, topic, &ends)
 }
 
 /// Waits until `group` has committed exactly `ends` on `topic` (partitions not in `ends` must

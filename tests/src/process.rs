@@ -1,4 +1,4 @@
-//! The real `burrow` binary as a child process.
+//! Child processes, the real `burrow` binary run as one, and the admin listener's client.
 //!
 //! `CARGO_BIN_EXE_burrow` exists only inside the `burrow` package, so the kit builds the binary
 //! itself: the first test to need it runs `cargo build -p burrow --bin burrow` (a no-op when it
@@ -60,105 +60,107 @@ fn locate() -> anyhow::Result<PathBuf> {
         .context("cargo build reported no burrow executable")
 }
 
-/// A running `burrow run`.
-pub struct Burrow {
+/// A child process whose stdout and stderr go to files (a pipe nobody reads could fill and
+/// block it); killed when dropped, so a failing test leaves nothing running.
+pub struct Process {
     child: Child,
-    /// Its admin listener.
-    pub admin: SocketAddr,
-    /// Holds stdout and stderr files (a pipe nobody reads could fill and block the child).
+    /// Holds the `stdout` and `stderr` files.
     dir: tempfile::TempDir,
 }
 
-impl Drop for Burrow {
-    /// A failing test still ends its host, and shows the end of its log (the test harness
-    /// prints a test's output only when it fails).
+impl Drop for Process {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            println!(
-                "burrow {} log (last lines):\n{}",
-                self.child.id(),
-                tail(&self.stderr())
-            );
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
 }
 
-impl Burrow {
-    /// Runs `burrow run --config config --watch-interval 100ms` and waits for its admin
-    /// listener.
-    pub fn start(config: &Path) -> anyhow::Result<Self> {
-        Self::start_with(config, &[])
-    }
-
-    /// [`Burrow::start`] with extra environment variables.
-    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+impl Process {
+    /// Spawns `command` with its output kept, and a watchdog that kills it if the test process
+    /// dies first.
+    pub fn spawn(mut command: Command) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut command = Command::new(burrow_bin()?);
-        command
-            .args([
-                "--log-format",
-                "json",
-                "run",
-                "--watch-interval",
-                "100ms",
-                "--config",
-            ])
-            .arg(config)
-            .env("RUST_LOG", "info")
+        let child = command
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout"))?)
-            .stderr(std::fs::File::create(dir.path().join("stderr"))?);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().context("spawning burrow")?;
+            .stderr(std::fs::File::create(dir.path().join("stderr"))?)
+            .spawn()
+            .with_context(|| format!("spawning {:?}", command.get_program()))?;
         crate::broker::watch(child.id())?;
-        let mut burrow = Self {
-            child,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            dir,
-        };
-        let admin = wait_for("burrow to log its admin address", || {
-            if let Some(status) = burrow.child.try_wait()? {
-                // An exit is final: fail now rather than time out.
-                return Ok(Some(Err(anyhow::anyhow!(
-                    "burrow exited ({status}) before it ran; stderr:\n{}",
-                    tail(&burrow.stderr())
-                ))));
-            }
-            Ok(admin_address(&burrow.stderr()).map(Ok))
-        });
-        burrow.admin = admin.and_then(|a| a)?;
-        Ok(burrow)
+        Ok(Self { child, dir })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Its log (stderr) so far.
+    /// Its stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+
+    /// Its stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
     }
 
-    /// The log lines (JSON) whose `fields.message` contains `text`.
-    pub fn log_lines(&self, text: &str) -> Vec<serde_json::Value> {
-        self.stderr()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|l| {
-                l["fields"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains(text))
-            })
-            .collect()
+    /// The exit status, if it has exited.
+    pub fn exited(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 
-    /// `GET path` on the admin listener: status code and body.
+    /// Sends SIGTERM.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        signal("TERM", self.child.id())
+    }
+
+    /// `kill -9`, and waits for it.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.kill().context("kill -9")?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Waits for the process to exit (bounded by [`DEADLINE`]; then it is killed).
+    pub fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                bail!(
+                    "{:?} did not exit within {DEADLINE:?}; stderr:\n{}",
+                    self.child.id(),
+                    tail(&self.stderr())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs `command` to its end (bounded by [`DEADLINE`]): exit status, stdout, stderr.
+pub fn run_to_end(command: Command) -> anyhow::Result<(ExitStatus, String, String)> {
+    let mut process = Process::spawn(command)?;
+    let status = process.wait_exit()?;
+    Ok((status, process.stdout(), process.stderr()))
+}
+
+/// The admin listener of a host (a `burrow` child process, or a host run in the test's own
+/// process): `/readyz`, `/stats`, `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin {
+    pub addr: SocketAddr,
+}
+
+impl Admin {
+    /// `GET path`: status code and body.
     pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        http_get(self.admin, path).with_context(|| format!("GET {path} on {}", self.admin))
+        http_get(self.addr, path).with_context(|| format!("GET {path} on {}", self.addr))
     }
 
     /// `/stats` as JSON.
@@ -180,55 +182,145 @@ impl Burrow {
         Ok(body)
     }
 
-    /// Waits until `/readyz` answers 200 (every tenant has partitions).
-    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
+    /// Waits until `/readyz` answers 200 (every tenant has partitions); fails at once if
+    /// `stopped` says the host has stopped (and why).
+    pub fn wait_ready(
+        &self,
+        mut stopped: impl FnMut() -> anyhow::Result<Option<String>>,
+    ) -> anyhow::Result<()> {
         let ready = wait_for("/readyz to answer 200", || {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(Some(Err(anyhow::anyhow!(
-                    "burrow exited ({status}); stderr:\n{}",
-                    tail(&self.stderr())
-                ))));
+            if let Some(why) = stopped()? {
+                return Ok(Some(Err(anyhow::anyhow!("the host stopped: {why}"))));
             }
             Ok((self.get("/readyz")?.0 == 200).then_some(Ok(())))
         });
         ready.and_then(|r| r)
     }
+}
+
+/// A running `burrow run`; its admin listener's client through `Deref`.
+pub struct Burrow {
+    process: Process,
+    admin: Admin,
+}
+
+impl std::ops::Deref for Burrow {
+    type Target = Admin;
+
+    fn deref(&self) -> &Admin {
+        &self.admin
+    }
+}
+
+impl Drop for Burrow {
+    /// A failing test still ends its host, and shows the end of its log (the test harness
+    /// prints a test's output only when it fails).
+    fn drop(&mut self) {
+        if matches!(self.process.exited(), Ok(None)) {
+            println!(
+                "burrow {} log (last lines):\n{}",
+                self.process.pid(),
+                tail(&self.stderr())
+            );
+        }
+    }
+}
+
+impl Burrow {
+    /// Runs `burrow run --config config --watch-interval 100ms` and waits for its admin
+    /// listener.
+    pub fn start(config: &Path) -> anyhow::Result<Self> {
+        Self::start_with(config, &[])
+    }
+
+    /// [`Burrow::start`] with extra environment variables.
+    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut command = Command::new(burrow_bin()?);
+        command
+            .args([
+                "--log-format",
+                "json",
+                "run",
+                "--watch-interval",
+                "100ms",
+                "--config",
+            ])
+            .arg(config)
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut process = Process::spawn(command)?;
+        let admin = wait_for("burrow to log its admin address", || {
+            if let Some(status) = process.exited()? {
+                // An exit is final: fail now rather than time out.
+                return Ok(Some(Err(anyhow::anyhow!(
+                    "burrow exited ({status}) before it ran; stderr:\n{}",
+                    tail(&process.stderr())
+                ))));
+            }
+            Ok(admin_address(&process.stderr()).map(Ok))
+        });
+        let addr = admin.and_then(|a| a)?;
+        Ok(Self {
+            process,
+            admin: Admin { addr },
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Its log (stderr) so far.
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+
+    /// The log lines (JSON) whose `fields.message` contains `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<serde_json::Value> {
+        self.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(text))
+            })
+            .collect()
+    }
+
+    /// Waits until `/readyz` answers 200 (every tenant has partitions).
+    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let process = &mut self.process;
+        self.admin.wait_ready(|| {
+            Ok(process
+                .exited()?
+                .map(|status| format!("exited ({status}); stderr:\n{}", tail(&process.stderr()))))
+        })
+    }
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(mut self) -> anyhow::Result<ExitStatus> {
-        signal("TERM", self.child.id())?;
-        self.wait_exit()
+        self.process.terminate()?;
+        self.process.wait_exit()
     }
 
     /// Sends SIGTERM, waits for the exit, and returns the whole log with the status.
     pub fn terminate_with_log(mut self) -> anyhow::Result<(ExitStatus, String)> {
-        signal("TERM", self.child.id())?;
-        let status = self.wait_exit()?;
+        self.process.terminate()?;
+        let status = self.process.wait_exit()?;
         Ok((status, self.stderr()))
     }
 
     /// `kill -9`: no shutdown, no final commit.
     pub fn kill9(mut self) -> anyhow::Result<()> {
-        self.child.kill().context("kill -9 burrow")?;
-        self.child.wait()?;
-        Ok(())
+        self.process.kill9()
     }
 
     /// Waits for the process to exit (bounded by [`DEADLINE`]).
     pub fn wait_exit(&mut self) -> anyhow::Result<ExitStatus> {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > end {
-                bail!(
-                    "burrow did not exit within {DEADLINE:?}; stderr:\n{}",
-                    tail(&self.stderr())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.process.wait_exit()
     }
 }
 
