@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use burrow_pool::kafka::inspect::{InspectError, Inspector};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::mocking::MockCluster;
@@ -69,6 +70,9 @@ pub enum DemoError {
     /// Kafka (the mock cluster) misbehaved.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The topics' or the group's positions could not be read back.
+    #[error("reading back: {0}")]
+    Inspect(#[from] InspectError),
     /// The demo's scratch directory or config file could not be written.
     #[error("scratch files: {0}")]
     Io(#[from] std::io::Error),
@@ -327,56 +331,28 @@ async fn host_retries(addr: std::net::SocketAddr) -> u64 {
 
 /// Reads the demo's topics and its group's committed offsets.
 struct Reader {
-    /// Not subscribed: used for watermarks and the group's committed offsets only.
-    group: BaseConsumer,
+    /// The topics' end offsets and the demo group's committed offsets, without joining it.
+    inspector: Inspector,
     brokers: String,
 }
 
 impl Reader {
     fn new(brokers: &str) -> Result<Self, DemoError> {
-        let group = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", GROUP)
-            .set("enable.auto.commit", "false")
-            .create()?;
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers);
         Ok(Self {
-            group,
+            inspector: Inspector::for_group(&config, GROUP)?.timeout(KAFKA_TIMEOUT),
             brokers: brokers.to_owned(),
         })
     }
 
     fn progress(&self) -> Result<Progress, DemoError> {
+        let committed = self.inspector.committed(INPUT)?;
         Ok(Progress {
-            committed: self.committed()?,
-            emitted: self.records_in(OUTPUT)?,
-            dead_lettered: self.records_in(DEAD_LETTERS)?,
+            committed: committed.values().map(|&o| o.max(0) as u64).sum(),
+            emitted: self.inspector.record_count(OUTPUT)?,
+            dead_lettered: self.inspector.record_count(DEAD_LETTERS)?,
         })
-    }
-
-    fn committed(&self) -> Result<u64, DemoError> {
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition(INPUT, p);
-        }
-        let committed = self.group.committed_offsets(tpl, KAFKA_TIMEOUT)?;
-        Ok(committed
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) if o > 0 => o as u64,
-                _ => 0,
-            })
-            .sum())
-    }
-
-    fn records_in(&self, topic: &str) -> Result<u64, DemoError> {
-        let partitions = if topic == DEAD_LETTERS { 1 } else { PARTITIONS };
-        let mut total = 0;
-        for p in 0..partitions {
-            let (low, high) = self.group.fetch_watermarks(topic, p, KAFKA_TIMEOUT)?;
-            total += (high - low).max(0) as u64;
-        }
-        Ok(total)
     }
 
     /// The first dead letter: where it came from and why it failed, from its headers.
