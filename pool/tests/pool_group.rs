@@ -113,7 +113,7 @@ async fn restart_resumes_from_committed_offsets_with_nothing_lost() {
     let ends = cluster.ends();
     assert_eq!(cluster.committed(&group), ends, "committed to the end");
     for (p, resumed_at) in first_offsets(&second) {
-        let committed = after_first[&p].unwrap_or(0);
+        let committed = after_first.get(&p).copied().unwrap_or(0);
         assert_eq!(
             resumed_at, committed,
             "partition {p} resumed at its committed offset"
@@ -121,7 +121,7 @@ async fn restart_resumes_from_committed_offsets_with_nothing_lost() {
     }
     let first = first.lock().expect("lock");
     for (p, committed) in &after_first {
-        for o in 0..committed.unwrap_or(0) {
+        for o in 0..*committed {
             assert!(
                 first.contains(&(*p, o)),
                 "{p}@{o} committed but never processed"
@@ -245,31 +245,37 @@ async fn broker_faults_lose_nothing() {
             ),
             async {
                 until("under way", || count(&seen) >= 100).await;
-                cluster.mock.request_errors(
-                    RDKafkaApiKey::OffsetCommit,
-                    &[
-                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
-                        RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
-                    ],
-                );
-                cluster.mock.request_errors(
-                    RDKafkaApiKey::Fetch,
-                    &[
-                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                        RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
-                    ],
-                );
+                cluster
+                    .broker
+                    .on_mock(|mock| {
+                        mock.request_errors(
+                            RDKafkaApiKey::OffsetCommit,
+                            &[
+                                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                                RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+                            ],
+                        );
+                        mock.request_errors(
+                            RDKafkaApiKey::Fetch,
+                            &[
+                                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+                            ],
+                        );
+                    })
+                    .expect("inject request errors");
                 until("more processed", || count(&seen) >= 500).await;
-                cluster.mock.broker_down(2).expect("down");
+                let down = cluster.broker.on_mock(|mock| mock.broker_down(2));
+                down.expect("mock").expect("down");
                 tokio::time::sleep(Duration::from_millis(1500)).await;
-                cluster.mock.broker_up(2).expect("up");
+                let up = cluster.broker.on_mock(|mock| mock.broker_up(2));
+                up.expect("mock").expect("up");
                 until("all processed", || count(&seen) == 1500).await;
                 let ends = cluster.ends();
                 until("all committed", || {
                     let committed = committed_per_stats(&pool.stats());
-                    ends.iter()
-                        .all(|(p, end)| committed.get(p).copied() == *end)
+                    ends.iter().all(|(p, end)| committed.get(p) == Some(end))
                 })
                 .await;
                 stop.cancel();

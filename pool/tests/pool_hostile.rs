@@ -5,11 +5,9 @@ mod pool_support;
 
 use std::sync::{Arc, Mutex};
 
+use burrow_e2e::kafka::{self, Out};
 use burrow_pool::{Header, Message, Pool, ProcessError};
 use pool_support::*;
-use rdkafka::ClientConfig;
-use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use tokio_util::sync::CancellationToken;
 
 /// The headers each processed record carried, by offset.
@@ -20,33 +18,13 @@ type Seen = Arc<Mutex<Vec<(i64, Vec<Header>)>>>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_name_that_is_not_utf8_is_processed_and_committed() {
     let cluster = Cluster::new(1, 1);
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
-        .create()
-        .expect("producer");
-    let headers =
-        burrow_e2e::kafka::with_raw_header(OwnedHeaders::new(), b"bad-\xff\xfe-name", b"v")
-            .expect("a raw header");
-    producer
-        .send(
-            BaseRecord::<(), _>::to(TOPIC)
-                .partition(0)
-                .payload("first")
-                .headers(headers),
-        )
-        .map_err(|(e, _)| e)
-        .expect("send");
-    producer
-        .send(
-            BaseRecord::<(), _>::to(TOPIC)
-                .partition(0)
-                .payload("second"),
-        )
-        .map_err(|(e, _)| e)
-        .expect("send");
-    producer
-        .flush(std::time::Duration::from_secs(10))
-        .expect("flush");
+    let records = [
+        Out::value("first")
+            .partition(0)
+            .raw_header(b"bad-\xff\xfe-name", b"v"),
+        Out::value("second").partition(0),
+    ];
+    kafka::produce(&cluster.broker, TOPIC, &records).expect("produce");
 
     let group = unique_group("bad-header");
     let pool = Pool::new(cluster.consumer(&group), test_config()).expect("pool");
@@ -75,7 +53,7 @@ async fn a_header_name_that_is_not_utf8_is_processed_and_committed() {
     .await;
     result.expect("a clean run, not a halt");
     assert_eq!(
-        cluster.committed(&group)[&0],
+        cluster.committed(&group).get(&0).copied(),
         Some(2),
         "committed past both"
     );

@@ -1,5 +1,7 @@
-//! Shared setup for the pool's integration tests: an in-process mock cluster, a producer, a
-//! pool consumer with a unique group, and readers of what the broker holds.
+//! What the pool's integration tests share beyond the test kit (`burrow_e2e`, which provides the
+//! mock cluster, the producer, the read-back of end and committed offsets and the waits): the
+//! one topic they use, the consumer settings of a pool, a test `Config`, and waits on a pool's
+//! stats.
 //!
 //! Debugging a test: `RUST_LOG=burrow=debug` (tests that call [`logs`]), `POOL_TEST_TRACE=1`
 //! prints stats while waiting, `POOL_TEST_KAFKA_DEBUG=cgrp,fetch` sets librdkafka's `debug`.
@@ -7,38 +9,28 @@
 //! not exposed by rdkafka 0.39 and calling it would need `unsafe`), so tests run in parallel.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use burrow_e2e::broker::Broker;
+use burrow_e2e::kafka::{self, Out, ProduceOptions};
 use burrow_pool::{Config, Consumer, Stats};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer as _};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 pub const TOPIC: &str = "events";
 
-/// Hang guard for waits: generous, only there so a broken pool fails instead of hanging.
-pub const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A mock cluster with one topic.
+/// A mock cluster with one topic, [`TOPIC`].
 pub struct Cluster {
-    pub mock: MockCluster<'static, DefaultProducerContext>,
+    pub broker: Broker,
     pub partitions: i32,
 }
 
 impl Cluster {
+    /// `brokers` brokers; [`TOPIC`] with `partitions` partitions, replicated on up to three.
     pub fn new(brokers: i32, partitions: i32) -> Self {
-        let mock = MockCluster::new(brokers).expect("mock cluster");
-        mock.create_topic(TOPIC, partitions, brokers.min(3))
-            .expect("topic");
-        Self { mock, partitions }
-    }
-
-    pub fn bootstrap(&self) -> String {
-        self.mock.bootstrap_servers()
+        let broker = Broker::mock_cluster(brokers, &[(TOPIC, partitions)]).expect("mock cluster");
+        Self { broker, partitions }
     }
 
     /// Produces `n` messages round-robin over the partitions, keys `k{i % keys}`, payload `i`.
@@ -51,41 +43,26 @@ impl Cluster {
         self.produce_in(n, 1, true);
     }
 
-    fn produce_in(&self, n: usize, keys: usize, one_by_one: bool) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
-        for i in 0..n {
-            let partition = i32::try_from(i).expect("small") % self.partitions;
-            let key = format!("k{}", i % keys.max(1));
-            let payload = i.to_string();
-            let mut record = BaseRecord::to(TOPIC)
-                .partition(partition)
-                .key(&key)
-                .payload(&payload);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        producer.poll(Duration::from_millis(10));
-                        record = r;
-                    }
-                }
-            }
-            if one_by_one {
-                producer.flush(Duration::from_secs(30)).expect("flush");
-            }
-        }
-        producer.flush(Duration::from_secs(30)).expect("flush");
+    fn produce_in(&self, n: usize, keys: usize, batch_each: bool) {
+        let records: Vec<Out> = (0..n)
+            .map(|i| {
+                let partition = i32::try_from(i).expect("small") % self.partitions;
+                Out::value(i.to_string())
+                    .key(format!("k{}", i % keys.max(1)))
+                    .partition(partition)
+            })
+            .collect();
+        let options = ProduceOptions {
+            batch_each,
+            ..ProduceOptions::default()
+        };
+        kafka::produce_opts(&self.broker, TOPIC, &records, &options).expect("produce");
     }
 
     /// Settings of a consumer in `group`: fast group timings, earliest reset, no auto-commit.
     pub fn client_config(&self, group: &str) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", self.bootstrap())
-            .set("group.id", group)
+        let mut c = self.broker.client();
+        c.set("group.id", group)
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("session.timeout.ms", "6000")
@@ -103,50 +80,21 @@ impl Cluster {
         consumer
     }
 
-    /// The committed offset of every partition for `group`, as the broker holds it.
-    pub fn committed(&self, group: &str) -> HashMap<i32, Option<i64>> {
-        let reader: BaseConsumer = self.client_config(group).create().expect("reader");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..self.partitions {
-            tpl.add_partition(TOPIC, p);
-        }
-        let tpl = reader
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        tpl.elements()
-            .iter()
-            .map(|e| {
-                let o = match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                };
-                (e.partition(), o)
-            })
-            .collect()
+    /// The offset `group` has committed on each partition, as the broker holds it; partitions
+    /// without a commit are left out.
+    pub fn committed(&self, group: &str) -> BTreeMap<i32, i64> {
+        kafka::committed(&self.broker, group, TOPIC).expect("committed offsets")
     }
 
     /// The end (high watermark) of every partition.
-    pub fn ends(&self) -> HashMap<i32, Option<i64>> {
-        let reader: BaseConsumer = self.client_config("watermarks").create().expect("reader");
-        (0..self.partitions)
-            .map(|p| {
-                let (_, high) = reader
-                    .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
-                    .expect("watermarks");
-                (p, Some(high))
-            })
-            .collect()
+    pub fn ends(&self) -> BTreeMap<i32, i64> {
+        kafka::end_offsets(&self.broker, TOPIC).expect("end offsets")
     }
 }
 
 /// A group id no other test uses.
 pub fn unique_group(name: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    burrow_e2e::unique(name)
 }
 
 /// A config for tests: small numbers, quick commits and retries.
@@ -163,16 +111,11 @@ pub fn test_config() -> Config {
     }
 }
 
-/// Waits until `done()` holds, checking every 20 ms; panics after [`PATIENCE`].
+/// Waits until `done()` holds; panics after the kit's deadline.
 pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    burrow_e2e::wait_until_async(what, || Ok(done()))
+        .await
+        .expect("gave up waiting");
 }
 
 /// Waits for a pool's stats to satisfy `done`.
@@ -189,9 +132,9 @@ pub async fn until_stats(what: &str, stats: impl Fn() -> Stats, done: impl Fn(&S
     .await;
 }
 
-/// Runs `fut` with the hang guard.
+/// Runs `fut` with the kit's hang guard.
 pub async fn guarded<T>(fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, fut)
+    burrow_e2e::bounded("the pool", fut)
         .await
         .expect("pool did not return")
 }
