@@ -3,42 +3,44 @@
 
 mod host_support;
 
-use host_support::{
-    ConfigDir, Host, Kafka, host_header, metric, plugin_path, produce_json, version_of,
-    wait_all_committed, wait_until,
-};
+use burrow_e2e::broker::Broker;
+use burrow_e2e::config::{HostConfig, Tenant};
+use burrow_e2e::kafka::{numbered, produce, wait_all_committed};
+use burrow_e2e::plugins::plugin_path;
+use burrow_e2e::process::metric;
+use burrow_e2e::{wait_for, wait_until};
+use host_support::{Host, version_of};
 
-/// One passthrough tenant `name` on `{name}-in`.
-fn config(brokers: &str, name: &str) -> anyhow::Result<String> {
-    Ok(format!(
-        r#"{header}
-[pool]
-commit_interval = "100ms"
+/// One passthrough tenant `name` on `{name}-in`, started in-process on the mock cluster `kafka`
+/// (kept in `dir`).
+fn start(kafka: &Broker, dir: &tempfile::TempDir, name: &str) -> anyhow::Result<Host> {
+    let tenant = Tenant::new(
+        name,
+        &format!("{name}-group"),
+        &[&format!("{name}-in")],
+        &plugin_path("passthrough")?,
+    )
+    .on_failure("skip");
+    Host::start(&HostConfig::new(kafka).tenant(tenant).write(dir.path())?)
+}
 
-[[tenant]]
-name = "{name}"
-group_id = "{name}-group"
-topics = ["{name}-in"]
-plugin = {plugin:?}
-on_failure = "skip"
-"#,
-        header = host_header(brokers),
-        plugin = plugin_path("passthrough")?,
-    ))
+/// Produces `n` JSON objects to `topic`.
+fn produce_json(kafka: &Broker, topic: &str, n: u64) -> anyhow::Result<()> {
+    produce(kafka, topic, &numbered(0..n, None)).map(drop)
 }
 
 /// `/metrics` counts the tenant's processed messages exactly, says which plugin version runs,
 /// and has every `burrow_*` family of the pool and the tenant.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_processed_messages_and_name_the_plugin() -> anyhow::Result<()> {
-    let kafka = Kafka::with_topics(&[("metrics-in", 2)])?;
-    let dir = ConfigDir::new()?;
-    let host = Host::start(&dir.write(&config(&kafka.brokers, "metrics")?)?)?;
-    produce_json(&kafka.brokers, "metrics-in", 25).await?;
-    wait_all_committed(&kafka.brokers, "metrics-group", "metrics-in").await?;
+#[test]
+fn metrics_count_processed_messages_and_name_the_plugin() -> anyhow::Result<()> {
+    let kafka = Broker::mock(&[("metrics-in", 2)])?;
+    let dir = tempfile::tempdir()?;
+    let host = start(&kafka, &dir, "metrics")?;
+    produce_json(&kafka, "metrics-in", 25)?;
+    wait_all_committed(&kafka, "metrics-group", "metrics-in")?;
 
-    let text = host.metrics().await?;
-    host.stop().await?;
+    let text = host.metrics()?;
+    host.stop()?;
     let tenant = ("tenant", "metrics");
     assert_eq!(
         metric(&text, "burrow_messages_processed_total", &[tenant]),
@@ -91,62 +93,58 @@ async fn metrics_count_processed_messages_and_name_the_plugin() -> anyhow::Resul
 /// path; `rd_kafka_commit` in `rdkafka_offset.c` passes no reply queue), and rust-rdkafka uses
 /// the event API without setting `offset_commit_cb`; synchronous commits answer on a private
 /// queue. So the callback never fires.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn committed_offsets_reach_stats_and_metrics() -> anyhow::Result<()> {
-    let kafka = Kafka::with_topics(&[("commits-in", 1)])?;
-    let dir = ConfigDir::new()?;
-    let host = Host::start(&dir.write(&config(&kafka.brokers, "commits")?)?)?;
-    produce_json(&kafka.brokers, "commits-in", 12).await?;
-    wait_all_committed(&kafka.brokers, "commits-group", "commits-in").await?;
-    let result = wait_until(
-        "/stats and /metrics to show offset 12 committed",
-        || async {
-            let stats = host.tenant("commits").await?;
-            let in_stats = stats["pool"]["partitions"][0]["committed_offset"] == 12;
-            let text = host.metrics().await?;
-            let in_metrics = metric(
+#[test]
+fn committed_offsets_reach_stats_and_metrics() -> anyhow::Result<()> {
+    let kafka = Broker::mock(&[("commits-in", 1)])?;
+    let dir = tempfile::tempdir()?;
+    let host = start(&kafka, &dir, "commits")?;
+    produce_json(&kafka, "commits-in", 12)?;
+    wait_all_committed(&kafka, "commits-group", "commits-in")?;
+    let result = wait_until("/stats and /metrics to show offset 12 committed", || {
+        let stats = host.tenant("commits")?;
+        let in_stats = stats["pool"]["partitions"][0]["committed_offset"] == 12;
+        let text = host.metrics()?;
+        let in_metrics = metric(
+            &text,
+            "burrow_committed_offset",
+            &[
+                ("tenant", "commits"),
+                ("topic", "commits-in"),
+                ("partition", "0"),
+            ],
+        ) == Some(12.0)
+            && metric(
                 &text,
-                "burrow_committed_offset",
-                &[
-                    ("tenant", "commits"),
-                    ("topic", "commits-in"),
-                    ("partition", "0"),
-                ],
-            ) == Some(12.0)
-                && metric(
-                    &text,
-                    "burrow_offsets_committed_total",
-                    &[("tenant", "commits")],
-                )
-                .is_some_and(|n| n >= 1.0);
-            Ok(in_stats && in_metrics)
-        },
-    )
-    .await;
-    host.stop().await?;
+                "burrow_offsets_committed_total",
+                &[("tenant", "commits")],
+            )
+            .is_some_and(|n| n >= 1.0);
+        Ok(in_stats && in_metrics)
+    });
+    host.stop()?;
     result
 }
 
 /// `/metrics` reports each partition's consumer lag, and it falls to 0 once every message is
 /// committed (librdkafka's statistics bring the high watermark every few seconds).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_report_consumer_lag() -> anyhow::Result<()> {
-    let kafka = Kafka::with_topics(&[("lag-in", 1)])?;
-    let dir = ConfigDir::new()?;
-    let host = Host::start(&dir.write(&config(&kafka.brokers, "lag")?)?)?;
-    produce_json(&kafka.brokers, "lag-in", 5).await?;
-    wait_all_committed(&kafka.brokers, "lag-group", "lag-in").await?;
+#[test]
+fn metrics_report_consumer_lag() -> anyhow::Result<()> {
+    let kafka = Broker::mock(&[("lag-in", 1)])?;
+    let dir = tempfile::tempdir()?;
+    let host = start(&kafka, &dir, "lag")?;
+    produce_json(&kafka, "lag-in", 5)?;
+    wait_all_committed(&kafka, "lag-group", "lag-in")?;
     let wanted = r#"burrow_consumer_lag{partition="0",tenant="lag",topic="lag-in"} 0"#;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut text = String::new();
     while std::time::Instant::now() < deadline {
-        text = host.metrics().await?;
+        text = host.metrics()?;
         if text.lines().any(|l| l == wanted) {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
-    host.stop().await?;
+    host.stop()?;
     assert!(
         text.lines().any(|l| l == wanted),
         "no `{wanted}` in:\n{text}"
@@ -156,76 +154,73 @@ async fn metrics_report_consumer_lag() -> anyhow::Result<()> {
 
 /// `/readyz` answers 503 naming the tenant until its partitions are assigned, then 200 — even
 /// when its topic is empty (a host starting on a quiet topic must still become ready).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_turns_ready_on_an_empty_topic_once_partitions_are_assigned() -> anyhow::Result<()> {
-    let kafka = Kafka::with_topics(&[("ready-in", 2)])?;
-    let dir = ConfigDir::new()?;
-    let host = Host::start(&dir.write(&config(&kafka.brokers, "ready")?)?)?;
+#[test]
+fn readyz_turns_ready_on_an_empty_topic_once_partitions_are_assigned() -> anyhow::Result<()> {
+    let kafka = Broker::mock(&[("ready-in", 2)])?;
+    let dir = tempfile::tempdir()?;
+    let host = start(&kafka, &dir, "ready")?;
 
     // The group takes seconds to form: the first answer comes before any assignment.
-    let (code, body) = host_support::wait_for("the admin listener to answer", || async {
-        Ok(host.get("/readyz").await.ok())
-    })
-    .await?;
+    let (code, body) = wait_for("the admin listener to answer", || {
+        Ok(host.get("/readyz").ok())
+    })?;
     assert_eq!(code, 503, "{body}");
     assert!(
         body.contains("tenant ready has no partitions assigned yet"),
         "{body}"
     );
 
-    wait_until("the tenant's first assignment", || async {
-        Ok(host.tenant("ready").await?["pool"]["rebalances"].as_u64() >= Some(1))
-    })
-    .await?;
-    host.wait_ready().await?;
-    host.stop().await?;
+    wait_until("the tenant's first assignment", || {
+        Ok(host.tenant("ready")?["pool"]["rebalances"].as_u64() >= Some(1))
+    })?;
+    host.wait_ready()?;
+    host.stop()?;
     Ok(())
 }
 
 /// `/readyz` answers 503 naming the tenant before its group has formed, and 200 once the
 /// tenant consumes its assigned partitions.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_turns_ready_once_the_tenant_consumes_its_partitions() -> anyhow::Result<()> {
-    let kafka = Kafka::with_topics(&[("busy-in", 2)])?;
-    produce_json(&kafka.brokers, "busy-in", 10).await?;
-    let dir = ConfigDir::new()?;
-    let host = Host::start(&dir.write(&config(&kafka.brokers, "busy")?)?)?;
+#[test]
+fn readyz_turns_ready_once_the_tenant_consumes_its_partitions() -> anyhow::Result<()> {
+    let kafka = Broker::mock(&[("busy-in", 2)])?;
+    produce_json(&kafka, "busy-in", 10)?;
+    let dir = tempfile::tempdir()?;
+    let host = start(&kafka, &dir, "busy")?;
 
     // The group takes seconds to form: the first answer comes before any assignment.
-    let (code, body) = host_support::wait_for("the admin listener to answer", || async {
-        Ok(host.get("/readyz").await.ok())
-    })
-    .await?;
+    let (code, body) = wait_for("the admin listener to answer", || {
+        Ok(host.get("/readyz").ok())
+    })?;
     assert_eq!(code, 503, "{body}");
     assert!(
         body.contains("tenant busy has no partitions assigned yet"),
         "{body}"
     );
 
-    host.wait_ready().await?;
-    let (code, body) = host.get("/readyz").await?;
+    host.wait_ready()?;
+    let (code, body) = host.get("/readyz")?;
     assert_eq!(
         (code, body.contains(r#""ready":true"#)),
         (200, true),
         "{body}"
     );
-    host.stop().await?;
+    host.stop()?;
     Ok(())
 }
 
 /// `/stats` has, per tenant, its plugin and version, group, topics, status, and pool stats with
 /// exact counters and an entry per partition (committed offsets: see
 /// `committed_offsets_reach_stats_and_metrics`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stats_show_each_tenants_pool_and_plugin_version() -> anyhow::Result<()> {
-    let kafka = Kafka::with_topics(&[("stats-in", 2)])?;
-    let dir = ConfigDir::new()?;
-    let host = Host::start(&dir.write(&config(&kafka.brokers, "stats")?)?)?;
-    produce_json(&kafka.brokers, "stats-in", 30).await?;
-    wait_all_committed(&kafka.brokers, "stats-group", "stats-in").await?;
+#[test]
+fn stats_show_each_tenants_pool_and_plugin_version() -> anyhow::Result<()> {
+    let kafka = Broker::mock(&[("stats-in", 2)])?;
+    let dir = tempfile::tempdir()?;
+    let host = start(&kafka, &dir, "stats")?;
+    produce_json(&kafka, "stats-in", 30)?;
+    wait_all_committed(&kafka, "stats-group", "stats-in")?;
 
-    let stats = host.tenant("stats").await?;
-    host.stop().await?;
+    let stats = host.tenant("stats")?;
+    host.stop()?;
     let version = version_of(&plugin_path("passthrough")?)?;
     assert_eq!(
         stats["plugin"],

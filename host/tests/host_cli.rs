@@ -8,47 +8,42 @@ mod host_support;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use host_support::{
-    ConfigDir, Host, Kafka, Process, all_committed, burrow, host_header, metric, plugin_path,
-    produce_json, run_to_end, version_of, wait_all_committed, wait_until,
-};
+use burrow_e2e::broker::Broker;
+use burrow_e2e::config::{HostConfig, Tenant, Value, write_atomically, write_file};
+use burrow_e2e::kafka::{committed, end_offsets, numbered, produce, wait_all_committed};
+use burrow_e2e::plugins::{copy_plugin, plugin_path};
+use burrow_e2e::process::{Process, metric, run_to_end};
+use burrow_e2e::{wait_for, wait_until};
+use host_support::{Host, burrow, version_of};
 
-/// A valid one-tenant config; `extra_pool` lines go in `[pool]`, `tenant_extra` in the tenant.
-fn config(brokers: &str, plugin: &Path, extra_pool: &str, tenant_extra: &str) -> String {
-    format!(
-        r#"{header}
-[pool]
-commit_interval = "100ms"
-{extra_pool}
+/// Bootstrap servers nobody listens on: `validate` connects to nothing, and a host on them runs
+/// without a broker.
+const NOWHERE: &str = "127.0.0.1:9";
 
-[[tenant]]
-name = "cli"
-group_id = "cli-group"
-topics = ["cli-in"]
-plugin = {plugin:?}
-{tenant_extra}
-"#,
-        header = host_header(brokers),
-    )
+/// Tenant `cli` on `cli-in` running the plugin at `plugin`, with no failure policy set.
+fn bare_tenant(plugin: &Path) -> Tenant {
+    Tenant::new("cli", "cli-group", &["cli-in"], plugin)
 }
 
-/// The usual tenant failure policy: dead letters.
-const DEAD_LETTERS: &str = r#"dead_letter_topic = "cli-dlq""#;
+/// Tenant `cli` with the usual failure policy: dead letters to `cli-dlq`.
+fn tenant(plugin: &Path) -> Tenant {
+    bare_tenant(plugin).dead_letters("cli-dlq")
+}
+
+/// A one-tenant config on [`NOWHERE`].
+fn config(tenant: Tenant) -> HostConfig {
+    HostConfig::for_bootstrap(NOWHERE).tenant(tenant)
+}
 
 /// `burrow validate` on a good config exits 0 and says it is valid, with nothing on stderr: it
 /// builds the clients but connects to nothing (the broker here does not exist).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validate_accepts_a_good_config() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
-    let path = dir.write(&config(
-        "127.0.0.1:9",
-        &plugin_path("passthrough")?,
-        "",
-        DEAD_LETTERS,
-    ))?;
+#[test]
+fn validate_accepts_a_good_config() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = config(tenant(&plugin_path("passthrough")?)).write(dir.path())?;
     let mut command = burrow();
     command.arg("validate").arg("--config").arg(&path);
-    let (status, stdout, stderr) = run_to_end(command).await?;
+    let (status, stdout, stderr) = run_to_end(command)?;
     assert!(status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("is valid (1 tenant(s))"), "{stdout}");
     assert_eq!(stderr, "", "validate logged");
@@ -57,44 +52,39 @@ async fn validate_accepts_a_good_config() -> anyhow::Result<()> {
 
 /// `burrow validate` refuses each kind of bad config — unknown key, bad duration, missing
 /// dead-letter topic, a plugin that is not a component — with a non-zero exit naming the key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validate_refuses_a_bad_config_naming_the_key() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
+#[test]
+fn validate_refuses_a_bad_config_naming_the_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
     let passthrough = plugin_path("passthrough")?;
-    let not_a_plugin = dir.dir.path().join("notes.wasm");
+    let not_a_plugin = dir.path().join("notes.wasm");
     std::fs::write(&not_a_plugin, "hello")?;
     let cases = [
         (
             "unknown key",
-            config("127.0.0.1:9", &passthrough, "wrokers = 4", DEAD_LETTERS),
+            config(tenant(&passthrough)).pool("wrokers", 4u32),
             "wrokers",
         ),
         (
             "bad duration",
-            config(
-                "127.0.0.1:9",
-                &passthrough,
-                r#"retry_backoff_base = "5 parsecs""#,
-                DEAD_LETTERS,
-            ),
+            config(tenant(&passthrough)).pool("retry_backoff_base", "5 parsecs"),
             "pool.retry_backoff_base",
         ),
         (
             "missing dead_letter_topic",
-            config("127.0.0.1:9", &passthrough, "", ""),
+            config(bare_tenant(&passthrough)),
             "tenant[0].dead_letter_topic",
         ),
         (
             "plugin not a component",
-            config("127.0.0.1:9", &not_a_plugin, "", DEAD_LETTERS),
+            config(tenant(&not_a_plugin)),
             "tenant[0].plugin",
         ),
     ];
-    for (case, text, key) in cases {
-        let path = dir.write(&text)?;
+    for (case, config, key) in cases {
+        let path = config.write(dir.path())?;
         let mut command = burrow();
         command.arg("validate").arg("--config").arg(&path);
-        let (status, stdout, stderr) = run_to_end(command).await?;
+        let (status, stdout, stderr) = run_to_end(command)?;
         assert!(!status.success(), "{case}: accepted:\n{stdout}{stderr}");
         assert!(
             stderr.contains(key),
@@ -105,18 +95,15 @@ async fn validate_refuses_a_bad_config_naming_the_key() -> anyhow::Result<()> {
 }
 
 /// `burrow run` on a bad config exits non-zero at once, naming the key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_refuses_a_bad_config_naming_the_key() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
-    let path = dir.write(&config(
-        "127.0.0.1:9",
-        &plugin_path("passthrough")?,
-        r#"shutdown_timeout = "soon""#,
-        DEAD_LETTERS,
-    ))?;
+#[test]
+fn run_refuses_a_bad_config_naming_the_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = config(tenant(&plugin_path("passthrough")?))
+        .pool("shutdown_timeout", "soon")
+        .write(dir.path())?;
     let mut command = burrow();
     command.arg("run").arg("--config").arg(&path);
-    let (status, stdout, stderr) = run_to_end(command).await?;
+    let (status, stdout, stderr) = run_to_end(command)?;
     assert!(!status.success(), "accepted:\n{stdout}{stderr}");
     assert!(stderr.contains("pool.shutdown_timeout"), "{stderr}");
     Ok(())
@@ -124,44 +111,44 @@ async fn run_refuses_a_bad_config_naming_the_key() -> anyhow::Result<()> {
 
 /// `burrow run` against a broker processes every message, and on SIGTERM shuts down gracefully
 /// and exits 0.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_processes_messages_and_exits_zero_on_sigterm() -> anyhow::Result<()> {
-    let kafka = Kafka::with_topics(&[("cli-in", 2), ("cli-dlq", 1)])?;
-    let dir = ConfigDir::new()?;
-    let path = dir.write(&config(
-        &kafka.brokers,
-        &plugin_path("chaos")?,
-        "",
-        DEAD_LETTERS,
-    ))?;
+#[test]
+fn run_processes_messages_and_exits_zero_on_sigterm() -> anyhow::Result<()> {
+    let kafka = Broker::mock(&[("cli-in", 2), ("cli-dlq", 1)])?;
+    let dir = tempfile::tempdir()?;
+    let path = HostConfig::new(&kafka)
+        .tenant(tenant(&plugin_path("chaos")?))
+        .write(dir.path())?;
     let mut command = burrow();
     command.arg("run").arg("--config").arg(&path);
     let mut process = Process::spawn(command)?;
 
-    produce_json(&kafka.brokers, "cli-in", 50).await?;
-    let committed = wait_all_committed(&kafka.brokers, "cli-group", "cli-in").await;
-    if let Err(e) = committed {
+    produce(&kafka, "cli-in", &numbered(0..50, None))?;
+    let all_committed = wait_all_committed(&kafka, "cli-group", "cli-in");
+    if let Err(e) = all_committed {
         anyhow::bail!("{e:#}; burrow's stderr:\n{}", process.stderr());
     }
     process.terminate()?;
-    let status = process.wait().await?;
+    let status = process.wait_exit()?;
     assert!(
         status.success(),
         "exit {status} after SIGTERM; stderr:\n{}",
         process.stderr()
     );
-    assert!(all_committed(&kafka.brokers, "cli-group", "cli-in").await?);
+    assert_eq!(
+        committed(&kafka, "cli-group", "cli-in")?,
+        end_offsets(&kafka, "cli-in")?
+    );
     Ok(())
 }
 
 /// `burrow demo --messages 300` exits 0, and its table shows 300 produced and 300 committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_shows_every_message_produced_and_committed() -> anyhow::Result<()> {
+#[test]
+fn demo_shows_every_message_produced_and_committed() -> anyhow::Result<()> {
     let mut command = burrow();
     command
         .args(["demo", "--messages", "300", "--plugin"])
         .arg(plugin_path("json-validate")?);
-    let (status, stdout, stderr) = run_to_end(command).await?;
+    let (status, stdout, stderr) = run_to_end(command)?;
     assert!(status.success(), "exit {status}:\n{stdout}{stderr}");
     let row = |name: &str| -> Vec<String> {
         stdout
@@ -181,10 +168,10 @@ async fn demo_shows_every_message_produced_and_committed() -> anyhow::Result<()>
 }
 
 /// Runs `burrow SUBCOMMAND --config path` to the end: (succeeded, stderr).
-async fn run_config(subcommand: &str, path: &Path) -> anyhow::Result<(bool, String)> {
+fn run_config(subcommand: &str, path: &Path) -> anyhow::Result<(bool, String)> {
     let mut command = burrow();
     command.arg(subcommand).arg("--config").arg(path);
-    let (status, stdout, stderr) = run_to_end(command).await?;
+    let (status, stdout, stderr) = run_to_end(command)?;
     Ok((status.success(), format!("{stdout}{stderr}")))
 }
 
@@ -196,13 +183,18 @@ const SECRETS: &[(&str, &str)] = &[
     ("sasl.password", "SASLPASS-c0ffee"),
 ];
 
-/// `[kafka.options]` holding every secret of [`SECRETS`], then `more` lines.
-fn secret_options(more: &str) -> String {
-    let mut text = String::from("[kafka.options]\n");
+/// `config` with every secret of [`SECRETS`] in `[kafka.options]`.
+fn with_secrets(mut config: HostConfig) -> HostConfig {
     for (key, value) in SECRETS {
-        text.push_str(&format!("{key:?} = {value:?}\n"));
+        config = config.kafka_option(key, value);
     }
-    text + more
+    config
+}
+
+/// `text` with the string holding `sasl.password`'s value left open: a TOML syntax error on
+/// the line of a secret.
+fn break_the_password_line(text: &str) -> String {
+    text.replace("\"SASLPASS-c0ffee\"", "\"SASLPASS-c0ffee")
 }
 
 fn assert_no_secret(case: &str, output: &str) {
@@ -217,35 +209,32 @@ fn assert_no_secret(case: &str, output: &str) {
 /// A config librdkafka refuses (an internal property whose value rust-rdkafka used to echo, and
 /// TLS material that does not load), or a TOML syntax error on a password's line: `validate` and
 /// `run` both refuse it naming the key or the line, and neither prints any secret value.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validate_and_run_never_print_a_secret() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
+#[test]
+fn validate_and_run_never_print_a_secret() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
     let passthrough = plugin_path("passthrough")?;
-    let with_options = |options: &str| {
-        config("127.0.0.1:9", &passthrough, "", DEAD_LETTERS)
-            .replace("[pool]", &format!("{options}\n[pool]"))
-    };
+    let good = || with_secrets(config(tenant(&passthrough)));
     let cases = [
         (
             "internal property",
-            with_options(&secret_options("\"ssl_key\" = \"KEYPEM-c0ffee\"\n")),
+            good().kafka_option("ssl_key", "KEYPEM-c0ffee").render(),
             "kafka.options.ssl_key",
         ),
         (
             "TLS material that does not load",
-            with_options(&secret_options("\"security.protocol\" = \"ssl\"\n")),
+            good().kafka_option("security.protocol", "ssl").render(),
             "kafka.options.ssl.key.pem",
         ),
         (
             "TOML syntax error",
-            with_options(&secret_options("").replace("\"SASLPASS-c0ffee\"", "\"SASLPASS-c0ffee")),
+            break_the_password_line(&good().render()),
             "line ",
         ),
     ];
     for (case, text, named) in cases {
-        let path = dir.write(&text)?;
+        let path = write_file(dir.path(), &text)?;
         for subcommand in ["validate", "run"] {
-            let (ok, output) = run_config(subcommand, &path).await?;
+            let (ok, output) = run_config(subcommand, &path)?;
             assert!(!ok, "{subcommand}, {case}: accepted:\n{output}");
             assert!(
                 output.contains(named),
@@ -259,91 +248,71 @@ async fn validate_and_run_never_print_a_secret() -> anyhow::Result<()> {
 
 /// A live edit that is not TOML is refused and shown in `/stats`, by line and column, without
 /// the secret on the offending line; the running configuration stays.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_live_edit_shows_no_secret_in_stats() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
-    let good = config(
-        "127.0.0.1:9",
-        &plugin_path("passthrough")?,
-        "",
-        DEAD_LETTERS,
-    );
-    let host = Host::start(&dir.write(&good)?)?;
-    wait_until("the host to serve /stats", || async {
-        Ok(host.stats().await.is_ok())
-    })
-    .await?;
+#[test]
+fn a_broken_live_edit_shows_no_secret_in_stats() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let good = config(tenant(&plugin_path("passthrough")?));
+    let host = Host::start(&good.write(dir.path())?)?;
+    wait_until("the host to serve /stats", || Ok(host.stats().is_ok()))?;
     // Every secret in the edit, the last one's string left open.
-    let options = secret_options("").replace("\"SASLPASS-c0ffee\"", "\"SASLPASS-c0ffee");
-    let broken = good.replace("[pool]", &format!("{options}[pool]"));
-    dir.write(&broken)?;
-    let error = host_support::wait_for("/stats to show the refused edit", || async {
-        let stats = host.stats().await?;
+    let broken = break_the_password_line(&with_secrets(good).render());
+    write_file(dir.path(), &broken)?;
+    let error = wait_for("/stats to show the refused edit", || {
+        let stats = host.stats()?;
         Ok(stats["last_config_error"].as_str().map(str::to_owned))
-    })
-    .await?;
+    })?;
     assert!(error.contains("line "), "{error}");
-    assert_no_secret("/stats", &host.stats().await?.to_string());
-    host.stop().await
+    assert_no_secret("/stats", &host.stats()?.to_string());
+    host.stop()
 }
 
 /// Every check `run` makes before it consumes, `validate` makes too: unknown and invalid
 /// librdkafka properties, `shutdown_timeout` at or past `max.poll.interval.ms`, a `read_dirs`
 /// entry that does not exist, a memory cap or fuel below what the plugin needs to start. Each is
 /// refused by both, naming its key; all of them in one file are reported at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn validate_refuses_what_run_refuses_naming_each_key() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
+#[test]
+fn validate_refuses_what_run_refuses_naming_each_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
     let passthrough = plugin_path("passthrough")?;
-    let file = |options: &str, pool: &str, limits: &str| {
-        config(
-            "127.0.0.1:9",
-            &passthrough,
-            pool,
-            &format!("{DEAD_LETTERS}\n[tenant.limits]\n{limits}"),
-        )
-        .replace("[pool]", &format!("[kafka.options]\n{options}\n[pool]"))
-    };
+    let read_dirs = || Value::List(vec!["/nonexistent/burrow-read-dir".into()]);
     let cases = [
         (
             "unknown librdkafka property",
-            file("\"fetch.max.bites\" = \"1\"", "", ""),
+            config(tenant(&passthrough)).kafka_option("fetch.max.bites", "1"),
             "kafka.options.fetch.max.bites",
         ),
         (
             "invalid librdkafka value",
-            file("\"compression.type\" = \"brotli\"", "", ""),
+            config(tenant(&passthrough)).kafka_option("compression.type", "brotli"),
             "kafka.options.compression.type",
         ),
         (
             "shutdown_timeout past max.poll.interval.ms",
-            file(
-                "\"max.poll.interval.ms\" = \"10000\"",
-                "shutdown_timeout = \"10s\"",
-                "",
-            ),
+            config(tenant(&passthrough))
+                .kafka_option("max.poll.interval.ms", "10000")
+                .pool("shutdown_timeout", "10s"),
             "pool.shutdown_timeout",
         ),
         (
             "missing read_dirs",
-            file("", "", "read_dirs = [\"/nonexistent/burrow-read-dir\"]"),
+            config(tenant(&passthrough).limit("read_dirs", read_dirs())),
             "tenant[0].limits.read_dirs[0]",
         ),
         (
             "memory cap below what the plugin needs to start",
-            file("", "", "memory = \"1MiB\""),
+            config(tenant(&passthrough).limit("memory", "1MiB")),
             "tenant[0].limits.memory",
         ),
         (
             "fuel below what the plugin needs to start",
-            file("", "", "fuel = 1"),
+            config(tenant(&passthrough).limit("fuel", 1u32)),
             "tenant[0].limits.fuel",
         ),
     ];
-    for (case, text, key) in &cases {
-        let path = dir.write(text)?;
+    for (case, config, key) in &cases {
+        let path = config.write(dir.path())?;
         for subcommand in ["validate", "run"] {
-            let (ok, output) = run_config(subcommand, &path).await?;
+            let (ok, output) = run_config(subcommand, &path)?;
             assert!(!ok, "{subcommand}, {case}: accepted:\n{output}");
             assert!(
                 output.contains(key),
@@ -351,12 +320,16 @@ async fn validate_refuses_what_run_refuses_naming_each_key() -> anyhow::Result<(
             );
         }
     }
-    let all = file(
-        "\"fetch.max.bites\" = \"1\"\n\"compression.type\" = \"brotli\"\n\"max.poll.interval.ms\" = \"10000\"",
-        "shutdown_timeout = \"10s\"",
-        "memory = \"1MiB\"\nread_dirs = [\"/nonexistent/burrow-read-dir\"]",
-    );
-    let (ok, output) = run_config("validate", &dir.write(&all)?).await?;
+    let all = config(
+        tenant(&passthrough)
+            .limit("memory", "1MiB")
+            .limit("read_dirs", read_dirs()),
+    )
+    .kafka_option("fetch.max.bites", "1")
+    .kafka_option("compression.type", "brotli")
+    .kafka_option("max.poll.interval.ms", "10000")
+    .pool("shutdown_timeout", "10s");
+    let (ok, output) = run_config("validate", &all.write(dir.path())?)?;
     assert!(!ok, "accepted:\n{output}");
     // One instance fails on one limit: the file holds the memory cap, not the fuel.
     for (case, _, key) in cases.iter().filter(|(_, _, key)| !key.ends_with("fuel")) {
@@ -369,24 +342,18 @@ async fn validate_refuses_what_run_refuses_naming_each_key() -> anyhow::Result<(
 }
 
 /// Logs written to a file or a pipe carry no ANSI colour codes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redirected_logs_have_no_colour_codes() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
-    let path = dir.write(&config(
-        "127.0.0.1:9",
-        &plugin_path("passthrough")?,
-        "",
-        DEAD_LETTERS,
-    ))?;
+#[test]
+fn redirected_logs_have_no_colour_codes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = config(tenant(&plugin_path("passthrough")?)).write(dir.path())?;
     let mut command = burrow();
     command.arg("run").arg("--config").arg(&path);
     let mut process = Process::spawn(command)?;
-    wait_until("burrow to log that it runs", || async {
+    wait_until("burrow to log that it runs", || {
         Ok(process.stderr().contains("burrow is running"))
-    })
-    .await?;
+    })?;
     process.terminate()?;
-    process.wait().await?;
+    process.wait_exit()?;
     let stderr = process.stderr();
     assert!(!stderr.contains('\u{1b}'), "colour codes in:\n{stderr}");
     Ok(())
@@ -394,19 +361,15 @@ async fn redirected_logs_have_no_colour_codes() -> anyhow::Result<()> {
 
 /// An error whose message already includes its cause prints the cause once, not once per
 /// link of the chain (here: the admin address is taken).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_error_prints_its_cause_once() -> anyhow::Result<()> {
+#[test]
+fn an_error_prints_its_cause_once() -> anyhow::Result<()> {
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = taken.local_addr()?;
-    let dir = ConfigDir::new()?;
-    let text = config(
-        "127.0.0.1:9",
-        &plugin_path("passthrough")?,
-        "",
-        DEAD_LETTERS,
-    )
-    .replace("127.0.0.1:0", &addr.to_string());
-    let (ok, output) = run_config("run", &dir.write(&text)?).await?;
+    let dir = tempfile::tempdir()?;
+    let path = config(tenant(&plugin_path("passthrough")?))
+        .admin_listen(&addr.to_string())
+        .write(dir.path())?;
+    let (ok, output) = run_config("run", &path)?;
     assert!(!ok, "accepted:\n{output}");
     let line = output
         .lines()
@@ -422,29 +385,22 @@ async fn an_error_prints_its_cause_once() -> anyhow::Result<()> {
 
 /// A plugin file rewritten with the same bytes (a `touch`, a redeploy of the same build) is
 /// not reloaded; one rewritten with new bytes is.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn touching_a_plugin_file_reloads_nothing() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
-    let touched = dir.copy_plugin("passthrough", "touched.wasm")?;
-    let replaced = dir.copy_plugin("passthrough", "replaced.wasm")?;
+#[test]
+fn touching_a_plugin_file_reloads_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let touched = copy_plugin("passthrough", dir.path(), "touched.wasm")?;
+    let replaced = copy_plugin("passthrough", dir.path(), "replaced.wasm")?;
     let tenant = |name: &str, plugin: &Path| {
-        format!(
-            "[[tenant]]\nname = \"{name}\"\ngroup_id = \"g-{name}\"\ntopics = [\"in-{name}\"]\n\
-             plugin = {plugin:?}\non_failure = \"skip\"\n"
-        )
+        Tenant::new(name, &format!("g-{name}"), &[&format!("in-{name}")], plugin).on_failure("skip")
     };
-    let text = format!(
-        "{}{}{}",
-        host_header("127.0.0.1:9"),
-        tenant("touched", &touched),
-        tenant("replaced", &replaced)
-    );
-    let host = Host::start(&dir.write(&text)?)?;
-    wait_until("both tenants to run", || async {
-        let stats = host.stats().await?;
+    let config = HostConfig::for_bootstrap(NOWHERE)
+        .tenant(tenant("touched", &touched))
+        .tenant(tenant("replaced", &replaced));
+    let host = Host::start(&config.write(dir.path())?)?;
+    wait_until("both tenants to run", || {
+        let stats = host.stats()?;
         Ok(!stats["tenants"]["touched"].is_null() && !stats["tenants"]["replaced"].is_null())
-    })
-    .await?;
+    })?;
     // Same bytes, a new modification time.
     std::fs::File::options()
         .write(true)
@@ -453,14 +409,13 @@ async fn touching_a_plugin_file_reloads_nothing() -> anyhow::Result<()> {
     // New bytes in the other tenant's file: once that swap shows, the watcher has looked at
     // both files since the touch.
     let chaos = plugin_path("chaos")?;
-    host_support::write_atomically(&replaced, &std::fs::read(&chaos)?)?;
+    write_atomically(&replaced, &std::fs::read(&chaos)?)?;
     let chaos_version = version_of(&chaos)?;
-    wait_until("the replaced plugin to be swapped", || async {
-        let plugin = host.tenant("replaced").await?["plugin"].to_string();
+    wait_until("the replaced plugin to be swapped", || {
+        let plugin = host.tenant("replaced")?["plugin"].to_string();
         Ok(plugin.contains(&chaos_version))
-    })
-    .await?;
-    let metrics = host.metrics().await?;
+    })?;
+    let metrics = host.metrics()?;
     let reloads = |tenant: &str| {
         metric(
             &metrics,
@@ -470,36 +425,27 @@ async fn touching_a_plugin_file_reloads_nothing() -> anyhow::Result<()> {
     };
     assert_eq!(reloads("replaced"), Some(1.0), "{metrics}");
     assert_eq!(reloads("touched"), Some(0.0), "{metrics}");
-    host.stop().await
+    host.stop()
 }
 
 /// A live edit to a memory cap the plugin cannot start under is refused like a bad plugin
 /// file: the running deployment stays and `/stats` says why, instead of every later message
 /// failing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_edit_to_a_cap_too_small_to_start_keeps_the_running_plugin() -> anyhow::Result<()> {
-    let dir = ConfigDir::new()?;
-    let good = config(
-        "127.0.0.1:9",
-        &plugin_path("passthrough")?,
-        "",
-        DEAD_LETTERS,
-    );
-    let host = Host::start(&dir.write(&good)?)?;
-    wait_until("the tenant to run", || async {
-        Ok(!host.tenant("cli").await?.is_null())
-    })
-    .await?;
-    dir.write(&format!("{good}\n[tenant.limits]\nmemory = \"1MiB\"\n"))?;
-    let error = host_support::wait_for("/stats to show the refused swap", || async {
-        let tenant = host.tenant("cli").await?;
+#[test]
+fn a_live_edit_to_a_cap_too_small_to_start_keeps_the_running_plugin() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let passthrough = plugin_path("passthrough")?;
+    let host = Host::start(&config(tenant(&passthrough)).write(dir.path())?)?;
+    wait_until("the tenant to run", || Ok(!host.tenant("cli")?.is_null()))?;
+    config(tenant(&passthrough).limit("memory", "1MiB")).write(dir.path())?;
+    let error = wait_for("/stats to show the refused swap", || {
+        let tenant = host.tenant("cli")?;
         Ok(tenant["status"]["last_reload_error"]
             .as_str()
             .map(str::to_owned))
-    })
-    .await?;
+    })?;
     assert!(error.contains("cannot start under its limits"), "{error}");
-    let metrics = host.metrics().await?;
+    let metrics = host.metrics()?;
     assert_eq!(
         metric(
             &metrics,
@@ -509,5 +455,5 @@ async fn a_live_edit_to_a_cap_too_small_to_start_keeps_the_running_plugin() -> a
         Some(0.0),
         "{metrics}"
     );
-    host.stop().await
+    host.stop()
 }

@@ -3,63 +3,57 @@
 
 mod host_support;
 
-use host_support::{
-    ConfigDir, Host, Kafka, Out, Position, host_header, plugin_path, produce, read_all, version_of,
-    wait_all_committed, wait_records,
+use burrow_e2e::broker::Broker;
+use burrow_e2e::config::{HostConfig, Tenant};
+use burrow_e2e::kafka::{
+    Out, Position, produce, read_exactly_after, read_to_end, wait_all_committed,
 };
+use burrow_e2e::plugins::plugin_path;
+use host_support::{Host, version_of};
 
 /// The tenant's config: chaos, dead letters, two retries with a short backoff.
-fn config(brokers: &str, name: &str) -> anyhow::Result<String> {
+fn config(broker: &Broker, name: &str) -> anyhow::Result<HostConfig> {
     let plugin = plugin_path("chaos")?;
-    Ok(format!(
-        r#"{header}
-[pool]
-workers = 4
-commit_interval = "100ms"
-max_retries = 2
-retry_backoff_base = "10ms"
-retry_backoff_max = "50ms"
-max_consecutive_errors = 1000
-
-[[tenant]]
-name = "{name}"
-group_id = "{name}-group"
-topics = ["{name}-in"]
-plugin = {plugin:?}
-on_failure = "dead-letter"
-dead_letter_topic = "{name}-dlq"
-output_topics = ["{name}-out"]
-"#,
-        header = host_header(brokers),
-    ))
+    let input = format!("{name}-in");
+    Ok(HostConfig::new(broker)
+        .pool("workers", 4u32)
+        .pool("max_retries", 2u32)
+        .pool("retry_backoff_base", "10ms")
+        .pool("retry_backoff_max", "50ms")
+        .pool("max_consecutive_errors", 1000u32)
+        .tenant(
+            Tenant::new(name, &format!("{name}-group"), &[&input], &plugin)
+                .dead_letters(&format!("{name}-dlq"))
+                .output(&format!("{name}-out")),
+        ))
 }
 
 /// `commit`, no header, a retry that then commits, and an emit to an allowed topic all commit:
 /// nothing is dead-lettered, the emitted value is in the output topic, every offset is committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn successful_outcomes_commit_and_emits_reach_the_output_topic() -> anyhow::Result<()> {
+#[test]
+fn successful_outcomes_commit_and_emits_reach_the_output_topic() -> anyhow::Result<()> {
     let t = "ok";
     let (input, out, dlq) = ("ok-in", "ok-out", "ok-dlq");
-    let kafka = Kafka::with_topics(&[(input, 2), (out, 1), (dlq, 1)])?;
-    let dir = ConfigDir::new()?;
-    let host = Host::start(&dir.write(&config(&kafka.brokers, t)?)?)?;
+    let kafka = Broker::mock(&[(input, 2), (out, 1), (dlq, 1)])?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&config(&kafka, t)?.write(dir.path())?)?;
 
     let emit = format!("emit:{out}");
     let records = [
         Out::chaos("commit"),
         Out::value("no header at all"),
         Out::chaos("retry-then-commit:1"),
-        Out::value("emitted value").header("burrow-action", emit.as_str()),
+        Out::value("emitted value").action(&emit),
     ];
-    produce(&kafka.brokers, input, &records).await?;
+    produce(&kafka, input, &records)?;
 
-    wait_all_committed(&kafka.brokers, "ok-group", input).await?;
-    let emitted = wait_records(&kafka.brokers, out, 1).await?;
+    wait_all_committed(&kafka, "ok-group", input)?;
+    let emitted = read_exactly_after(&kafka, out, 1)?;
     let values: Vec<String> = emitted.iter().map(|r| r.value_text()).collect();
     assert_eq!(values, ["emitted value"]);
-    host.stop().await?;
+    host.stop()?;
     assert_eq!(
-        read_all(&kafka.brokers, dlq).await?,
+        read_to_end(&kafka, dlq)?,
         [],
         "nothing that commits is dead-lettered"
     );
@@ -70,13 +64,13 @@ async fn successful_outcomes_commit_and_emits_reach_the_output_topic() -> anyhow
 /// is dead-lettered with its original key, value and headers plus every `burrow.*` header saying
 /// where it came from and why; nothing is produced to the forbidden topic, and every offset is
 /// committed (nothing lost, nothing stuck).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_messages_are_dead_lettered_with_where_and_why() -> anyhow::Result<()> {
+#[test]
+fn failed_messages_are_dead_lettered_with_where_and_why() -> anyhow::Result<()> {
     let t = "bad";
     let (input, dlq, forbidden) = ("bad-in", "bad-dlq", "forbidden");
-    let kafka = Kafka::with_topics(&[(input, 2), ("bad-out", 1), (dlq, 1), (forbidden, 1)])?;
-    let dir = ConfigDir::new()?;
-    let host = Host::start(&dir.write(&config(&kafka.brokers, t)?)?)?;
+    let kafka = Broker::mock(&[(input, 2), ("bad-out", 1), (dlq, 1), (forbidden, 1)])?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&config(&kafka, t)?.write(dir.path())?)?;
 
     // action, attempts expected in the dead letter, text its `burrow.error` must contain
     let cases = [
@@ -91,16 +85,16 @@ async fn failed_messages_are_dead_lettered_with_where_and_why() -> anyhow::Resul
         .map(|(i, (action, _, _))| {
             Out::value(format!("value of {action}"))
                 .key(format!("key-{i}"))
-                .header("burrow-action", *action)
+                .action(action)
                 .header("trace-id", format!("trace-{i}"))
                 .partition(i as i32 % 2)
         })
         .collect();
-    let positions = produce(&kafka.brokers, input, &records).await?;
+    let positions = produce(&kafka, input, &records)?;
 
-    wait_all_committed(&kafka.brokers, "bad-group", input).await?;
-    let letters = wait_records(&kafka.brokers, dlq, cases.len()).await?;
-    host.stop().await?;
+    wait_all_committed(&kafka, "bad-group", input)?;
+    let letters = read_exactly_after(&kafka, dlq, cases.len())?;
+    host.stop()?;
 
     assert_eq!(
         letters.len(),
@@ -144,7 +138,7 @@ async fn failed_messages_are_dead_lettered_with_where_and_why() -> anyhow::Resul
         assert_eq!(header("burrow.tenant"), t, "{action}");
     }
     assert_eq!(
-        read_all(&kafka.brokers, forbidden).await?,
+        read_to_end(&kafka, forbidden)?,
         [],
         "an emit to a topic outside output_topics is never produced"
     );

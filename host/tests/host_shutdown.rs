@@ -4,9 +4,11 @@ mod host_support;
 
 use std::sync::{Arc, Mutex};
 
-use host_support::{
-    ConfigDir, Host, Kafka, Out, host_header, plugin_path, produce, wait_all_committed,
-};
+use burrow_e2e::broker::Broker;
+use burrow_e2e::config::{HostConfig, Tenant};
+use burrow_e2e::kafka::{Out, produce, wait_all_committed};
+use burrow_e2e::plugins::plugin_path;
+use host_support::Host;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
@@ -41,8 +43,8 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for Loud {
 
 /// A tenant that consumes, dead-letters and commits, then stops on request, logs nothing above
 /// INFO: in particular no rdkafka ERROR from closing its consumer twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clean_run_and_stop_logs_nothing_above_info() -> anyhow::Result<()> {
+#[test]
+fn a_clean_run_and_stop_logs_nothing_above_info() -> anyhow::Result<()> {
     let loud = Loud::default();
     // Installed before the helpers' own subscriber (theirs then finds one set); also takes
     // rdkafka's `log` records.
@@ -50,34 +52,26 @@ async fn a_clean_run_and_stop_logs_nothing_above_info() -> anyhow::Result<()> {
         .with(loud.clone())
         .try_init()?;
 
-    let kafka = Kafka::with_topics(&[("quiet-in", 2), ("quiet-dlq", 1)])?;
-    let dir = ConfigDir::new()?;
-    let plugin = plugin_path("chaos")?;
-    let config = format!(
-        r#"{header}
-[pool]
-commit_interval = "100ms"
-max_retries = 0
-
-[[tenant]]
-name = "quiet"
-group_id = "quiet-group"
-topics = ["quiet-in"]
-plugin = {plugin:?}
-on_failure = "dead-letter"
-dead_letter_topic = "quiet-dlq"
-"#,
-        header = host_header(&kafka.brokers),
+    let kafka = Broker::mock(&[("quiet-in", 2), ("quiet-dlq", 1)])?;
+    let dir = tempfile::tempdir()?;
+    let config = HostConfig::new(&kafka).pool("max_retries", 0u32).tenant(
+        Tenant::new(
+            "quiet",
+            "quiet-group",
+            &["quiet-in"],
+            &plugin_path("chaos")?,
+        )
+        .dead_letters("quiet-dlq"),
     );
-    let host = Host::start(&dir.write(&config)?)?;
+    let host = Host::start(&config.write(dir.path())?)?;
     let records = [
         Out::chaos("commit"),
         Out::chaos("fail"),
         Out::value("plain"),
     ];
-    produce(&kafka.brokers, "quiet-in", &records).await?;
-    wait_all_committed(&kafka.brokers, "quiet-group", "quiet-in").await?;
-    host.stop().await?;
+    produce(&kafka, "quiet-in", &records)?;
+    wait_all_committed(&kafka, "quiet-group", "quiet-in")?;
+    host.stop()?;
 
     let loud = loud.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // The dead letter is a permanent failure the pool reports at WARN: that one is expected.

@@ -73,19 +73,28 @@ pub struct HostConfig {
 
 impl HostConfig {
     /// A config for `broker` (its TLS options included) with fast commits (`100ms`), so tests
-    /// see progress without waiting, and `session.timeout.ms = 6000` so a killed member's
-    /// partitions move within seconds. The admin listener binds port 0; the process fixture
-    /// reads the port from the log.
+    /// see progress without waiting. The admin listener binds port 0; the process fixture reads
+    /// the port from the log.
+    ///
+    /// On a real broker, `session.timeout.ms = 6000` so a killed member's partitions move within
+    /// seconds. Not on the mock cluster: its tests run the host in-process and never kill a
+    /// member, and the host hands `[kafka.options]` to its producer too, which logs a warning
+    /// for each consumer-only property (a test may assert a clean run logs nothing above INFO).
     pub fn new(broker: &Broker) -> Self {
         let mut config = Self::for_bootstrap(&broker.bootstrap);
+        if !broker.is_mock() {
+            config = config
+                .kafka_option("session.timeout.ms", "6000")
+                .kafka_option("heartbeat.interval.ms", "500");
+        }
         for (key, value) in &broker.client_options {
             config = config.kafka_option(key, value);
         }
         config
     }
 
-    /// [`HostConfig::new`] for bootstrap servers that are not a [`Broker`] of the kit (say, one
-    /// nobody listens on, for a config that is only validated).
+    /// A config for bootstrap servers that are not a [`Broker`] of the kit (say, one nobody
+    /// listens on, for a config that is only validated), with fast commits (`100ms`).
     pub fn for_bootstrap(bootstrap: &str) -> Self {
         Self {
             brokers: bootstrap.to_owned(),
@@ -94,8 +103,6 @@ impl HostConfig {
             pool: Vec::new(),
             tenants: Vec::new(),
         }
-        .kafka_option("session.timeout.ms", "6000")
-        .kafka_option("heartbeat.interval.ms", "500")
         .pool("commit_interval", "100ms")
     }
 
@@ -151,10 +158,16 @@ impl HostConfig {
     /// Writes the file as `dir/burrow.toml` whole (write then rename, as a deployment tool
     /// would, so a running host never reads half a file); returns its path.
     pub fn write(&self, dir: &Path) -> anyhow::Result<PathBuf> {
-        let path = dir.join("burrow.toml");
-        write_atomically(&path, self.render().as_bytes())?;
-        Ok(path)
+        write_file(dir, &self.render())
     }
+}
+
+/// Writes `text` as `dir/burrow.toml` whole, like [`HostConfig::write`]: for a test that edits
+/// the rendered text (to break its syntax, say); returns its path.
+pub fn write_file(dir: &Path, text: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join("burrow.toml");
+    write_atomically(&path, text.as_bytes())?;
+    Ok(path)
 }
 
 /// Writes `bytes` to a sibling temp file, then renames it over `path`.

@@ -29,6 +29,15 @@ pub fn plugin_path(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A copy of plugin `name` in `dir`, as `file`: a test may overwrite it (a hot swap) without
+/// touching the built one.
+pub fn copy_plugin(name: &str, dir: &Path, file: &str) -> anyhow::Result<PathBuf> {
+    let (from, to) = (plugin_path(name)?, dir.join(file));
+    std::fs::copy(&from, &to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(to)
+}
+
 /// The short version the host reports for the plugin at `path` (first 12 hex digits of its
 /// sha256, as `burrow check` prints it), read from `burrow check`'s output.
 pub fn version_of(path: &Path) -> anyhow::Result<String> {
