@@ -11,33 +11,49 @@ use burrow_e2e::process::metric;
 use burrow_e2e::{wait_for, wait_until};
 use host_support::{Host, version_of};
 
-/// One passthrough tenant `name` on `{name}-in`, started in-process on the mock cluster `kafka`
-/// (kept in `dir`).
-fn start(kafka: &Broker, dir: &tempfile::TempDir, name: &str) -> anyhow::Result<Host> {
-    let tenant = Tenant::new(
-        name,
-        &format!("{name}-group"),
-        &[&format!("{name}-in")],
-        &plugin_path("passthrough")?,
-    )
-    .on_failure("skip");
-    Host::start(&HostConfig::new(kafka).tenant(tenant).write(dir.path())?)
+/// One passthrough tenant `name` on `{name}-in`, run in-process on a mock cluster of its own.
+struct Passthrough {
+    /// First, so it stops before the cluster it talks to goes.
+    host: Host,
+    /// Holds the config file.
+    _dir: tempfile::TempDir,
+    kafka: Broker,
+    name: String,
 }
 
-/// Produces `n` JSON objects to `topic`.
-fn produce_json(kafka: &Broker, topic: &str, n: u64) -> anyhow::Result<()> {
-    produce(kafka, topic, &numbered(0..n, None)).map(drop)
+impl Passthrough {
+    /// Starts the tenant on `partitions` partitions that hold `produced` JSON objects already.
+    fn start(name: &str, partitions: i32, produced: u64) -> anyhow::Result<Self> {
+        let input = format!("{name}-in");
+        let kafka = Broker::mock(&[(&input, partitions)])?;
+        produce(&kafka, &input, &numbered(0..produced, None))?;
+        let dir = tempfile::tempdir()?;
+        let plugin = plugin_path("passthrough")?;
+        let tenant = Tenant::new(name, &format!("{name}-group"), &[&input], &plugin);
+        let config = HostConfig::new(&kafka).tenant(tenant.on_failure("skip"));
+        Ok(Self {
+            host: Host::start(&config.write(dir.path())?)?,
+            _dir: dir,
+            kafka,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Produces `n` JSON objects and waits until the tenant has committed every one.
+    fn process(&self, n: u64) -> anyhow::Result<()> {
+        let (input, group) = (format!("{}-in", self.name), format!("{}-group", self.name));
+        produce(&self.kafka, &input, &numbered(0..n, None))?;
+        wait_all_committed(&self.kafka, &group, &input)
+    }
 }
 
 /// `/metrics` counts the tenant's processed messages exactly, says which plugin version runs,
 /// and has every `burrow_*` family of the pool and the tenant.
 #[test]
 fn metrics_count_processed_messages_and_name_the_plugin() -> anyhow::Result<()> {
-    let kafka = Broker::mock(&[("metrics-in", 2)])?;
-    let dir = tempfile::tempdir()?;
-    let host = start(&kafka, &dir, "metrics")?;
-    produce_json(&kafka, "metrics-in", 25)?;
-    wait_all_committed(&kafka, "metrics-group", "metrics-in")?;
+    let tenant = Passthrough::start("metrics", 2, 0)?;
+    tenant.process(25)?;
+    let host = tenant.host;
 
     let text = host.metrics()?;
     host.stop()?;
@@ -95,11 +111,9 @@ fn metrics_count_processed_messages_and_name_the_plugin() -> anyhow::Result<()> 
 /// queue. So the callback never fires.
 #[test]
 fn committed_offsets_reach_stats_and_metrics() -> anyhow::Result<()> {
-    let kafka = Broker::mock(&[("commits-in", 1)])?;
-    let dir = tempfile::tempdir()?;
-    let host = start(&kafka, &dir, "commits")?;
-    produce_json(&kafka, "commits-in", 12)?;
-    wait_all_committed(&kafka, "commits-group", "commits-in")?;
+    let tenant = Passthrough::start("commits", 1, 0)?;
+    tenant.process(12)?;
+    let host = tenant.host;
     let result = wait_until("/stats and /metrics to show offset 12 committed", || {
         let stats = host.tenant("commits")?;
         let in_stats = stats["pool"]["partitions"][0]["committed_offset"] == 12;
@@ -129,11 +143,9 @@ fn committed_offsets_reach_stats_and_metrics() -> anyhow::Result<()> {
 /// committed (librdkafka's statistics bring the high watermark every few seconds).
 #[test]
 fn metrics_report_consumer_lag() -> anyhow::Result<()> {
-    let kafka = Broker::mock(&[("lag-in", 1)])?;
-    let dir = tempfile::tempdir()?;
-    let host = start(&kafka, &dir, "lag")?;
-    produce_json(&kafka, "lag-in", 5)?;
-    wait_all_committed(&kafka, "lag-group", "lag-in")?;
+    let tenant = Passthrough::start("lag", 1, 0)?;
+    tenant.process(5)?;
+    let host = tenant.host;
     let wanted = r#"burrow_consumer_lag{partition="0",tenant="lag",topic="lag-in"} 0"#;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut text = String::new();
@@ -152,23 +164,29 @@ fn metrics_report_consumer_lag() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `/readyz` answers 503 naming the tenant until its partitions are assigned, then 200 — even
-/// when its topic is empty (a host starting on a quiet topic must still become ready).
-#[test]
-fn readyz_turns_ready_on_an_empty_topic_once_partitions_are_assigned() -> anyhow::Result<()> {
-    let kafka = Broker::mock(&[("ready-in", 2)])?;
-    let dir = tempfile::tempdir()?;
-    let host = start(&kafka, &dir, "ready")?;
-
-    // The group takes seconds to form: the first answer comes before any assignment.
+/// Fails unless the admin listener's first answer to `/readyz` is 503 naming `tenant` as not
+/// assigned yet (the group takes seconds to form: the first answer comes before any
+/// assignment).
+fn first_readyz_is_503_naming(host: &Host, tenant: &str) -> anyhow::Result<()> {
     let (code, body) = wait_for("the admin listener to answer", || {
         Ok(host.get("/readyz").ok())
     })?;
     assert_eq!(code, 503, "{body}");
     assert!(
-        body.contains("tenant ready has no partitions assigned yet"),
+        body.contains(&format!("tenant {tenant} has no partitions assigned yet")),
         "{body}"
     );
+    Ok(())
+}
+
+/// `/readyz` answers 503 naming the tenant until its partitions are assigned, then 200 — even
+/// when its topic is empty (a host starting on a quiet topic must still become ready).
+#[test]
+fn readyz_turns_ready_on_an_empty_topic_once_partitions_are_assigned() -> anyhow::Result<()> {
+    let tenant = Passthrough::start("ready", 2, 0)?;
+    let host = tenant.host;
+
+    first_readyz_is_503_naming(&host, "ready")?;
 
     wait_until("the tenant's first assignment", || {
         Ok(host.tenant("ready")?["pool"]["rebalances"].as_u64() >= Some(1))
@@ -182,20 +200,10 @@ fn readyz_turns_ready_on_an_empty_topic_once_partitions_are_assigned() -> anyhow
 /// tenant consumes its assigned partitions.
 #[test]
 fn readyz_turns_ready_once_the_tenant_consumes_its_partitions() -> anyhow::Result<()> {
-    let kafka = Broker::mock(&[("busy-in", 2)])?;
-    produce_json(&kafka, "busy-in", 10)?;
-    let dir = tempfile::tempdir()?;
-    let host = start(&kafka, &dir, "busy")?;
+    let tenant = Passthrough::start("busy", 2, 10)?;
+    let host = tenant.host;
 
-    // The group takes seconds to form: the first answer comes before any assignment.
-    let (code, body) = wait_for("the admin listener to answer", || {
-        Ok(host.get("/readyz").ok())
-    })?;
-    assert_eq!(code, 503, "{body}");
-    assert!(
-        body.contains("tenant busy has no partitions assigned yet"),
-        "{body}"
-    );
+    first_readyz_is_503_naming(&host, "busy")?;
 
     host.wait_ready()?;
     let (code, body) = host.get("/readyz")?;
@@ -213,11 +221,9 @@ fn readyz_turns_ready_once_the_tenant_consumes_its_partitions() -> anyhow::Resul
 /// `committed_offsets_reach_stats_and_metrics`).
 #[test]
 fn stats_show_each_tenants_pool_and_plugin_version() -> anyhow::Result<()> {
-    let kafka = Broker::mock(&[("stats-in", 2)])?;
-    let dir = tempfile::tempdir()?;
-    let host = start(&kafka, &dir, "stats")?;
-    produce_json(&kafka, "stats-in", 30)?;
-    wait_all_committed(&kafka, "stats-group", "stats-in")?;
+    let tenant = Passthrough::start("stats", 2, 0)?;
+    tenant.process(30)?;
+    let host = tenant.host;
 
     let stats = host.tenant("stats")?;
     host.stop()?;
