@@ -92,8 +92,12 @@ impl fmt::Debug for KafkaConfig {
 pub struct PoolSettings {
     /// Messages processed at once (each worker owns one plugin instance).
     pub workers: Option<usize>,
-    /// Messages fetched but not yet started; when full, the partitions feeding it pause.
+    /// Messages a tenant holds at once, in every state (queued, in flight, retrying, done above
+    /// a gap); a partition whose part is spent is not fetched until it frees some.
     pub job_queue_size: Option<usize>,
+    /// Bytes of the messages a tenant holds and has not finished (`"64MiB"`).
+    #[serde(default, deserialize_with = "units::opt_size")]
+    pub max_buffered_bytes: Option<ByteSize>,
     /// Commit at least this often (`"5s"`).
     #[serde(default, deserialize_with = "units::opt_duration")]
     pub commit_interval: Option<Duration>,
@@ -684,6 +688,7 @@ impl PoolSettings {
         PoolSettings {
             workers: self.workers.or(base.workers),
             job_queue_size: self.job_queue_size.or(base.job_queue_size),
+            max_buffered_bytes: self.max_buffered_bytes.or(base.max_buffered_bytes),
             commit_interval: self.commit_interval.or(base.commit_interval),
             commit_batch_size: self.commit_batch_size.or(base.commit_batch_size),
             max_consecutive_errors: self.max_consecutive_errors.or(base.max_consecutive_errors),
@@ -702,6 +707,9 @@ impl PoolSettings {
         pool::Config {
             num_workers: self.workers.unwrap_or(d.num_workers),
             job_queue_size: self.job_queue_size.unwrap_or(d.job_queue_size),
+            max_buffered_bytes: self
+                .max_buffered_bytes
+                .map_or(d.max_buffered_bytes, |b| b.as_u64()),
             commit_interval: self.commit_interval.unwrap_or(d.commit_interval),
             commit_batch_size: self.commit_batch_size.unwrap_or(d.commit_batch_size),
             max_consecutive_errors: self
@@ -745,6 +753,7 @@ impl PoolSettings {
         match key {
             "workers" => self.workers.is_some(),
             "job_queue_size" => self.job_queue_size.is_some(),
+            "max_buffered_bytes" => self.max_buffered_bytes.is_some(),
             "commit_interval" => self.commit_interval.is_some(),
             "commit_batch_size" => self.commit_batch_size.is_some(),
             "max_consecutive_errors" => self.max_consecutive_errors.is_some(),
@@ -878,6 +887,10 @@ mod units {
                 "invalid duration {text:?} ({e}); write it like \"5s\" or \"250ms\""
             ))
         })
+    }
+
+    pub fn opt_size<'de, D: Deserializer<'de>>(de: D) -> Result<Option<ByteSize>, D::Error> {
+        size(de).map(Some)
     }
 
     pub fn opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {

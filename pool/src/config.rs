@@ -27,9 +27,14 @@ pub enum Ordering {
 pub struct Config {
     /// Handlers running at once (each worker runs one message at a time).
     pub num_workers: usize,
-    /// Messages received but not started that the pool holds before it pauses the partitions
-    /// feeding it. Bounds memory however slow the handler is.
+    /// Messages the pool holds at once, in every state: fetched and queued, in flight, waiting
+    /// to retry, and done above a gap (an earlier offset of their partition not done yet). When
+    /// a partition's part is spent, the pool stops taking from that partition alone (see the
+    /// crate docs on flow). Bounds memory however slow the handler is.
     pub job_queue_size: usize,
+    /// Bytes (keys, values, headers) of the messages the pool holds and has not finished; the
+    /// second half of the bound, for large messages.
+    pub max_buffered_bytes: u64,
     /// Commit at least this often while offsets advance.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
@@ -60,7 +65,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             num_workers: 10,
-            job_queue_size: 1000,
+            job_queue_size: 10_000,
+            max_buffered_bytes: 64 << 20,
             commit_interval: Duration::from_secs(5),
             commit_batch_size: 1000,
             max_consecutive_errors: 10,
@@ -126,7 +132,12 @@ impl Config {
         bad(
             "job_queue_size",
             self.job_queue_size >= 1,
-            "must be at least 1: a zero queue pauses every partition forever",
+            "must be at least 1: with no room nothing is ever fetched",
+        );
+        bad(
+            "max_buffered_bytes",
+            self.max_buffered_bytes >= 1,
+            "must be at least 1 byte: with no room nothing is ever fetched",
         );
         bad(
             "commit_interval",
@@ -184,12 +195,17 @@ impl Config {
 mod tests {
     use super::*;
 
-    /// The defaults are the original Burrow's, and they are valid.
+    /// The defaults are the original Burrow's (but for the bound, sized for throughput), and
+    /// they are valid.
     #[test]
     fn defaults_match_burrow_and_validate() {
         let c = Config::default();
         assert_eq!(c.num_workers, 10);
-        assert_eq!(c.job_queue_size, 1000);
+        assert_eq!(
+            c.job_queue_size, 10_000,
+            "Burrow's 1000 starves a fast handler"
+        );
+        assert_eq!(c.max_buffered_bytes, 64 << 20);
         assert_eq!(c.commit_interval, Duration::from_secs(5));
         assert_eq!(c.commit_batch_size, 1000);
         assert_eq!(c.max_consecutive_errors, 10);
@@ -206,6 +222,7 @@ mod tests {
         let c = Config {
             num_workers: 0,
             job_queue_size: 0,
+            max_buffered_bytes: 0,
             commit_interval: Duration::ZERO,
             commit_batch_size: 0,
             max_consecutive_errors: 0,
@@ -223,6 +240,7 @@ mod tests {
             [
                 "num_workers",
                 "job_queue_size",
+                "max_buffered_bytes",
                 "commit_interval",
                 "commit_batch_size",
                 "max_consecutive_errors",

@@ -17,12 +17,12 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::backpressure::Backpressure;
 use super::dispatch::{Dispatch, Job};
 use super::handler::{FailureAction, Outcome};
 use super::stats::Shared;
 use super::{Config, HaltReason, PoolError};
-use crate::kafka::{Event, PoolContext, Tp};
+use crate::flow::{Credit, Flow};
+use crate::kafka::{Event, Message, PoolContext, Tp};
 use crate::offsets::PartitionOffsets;
 use crate::retry;
 
@@ -43,6 +43,9 @@ pub(crate) struct Completion {
 /// One assigned partition, for as long as this member owns it.
 struct Partition {
     offsets: PartitionOffsets,
+    /// Its part of the pool's bound, given back as messages leave; `None` for a partition the
+    /// poll thread does not meter (its records came through the main queue).
+    flow: Option<Arc<Flow>>,
     /// Tells this assignment's jobs from an earlier one's.
     epoch: u64,
     /// Jobs of this partition at a worker now; a revoke waits for them.
@@ -90,8 +93,8 @@ pub(crate) struct Coordinator {
     retry_rx: UnboundedReceiver<Job>,
     /// Parent of every partition's retry token: cancels all timers when the pool stops.
     retries: CancellationToken,
-    /// The queue bound, shared with the poll thread.
-    backpressure: Arc<Backpressure>,
+    /// The pool's bound, shared with the poll thread: what leaves the pool is given back here.
+    credit: Arc<Credit>,
     finished_since_commit: usize,
     /// Results of background commits. librdkafka does not report manual commit results through
     /// rust-rdkafka's commit callback, so each commit runs as a blocking call on its own thread
@@ -117,7 +120,7 @@ impl Coordinator {
         consumer: Arc<BaseConsumer<PoolContext>>,
         shared: Arc<Shared>,
         workers: Vec<mpsc::Sender<Job>>,
-        backpressure: Arc<Backpressure>,
+        credit: Arc<Credit>,
     ) -> Self {
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
         let (commits_tx, commits_rx) = mpsc::unbounded_channel();
@@ -138,7 +141,7 @@ impl Coordinator {
             retry_tx,
             retry_rx,
             retries: CancellationToken::new(),
-            backpressure,
+            credit,
             finished_since_commit: 0,
             consecutive_failures: 0,
             revokes: Vec::new(),
@@ -185,7 +188,6 @@ impl Coordinator {
             if self.finished_since_commit >= self.config.commit_batch_size {
                 self.commit(Trigger::Batch);
             }
-            self.apply_backpressure();
             self.publish_load();
         }
         self.drain(&mut events, &mut done).await;
@@ -243,10 +245,11 @@ impl Coordinator {
             .unwrap_or_else(Instant::now)
     }
 
-    fn new_partition(&mut self) -> Partition {
+    fn new_partition(&mut self, flow: Option<Arc<Flow>>) -> Partition {
         self.next_epoch += 1;
         Partition {
             offsets: PartitionOffsets::new(),
+            flow,
             epoch: self.next_epoch,
             in_flight: 0,
             retrying: 0,
@@ -258,33 +261,19 @@ impl Coordinator {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Message(message) => {
-                self.backpressure.taken();
-                if self.stopping {
-                    return;
+            Event::Messages(batch) => {
+                for message in batch {
+                    self.on_message(message);
                 }
-                let tp: Tp = (Arc::clone(&message.topic), message.partition);
-                if !self.partitions.contains_key(&tp) {
-                    let p = self.new_partition();
-                    self.partitions.insert(tp.clone(), p);
-                }
-                let Some(p) = self.partitions.get_mut(&tp) else {
-                    return;
-                };
-                if p.revoking || !p.offsets.track(message.offset) {
-                    return;
-                }
-                let epoch = p.epoch;
-                self.dispatch.push(Job {
-                    message,
-                    epoch,
-                    attempt: 0,
-                });
             }
-            Event::Assigned(tps) => {
+            Event::Assigned(assigned) => {
+                let tps: Vec<Tp> = assigned.iter().map(|(tp, _)| tp.clone()).collect();
                 self.shared.rebalanced();
                 self.shared.assigned(&tps);
-                self.backpressure.pause_new(&self.consumer, &tps);
+                for (tp, flow) in assigned {
+                    let p = self.new_partition(Some(flow));
+                    self.partitions.insert(tp, p);
+                }
             }
             Event::Revoke { partitions, done } => {
                 self.shared.rebalanced();
@@ -309,6 +298,32 @@ impl Coordinator {
                     .get_or_insert(HaltReason::ConsumerStopped { reason });
             }
         }
+    }
+
+    /// Tracks and queues a fetched record; one refused (the pool is stopping, its partition is
+    /// being revoked, or its offset is not above the last one tracked) gives its credit back.
+    fn on_message(&mut self, message: Arc<Message>) {
+        let tp: Tp = (Arc::clone(&message.topic), message.partition);
+        if !self.partitions.contains_key(&tp) {
+            let p = self.new_partition(None);
+            self.partitions.insert(tp.clone(), p);
+        }
+        let Some(p) = self.partitions.get_mut(&tp) else {
+            return;
+        };
+        if self.stopping || p.revoking || !p.offsets.track(message.offset) {
+            if let Some(flow) = &p.flow {
+                self.credit.release_bytes(flow, message.weight());
+                self.credit.release_messages(flow, 1);
+            }
+            return;
+        }
+        let epoch = p.epoch;
+        self.dispatch.push(Job {
+            message,
+            epoch,
+            attempt: 0,
+        });
     }
 
     /// The partition a job belongs to, if the job is not stale.
@@ -387,10 +402,18 @@ impl Coordinator {
         retry::schedule(job, delay, retry_tx, cancel);
     }
 
+    /// Marks a job done: its bytes are freed at once, its place in the bound once the done
+    /// prefix passes it.
     fn mark_done(&mut self, job: &Job) {
         let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
         if let Some(p) = self.partitions.get_mut(&tp) {
+            let before = p.offsets.held() + p.offsets.pending();
             p.offsets.mark_done(job.message.offset);
+            let left = before - (p.offsets.held() + p.offsets.pending());
+            if let Some(flow) = &p.flow {
+                self.credit.release_bytes(flow, job.message.weight());
+                self.credit.release_messages(flow, left);
+            }
         }
         self.dispatch.finish(&job.message);
         self.finished_since_commit += 1;
@@ -434,15 +457,6 @@ impl Coordinator {
                     return;
                 }
             }
-        }
-    }
-
-    /// Pauses every assigned partition when the queue is full; resumes at half full.
-    fn apply_backpressure(&mut self) {
-        let queued = self.dispatch.queued();
-        self.backpressure.set_queued(queued);
-        if let Some(paused) = self.backpressure.update(&self.consumer) {
-            tracing::debug!(queued, paused, "backpressure");
         }
     }
 

@@ -45,17 +45,18 @@
 //!
 //! - [`kafka`] — the consumer, its rebalance callbacks and the poll thread, which forwards
 //!   records and rebalances to the coordinator; the [`Message`] handlers read.
+//! - `flow` — the bound on what the pool holds, per partition: the poll thread takes from a
+//!   partition's own queue only while it has credit; nothing is paused, nothing refetched.
 //! - `coordinator` — one task that tracks offsets ([`offsets`]), orders and queues jobs
-//!   (`dispatch`), hands them to idle workers, pauses partitions when the queue is full
-//!   (`backpressure`), and commits.
+//!   (`dispatch`), hands them to idle workers, gives credit back, and commits.
 //! - `handler` — the user's function or [`Handler`], one attempt at a time; [`retry`] parks a
 //!   retry on a timer without holding a worker.
 //! - `stats` and [`metrics`] — what [`Pool::stats`] and Prometheus report.
 
-mod backpressure;
 mod config;
 mod coordinator;
 mod dispatch;
+mod flow;
 mod handler;
 pub mod kafka;
 pub mod metrics;
@@ -80,13 +81,14 @@ use tokio::sync::mpsc;
 pub use self::config::{Config, ConfigError, FieldError, Ordering};
 use self::coordinator::{Completion, Coordinator};
 use self::dispatch::Job;
+use self::flow::Credit;
 pub use self::handler::{BoxError, Failure, FailureAction, Handler, Permanent, ProcessError};
 use self::handler::{ByFn, ByHandler, Work, run_attempt};
 use self::stats::Shared;
 pub use self::stats::{PartitionStats, Stats, StatsHandle};
+use crate::kafka::Link;
 pub use crate::kafka::{Consumer, Header, Message};
 use crate::metrics::Metrics;
-pub(crate) use backpressure::Backpressure;
 
 /// Why `run` stopped on its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -287,18 +289,25 @@ impl Pool {
         }
         let context = Arc::clone(self.consumer.inner().context());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        context.attach(events_tx.clone());
+        let credit = Arc::new(Credit::new(
+            self.config.job_queue_size,
+            usize::try_from(self.config.max_buffered_bytes).unwrap_or(usize::MAX),
+        ));
+        let link = Link {
+            events: events_tx,
+            credit: Arc::clone(&credit),
+        };
+        context.attach(link.clone(), self.consumer.inner());
         let stop = Arc::new(AtomicBool::new(false));
         // If this future is dropped before it finishes (a caller's `select!`, a runtime shutting
         // down), the poll thread must still stop: it would otherwise poll forever.
         let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
-        let backpressure = Arc::new(Backpressure::new(self.config.job_queue_size));
         let poller = crate::kafka::spawn_poller(crate::kafka::Poller {
             consumer: self.consumer.shared(),
-            link: events_tx,
+            link,
             stop: Arc::clone(&stop),
             close_timeout: self.config.shutdown_timeout,
-            backpressure: Arc::clone(&backpressure),
+            credit: Arc::clone(&credit),
         });
         let poller = match poller {
             Ok(ended) => ended,
@@ -329,7 +338,7 @@ impl Pool {
             self.consumer.shared(),
             Arc::clone(&self.shared),
             senders,
-            backpressure,
+            credit,
         );
         let result = coordinator.run(shutdown, events_rx, done_rx).await;
         // Everything safe is committed: let the poll thread leave the group without waiting

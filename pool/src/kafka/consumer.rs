@@ -3,28 +3,31 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message as _, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Message;
 use super::client_log::LogLimiter;
-use crate::Backpressure;
+use crate::flow::{Credit, Flow};
 
 /// A topic-partition, with the topic name shared.
 pub(crate) type Tp = (Arc<str>, i32);
 
 /// What the poll thread tells the pool's coordinator.
 pub(crate) enum Event {
-    /// A fetched record.
-    Message(Arc<Message>),
-    /// Partitions were assigned to this member.
-    Assigned(Vec<Tp>),
+    /// Fetched records, in offset order within each partition: one channel operation per round
+    /// of the poll loop, not per record.
+    Messages(Vec<Arc<Message>>),
+    /// Partitions were assigned to this member, each with its part of the pool's bound.
+    Assigned(Vec<(Tp, Arc<Flow>)>),
     /// Partitions are being revoked. The poll thread (and so the rebalance) waits until `done`
     /// is signalled, or dropped, by the coordinator.
     Revoke {
@@ -41,11 +44,41 @@ pub(crate) enum Event {
     },
 }
 
-/// Where the context sends events while a pool runs.
-pub(crate) type Link = UnboundedSender<Event>;
+/// What the context knows of the pool while it runs: where events go, and the bound that
+/// newly assigned partitions join.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub(crate) events: UnboundedSender<Event>,
+    pub(crate) credit: Arc<Credit>,
+}
 
-/// How long `poll` blocks, so the poll thread notices a stop request promptly.
+impl Link {
+    /// Sends to the coordinator; `Err` once it is gone.
+    pub(crate) fn send(&self, event: Event) -> Result<(), ()> {
+        self.events.send(event).map_err(|_| ())
+    }
+}
+
+/// How long leaving the group polls at a time.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How long the poll loop sleeps when it found nothing to do. A partition queue that gets data
+/// wakes it at once (its non-empty callback), and so does credit coming back to a partition it
+/// left; this bounds how late a rebalance or a stop request is seen.
+const IDLE_WAIT: Duration = Duration::from_millis(5);
+
+/// Most records taken from one partition queue in one round, so one busy partition does not
+/// delay the others' turn (or the main queue's rebalances) for long.
+const ROUND_PER_PARTITION: usize = 1024;
+
+/// Most events served from the main queue in one round.
+const ROUND_MAIN: usize = 1024;
+
+/// One assigned partition's own queue, split off the consumer's main queue, and its credit.
+struct Feed {
+    queue: PartitionQueue<PoolContext>,
+    flow: Arc<Flow>,
+}
 
 /// The consumer context of a pool consumer: wires rebalances into the pool.
 pub struct PoolContext {
@@ -56,6 +89,11 @@ pub struct PoolContext {
     stats: std::sync::OnceLock<Arc<crate::stats::Shared>>,
     /// librdkafka's log lines and errors go through it (an unreachable broker floods them).
     log: LogLimiter,
+    /// The consumer this is the context of, to split partition queues off it on assignment.
+    consumer: OnceLock<Weak<BaseConsumer<PoolContext>>>,
+    /// The partition queues of the assignment, while a pool runs; read by the poll thread only
+    /// (the rebalance callbacks run on it too), so the lock is never contended.
+    feeds: Mutex<HashMap<Tp, Feed>>,
     /// Test-only fault injection: when set, the poll thread panics at its next turn, as it did
     /// on a non-UTF-8 header name before [`Message`] read names without rdkafka's unwrap.
     #[cfg(any(test, feature = "fault-injection"))]
@@ -68,6 +106,8 @@ impl Default for PoolContext {
             link: Mutex::default(),
             stats: std::sync::OnceLock::new(),
             log: LogLimiter::new("consumer"),
+            consumer: OnceLock::new(),
+            feeds: Mutex::default(),
             #[cfg(any(test, feature = "fault-injection"))]
             panic_in_poll: AtomicBool::new(false),
         }
@@ -101,20 +141,22 @@ impl ClientContext for PoolContext {
 }
 
 impl ConsumerContext for PoolContext {
+    /// Splits each assigned partition's queue off the main queue *before* rdkafka applies the
+    /// assignment: librdkafka then never forwards that partition's records to the main queue,
+    /// so no older record can arrive there after newer ones were taken from the split queue.
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         tracing::debug!(?rebalance, "pre-rebalance");
         match rebalance {
-            Rebalance::Revoke(tpl) => self.hand_over_revoke(tpl),
-            Rebalance::Assign(_) => {}
+            Rebalance::Revoke(tpl) => {
+                self.hand_over_revoke(tpl);
+                self.drop_feeds(&partitions(tpl));
+            }
+            Rebalance::Assign(tpl) => {
+                if let Some(link) = self.link() {
+                    self.split(&link, &partitions(tpl));
+                }
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance
-            && let Some(link) = self.link()
-        {
-            let _ = link.send(Event::Assigned(partitions(tpl)));
         }
     }
 }
@@ -164,12 +206,79 @@ impl PoolContext {
         );
     }
 
-    pub(crate) fn attach(&self, link: Link) {
-        *self.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(link);
+    /// Connects a starting pool. Partitions assigned already (by hand, or before `run`) get
+    /// their own queues now; records they fetched before are still in the main queue, which
+    /// the poll loop serves first, so they reach the pool before any later record.
+    pub(crate) fn attach(&self, link: Link, consumer: &BaseConsumer<PoolContext>) {
+        *self.link.lock().unwrap_or_else(PoisonError::into_inner) = Some(link.clone());
+        match consumer.assignment() {
+            Ok(tpl) if tpl.count() > 0 => self.split(&link, &partitions(&tpl)),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the assignment"),
+        }
     }
 
+    /// Disconnects the pool. The partition queues go too: they hold the consumer (a cycle
+    /// otherwise), and a partition whose queue is dropped while assigned only strands records
+    /// that are not committed, so the next owner reads them.
     pub(crate) fn detach(&self) {
-        *self.link.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let link = self
+            .link
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let feeds = std::mem::take(&mut *self.feeds());
+        if let Some(link) = link {
+            for feed in feeds.values() {
+                link.credit.leave(&feed.flow);
+            }
+        }
+    }
+
+    fn feeds(&self) -> MutexGuard<'_, HashMap<Tp, Feed>> {
+        self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives each partition its own queue and its part of the bound, and tells the pool.
+    fn split(&self, link: &Link, tps: &[Tp]) {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let mut assigned = Vec::with_capacity(tps.len());
+        let mut feeds = self.feeds();
+        for tp in tps {
+            let Some(mut queue) = consumer.split_partition_queue(&tp.0, tp.1) else {
+                // Only an invalid topic name gets here; its records stay on the main queue.
+                tracing::warn!(topic = %tp.0, partition = tp.1, "cannot split the partition's queue");
+                continue;
+            };
+            let credit = Arc::clone(&link.credit);
+            queue.set_nonempty_callback(move || credit.wake());
+            let flow = link.credit.join();
+            if let Some(old) = feeds.insert(
+                tp.clone(),
+                Feed {
+                    queue,
+                    flow: Arc::clone(&flow),
+                },
+            ) {
+                link.credit.leave(&old.flow);
+            }
+            assigned.push((tp.clone(), flow));
+        }
+        drop(feeds);
+        let _ = link.send(Event::Assigned(assigned));
+    }
+
+    /// Forgets revoked partitions' queues and gives back their credit.
+    fn drop_feeds(&self, tps: &[Tp]) {
+        let credit = self.link().map(|l| l.credit);
+        let mut feeds = self.feeds();
+        for tp in tps {
+            if let (Some(feed), Some(credit)) = (feeds.remove(tp), &credit) {
+                credit.leave(&feed.flow);
+            }
+        }
     }
 }
 
@@ -217,9 +326,25 @@ impl Consumer {
             .get("max.poll.interval.ms")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_MAX_POLL_INTERVAL_MS);
+        // Each partition has its own queue (see `crate::flow`): when the pool leaves one alone
+        // for lack of credit, librdkafka stops fetching it at these limits and fetches again
+        // soon after the pool takes from it. librdkafka's defaults are per partition with split
+        // queues (64 MiB, 100,000 messages, a 1 s back-off): too much memory over many
+        // partitions, and a second of idle after each pause. An operator's own values win.
+        for (key, value) in [
+            ("queued.max.messages.kbytes", "16384"),
+            ("queued.min.messages", "20000"),
+            ("fetch.queue.backoff.ms", "5"),
+        ] {
+            if config.get(key).is_none() {
+                config.set(key, value);
+            }
+        }
         let inner: BaseConsumer<PoolContext> = config.create_with_context(PoolContext::default())?;
+        let inner = Arc::new(inner);
+        let _ = inner.context().consumer.set(Arc::downgrade(&inner));
         Ok(Self {
-            inner: Arc::new(inner),
+            inner,
             auto_commit,
             max_poll_interval: Duration::from_millis(max_poll_ms),
             used: AtomicBool::new(false),
@@ -265,8 +390,8 @@ pub(crate) struct Poller {
     pub(crate) stop: Arc<AtomicBool>,
     /// How long leaving the group may take.
     pub(crate) close_timeout: Duration,
-    /// Shared with the coordinator: the poll thread pauses partitions too.
-    pub(crate) backpressure: Arc<Backpressure>,
+    /// The pool's bound: the poll thread takes from a partition only while it has credit.
+    pub(crate) credit: Arc<Credit>,
 }
 
 /// Starts the poll thread: a dedicated, named OS thread, not tokio's blocking pool, which
@@ -287,10 +412,11 @@ pub(crate) fn spawn_poller(poller: Poller) -> std::io::Result<tokio::sync::onesh
                 link,
                 stop,
                 close_timeout,
-                backpressure,
+                credit,
             } = poller;
+            credit.set_poller(std::thread::current());
             let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                receive(&consumer, &link, &stop, &backpressure)
+                receive(&consumer, &link, &stop, &credit)
             }));
             let failure = match received {
                 Ok(Ok(())) => None,
@@ -327,46 +453,111 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
 
 /// Polls until `stop` is set (or the coordinator is gone), forwarding records. `Err` says why
 /// fetching cannot go on.
+///
+/// Each round serves the main queue first (rebalances, errors, and records of partitions not
+/// split yet, which are older than anything in their split queue), then takes from each
+/// partition queue as much as its credit allows, and hands the round's records over at once.
+/// With nothing to do it sleeps until a partition queue gets data, credit comes back, or
+/// [`IDLE_WAIT`] passes.
 fn receive(
     consumer: &BaseConsumer<PoolContext>,
     link: &Link,
     stop: &AtomicBool,
-    backpressure: &Backpressure,
+    credit: &Credit,
 ) -> Result<(), String> {
+    let context = consumer.context();
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+    let mut batch: Vec<Arc<Message>> = Vec::new();
     while !stop.load(AtomicOrdering::Acquire) {
         #[cfg(any(test, feature = "fault-injection"))]
-        consumer.context().fault_point();
-        match consumer.poll(POLL_TIMEOUT) {
-            None => {}
-            Some(Ok(m)) => {
-                let topic = topics
-                    .entry(m.topic().to_owned())
-                    .or_insert_with(|| Arc::from(m.topic()))
-                    .clone();
-                let message = Arc::new(Message::from_borrowed(&m, topic));
-                backpressure.handed_over();
-                if link.send(Event::Message(message)).is_err() {
-                    break;
+        context.fault_point();
+        let mut progressed = false;
+        for _ in 0..ROUND_MAIN {
+            match consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(m)) => {
+                    progressed = true;
+                    let topic = topics
+                        .entry(m.topic().to_owned())
+                        .or_insert_with(|| Arc::from(m.topic()))
+                        .clone();
+                    let flow = context
+                        .feeds()
+                        .get(&(Arc::clone(&topic), m.partition()))
+                        .map(|f| Arc::clone(&f.flow));
+                    batch.push(take(&m, topic, flow.as_deref(), credit));
                 }
-                // Pause here too: a coordinator slow to run must not let the backlog overshoot.
-                if backpressure.pause_if_full(consumer) {
-                    tracing::debug!("backpressure: paused by the poll thread");
+                Some(Err(e)) => {
+                    // A fatal error (e.g. a fenced static member) ends this consumer for good:
+                    // every later poll fails the same way. (Untested: librdkafka's own
+                    // fatal-error test hook, `rd_kafka_test_fatal_error`, on a consumer makes
+                    // its later destroy hang in librdkafka 2.12.1, so no test can run this path
+                    // to the end.)
+                    if let Some((code, reason)) = consumer.client().fatal_error() {
+                        return Err(format!("fatal consumer error: {code:?}: {reason}"));
+                    }
+                    context.log.consumer_error(&e);
                 }
             }
-            Some(Err(e)) => {
-                // A fatal error (e.g. a fenced static member) ends this consumer for good:
-                // every later poll fails the same way. (Untested: librdkafka's own fatal-error
-                // test hook, `rd_kafka_test_fatal_error`, on a consumer makes its later destroy
-                // hang in librdkafka 2.12.1, so no test can run this path to the end.)
-                if let Some((code, reason)) = consumer.client().fatal_error() {
-                    return Err(format!("fatal consumer error: {code:?}: {reason}"));
-                }
-                consumer.context().log.consumer_error(&e);
+        }
+        {
+            let feeds = context.feeds();
+            for (tp, feed) in feeds.iter() {
+                progressed |= take_from(tp, feed, credit, &mut batch, &context.log);
             }
+        }
+        if !batch.is_empty()
+            && link
+                .send(Event::Messages(std::mem::take(&mut batch)))
+                .is_err()
+        {
+            break;
+        }
+        if !progressed {
+            std::thread::park_timeout(IDLE_WAIT);
         }
     }
     Ok(())
+}
+
+/// Takes what `feed`'s credit allows, up to [`ROUND_PER_PARTITION`]; whether it took anything.
+fn take_from(
+    tp: &Tp,
+    feed: &Feed,
+    credit: &Credit,
+    batch: &mut Vec<Arc<Message>>,
+    log: &LogLimiter,
+) -> bool {
+    let allowed = credit.allowance(&feed.flow).min(ROUND_PER_PARTITION);
+    let mut taken = 0;
+    while taken < allowed {
+        match feed.queue.poll(Duration::ZERO) {
+            None => break,
+            Some(Ok(m)) => {
+                batch.push(take(&m, Arc::clone(&tp.0), Some(&feed.flow), credit));
+                taken += 1;
+                if !credit.bytes_allow(&feed.flow, credit.partitions()) {
+                    break;
+                }
+            }
+            Some(Err(e)) => log.consumer_error(&e),
+        }
+    }
+    taken > 0
+}
+
+/// Copies a record out of librdkafka and counts it against its partition's credit.
+fn take(
+    m: &BorrowedMessage<'_>,
+    topic: Arc<str>,
+    flow: Option<&Flow>,
+    credit: &Credit,
+) -> Arc<Message> {
+    let message = Message::from_borrowed(m, topic);
+    if let Some(flow) = flow {
+        credit.took(flow, message.weight());
+    }
+    Arc::new(message)
 }
 
 /// Leaves the group, waiting up to `close_timeout` for the revoke of every assigned partition.

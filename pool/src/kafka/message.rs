@@ -60,6 +60,17 @@ impl Message {
         }
     }
 
+    /// The bytes this message holds (key, value, headers): what it counts against
+    /// `max_buffered_bytes`.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len) + headers
+    }
+
     /// Copies a fetched record; `topic` is the interned topic name (one allocation per topic).
     pub(crate) fn from_borrowed(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
         Self {

@@ -43,6 +43,18 @@ impl Cluster {
         self.produce_in(n, 1, true);
     }
 
+    /// Produces `n` messages round-robin over the partitions, each value `size` bytes.
+    pub fn produce_sized(&self, n: usize, size: usize) {
+        let records: Vec<Out> = (0..n)
+            .map(|i| {
+                let partition = i32::try_from(i).expect("small") % self.partitions;
+                Out::value(vec![b'x'; size]).partition(partition)
+            })
+            .collect();
+        kafka::produce_opts(&self.broker, TOPIC, &records, &ProduceOptions::default())
+            .expect("produce");
+    }
+
     fn produce_in(&self, n: usize, keys: usize, batch_each: bool) {
         let records: Vec<Out> = (0..n)
             .map(|i| {
