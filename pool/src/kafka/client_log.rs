@@ -113,41 +113,21 @@ impl LogLimiter {
         }
     }
 
-    /// Routes one librdkafka log line (rdkafka's level mapping), rate-limited.
+    /// Routes one librdkafka log line (see [`route`]), rate-limited.
     pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        let failed = matches!(
-            level,
-            RDKafkaLogLevel::Emerg
-                | RDKafkaLogLevel::Alert
-                | RDKafkaLogLevel::Critical
-                | RDKafkaLogLevel::Error
-        );
-        if facility == "FAIL" && failed {
-            // A broker connection failed; librdkafka retries it.
-            let line = format!("broker unreachable: {message}; retrying");
-            if let Some(text) = self.text(&line) {
-                tracing::warn!(target: "librdkafka", client = self.client, "{text}");
-            }
-            return;
-        }
-        let line = format!("{facility} {message}");
+        let (level, line) = route(level, facility, message);
         let Some(text) = self.text(&line) else { return };
         match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
+            tracing::Level::ERROR => {
                 tracing::error!(target: "librdkafka", client = self.client, "{text}")
             }
-            RDKafkaLogLevel::Warning => {
+            tracing::Level::WARN => {
                 tracing::warn!(target: "librdkafka", client = self.client, "{text}")
             }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", client = self.client, "{text}");
+            tracing::Level::INFO => {
+                tracing::info!(target: "librdkafka", client = self.client, "{text}")
             }
-            RDKafkaLogLevel::Debug => {
-                tracing::debug!(target: "librdkafka", client = self.client, "{text}")
-            }
+            _ => tracing::debug!(target: "librdkafka", client = self.client, "{text}"),
         }
     }
 
@@ -182,6 +162,46 @@ impl LogLimiter {
             Verdict::Suppress => None,
         }
     }
+}
+
+/// The level and text a librdkafka log line is logged with: rdkafka's level mapping, but
+///
+/// - a failed broker connection (facility `FAIL`) is one WARN naming the broker and the cause:
+///   librdkafka retries it (see the module docs);
+/// - a property ignored because it belongs to the other kind of client (`CONFWARN ... is a
+///   consumer property and will be ignored by this producer instance`) is DEBUG: the host
+///   builds its consumers and its producer from one `[kafka.options]` table on purpose, so the
+///   warning says nothing an operator can act on. A property no client knows is still an error
+///   (the config check refuses it).
+pub fn route(level: RDKafkaLogLevel, facility: &str, message: &str) -> (tracing::Level, String) {
+    let failed = matches!(
+        level,
+        RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+    );
+    if facility == "FAIL" && failed {
+        return (
+            tracing::Level::WARN,
+            format!("broker unreachable: {message}; retrying"),
+        );
+    }
+    let line = format!("{facility} {message}");
+    let other_clients = facility == "CONFWARN"
+        && (message.contains("is a consumer property and will be ignored by this producer")
+            || message.contains("is a producer property and will be ignored by this consumer"));
+    let level = match level {
+        _ if other_clients => tracing::Level::DEBUG,
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::Level::ERROR,
+        RDKafkaLogLevel::Warning => tracing::Level::WARN,
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::Level::INFO,
+        RDKafkaLogLevel::Debug => tracing::Level::DEBUG,
+    };
+    (level, line)
 }
 
 /// Whether `error` says a broker cannot be reached (librdkafka retries by itself).
@@ -236,6 +256,33 @@ mod tests {
 
     const REFUSED: &str = "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: \
                            Connection refused (after 0ms in state CONNECT)";
+
+    /// A consumer property in the shared options table does not make the producer warn (nor the
+    /// reverse); other configuration warnings still do, and a failed connection is one WARN.
+    #[test]
+    fn properties_of_the_other_client_are_not_warnings() {
+        let ignored = "Configuration property session.timeout.ms is a consumer property and \
+                       will be ignored by this producer instance";
+        assert_eq!(
+            route(RDKafkaLogLevel::Warning, "CONFWARN", ignored).0,
+            tracing::Level::DEBUG
+        );
+        let ignored = "Configuration property linger.ms is a producer property and will be \
+                       ignored by this consumer instance";
+        assert_eq!(
+            route(RDKafkaLogLevel::Warning, "CONFWARN", ignored).0,
+            tracing::Level::DEBUG
+        );
+        let other = "Configuration property ssl.ca.location is ignored because \
+                     security.protocol is not ssl";
+        assert_eq!(
+            route(RDKafkaLogLevel::Warning, "CONFWARN", other).0,
+            tracing::Level::WARN
+        );
+        let (level, line) = route(RDKafkaLogLevel::Error, "FAIL", REFUSED);
+        assert_eq!(level, tracing::Level::WARN);
+        assert!(line.starts_with("broker unreachable: 127.0.0.1:1/bootstrap"));
+    }
 
     /// A line repeated many times a second is logged once, then summarised at most once per
     /// window with the exact count held back; lines differing only in digits count as one.
