@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
@@ -18,8 +20,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::{Dispatch, Job};
-use super::handler::{FailureAction, Outcome};
+use super::handler::{FailureAction, Outcome, Work};
 use super::stats::Shared;
+use super::worker::{self, Completion};
 use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow};
 use crate::kafka::{Event, Message, PoolContext, Tp};
@@ -30,14 +33,6 @@ use crate::retry;
 pub(crate) struct Committed {
     offsets: Vec<(Tp, i64)>,
     result: KafkaResult<()>,
-}
-
-/// What a worker sends back after one attempt.
-pub(crate) struct Completion {
-    pub(crate) worker: usize,
-    pub(crate) job: Job,
-    pub(crate) outcome: Outcome,
-    pub(crate) took: Duration,
 }
 
 /// One assigned partition, for as long as this member owns it.
@@ -77,15 +72,14 @@ enum Trigger {
     Interval,
 }
 
-pub(crate) struct Coordinator {
+pub(crate) struct Coordinator<W> {
     config: Config,
     consumer: Arc<BaseConsumer<PoolContext>>,
     shared: Arc<Shared>,
     partitions: HashMap<Tp, Partition>,
     dispatch: Dispatch,
-    /// One capacity-1 channel per worker; a worker is sent a job only when it is idle.
-    workers: Vec<mpsc::Sender<Job>>,
-    idle: Vec<usize>,
+    /// The idle workers' handlers; a busy worker's handler is inside its running call.
+    idle: Vec<W>,
     busy: usize,
     retrying: usize,
     /// Retry timers hand jobs back here.
@@ -114,12 +108,12 @@ pub(crate) struct Coordinator {
     halt: Option<HaltReason>,
 }
 
-impl Coordinator {
+impl<W: Work> Coordinator<W> {
     pub(crate) fn new(
         config: Config,
         consumer: Arc<BaseConsumer<PoolContext>>,
         shared: Arc<Shared>,
-        workers: Vec<mpsc::Sender<Job>>,
+        handlers: Vec<W>,
         credit: Arc<Credit>,
     ) -> Self {
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
@@ -130,12 +124,11 @@ impl Coordinator {
             committing: false,
             commit_again: false,
             dispatch: Dispatch::new(config.ordering),
-            idle: (0..workers.len()).rev().collect(),
             config,
             consumer,
             shared,
             partitions: HashMap::new(),
-            workers,
+            idle: handlers,
             busy: 0,
             retrying: 0,
             retry_tx,
@@ -156,9 +149,10 @@ impl Coordinator {
         mut self,
         shutdown: impl Future<Output = ()>,
         mut events: UnboundedReceiver<Event>,
-        mut done: UnboundedReceiver<Completion>,
     ) -> Result<(), PoolError> {
         tokio::pin!(shutdown);
+        // The workers' calls in progress (see `crate::worker`).
+        let mut running = FuturesUnordered::new();
         let period = self.config.commit_interval;
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -167,7 +161,13 @@ impl Coordinator {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(c) = done.recv() => self.on_completion(c),
+                Some(done) = running.next(), if !running.is_empty() => {
+                    self.on_done(done);
+                    // Every other call finished by now is taken in the same turn.
+                    while let Some(Some(done)) = running.next().now_or_never() {
+                        self.on_done(done);
+                    }
+                }
                 event = events.recv() => match event {
                     Some(event) => self.on_event(event),
                     // The poll thread holds a sender until it ends, and says why if it ends
@@ -184,13 +184,15 @@ impl Coordinator {
                 () = tokio::time::sleep_until(revoke_deadline), if !self.revokes.is_empty() => {}
             }
             self.finish_revokes(false).await;
-            self.start_jobs();
+            for (handler, job) in self.start_jobs() {
+                running.push(worker::attempt(handler, job, self.config.max_retries));
+            }
             if self.finished_since_commit >= self.config.commit_batch_size {
                 self.commit(Trigger::Batch);
             }
             self.publish_load();
         }
-        self.drain(&mut events, &mut done).await;
+        self.drain(&mut events, &mut running).await;
         let committed = self.commit_all().await;
         self.publish_load();
         match self.halt.take() {
@@ -206,10 +208,10 @@ impl Coordinator {
 
     /// Stops starting work, drops queued jobs and retries, and waits for in-flight ones up to
     /// `shutdown_timeout`, still serving revokes meanwhile.
-    async fn drain(
+    async fn drain<F: Future<Output = (W, Completion)>>(
         &mut self,
         events: &mut UnboundedReceiver<Event>,
-        done: &mut UnboundedReceiver<Completion>,
+        running: &mut FuturesUnordered<F>,
     ) {
         tracing::debug!(in_flight = self.busy, "draining");
         self.stopping = true;
@@ -224,7 +226,7 @@ impl Coordinator {
         while self.busy > 0 {
             let revoke_deadline = self.next_revoke_deadline();
             tokio::select! {
-                Some(c) = done.recv() => self.on_completion(c),
+                Some(done) = running.next(), if !running.is_empty() => self.on_done(done),
                 Some(event) = events.recv() => self.on_event(event),
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(in_flight = self.busy, "shutdown timeout: in-flight messages abandoned, they will be redelivered");
@@ -334,9 +336,14 @@ impl Coordinator {
             .filter(|p| p.epoch == job.epoch)
     }
 
+    /// A worker's call ended: its handler is idle again.
+    fn on_done(&mut self, (handler, completion): (W, Completion)) {
+        self.idle.push(handler);
+        self.on_completion(completion);
+    }
+
     fn on_completion(&mut self, c: Completion) {
         self.busy -= 1;
-        self.idle.push(c.worker);
         let job = c.job;
         // `None` for a stale job (its partition was revoked, maybe reassigned, meanwhile):
         // its outcome is counted but never touches the current offsets.
@@ -432,32 +439,27 @@ impl Coordinator {
         self.dispatch.retry(job);
     }
 
-    /// Hands ready jobs to idle workers.
-    fn start_jobs(&mut self) {
+    /// Pairs ready jobs with idle workers' handlers, to be started.
+    fn start_jobs(&mut self) -> Vec<(W, Job)> {
+        let mut started = Vec::new();
         if self.stopping || self.halt.is_some() {
-            return;
+            return started;
         }
-        while let Some(&worker) = self.idle.last() {
+        while !self.idle.is_empty() {
             let Some(job) = self.dispatch.pop() else {
-                return;
+                break;
             };
+            // A job whose partition was revoked meanwhile is dropped, not started.
             let Some(p) = self.partition_of(&job) else {
                 continue;
             };
             p.in_flight += 1;
-            match self.workers[worker].try_send(job) {
-                Ok(()) => {
-                    self.idle.pop();
-                    self.busy += 1;
-                }
-                Err(_) => {
-                    // Only a worker that died outside its handler gets here; stop the pool
-                    // rather than lose the message silently.
-                    self.halt.get_or_insert(HaltReason::WorkersStopped);
-                    return;
-                }
+            self.busy += 1;
+            if let Some(handler) = self.idle.pop() {
+                started.push((handler, job));
             }
         }
+        started
     }
 
     /// The offsets worth committing now, per the trigger.

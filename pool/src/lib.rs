@@ -48,9 +48,10 @@
 //! - `flow` — the bound on what the pool holds, per partition: the poll thread takes from a
 //!   partition's own queue only while it has credit; nothing is paused, nothing refetched.
 //! - `coordinator` — one task that tracks offsets ([`offsets`]), orders and queues jobs
-//!   (`dispatch`), hands them to idle workers, gives credit back, and commits.
-//! - `handler` — the user's function or [`Handler`], one attempt at a time; [`retry`] parks a
-//!   retry on a timer without holding a worker.
+//!   (`dispatch`), starts them on idle workers, gives credit back, and commits; [`retry`]
+//!   parks a retry on a timer without holding a worker.
+//! - `worker` — a worker's call: the user's function or [`Handler`] (`handler`), one attempt
+//!   at a time, run as a future of the coordinator's task.
 //! - `stats` and [`metrics`] — what [`Pool::stats`] and Prometheus report.
 
 mod config;
@@ -63,6 +64,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod retry;
 pub(crate) mod stats;
+mod worker;
 
 /// The rdkafka this crate is built against, whose types its API takes and returns
 /// (`ClientConfig`, `TopicPartitionList`, errors): use it rather than pinning a version by hand.
@@ -71,7 +73,6 @@ pub use rdkafka;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::time::Instant;
 
 use prometheus::Registry;
 use rdkafka::consumer::Consumer as _;
@@ -79,11 +80,10 @@ use rdkafka::error::KafkaError;
 use tokio::sync::mpsc;
 
 pub use self::config::{Config, ConfigError, FieldError, Ordering};
-use self::coordinator::{Completion, Coordinator};
-use self::dispatch::Job;
+use self::coordinator::Coordinator;
 use self::flow::Credit;
 pub use self::handler::{BoxError, Failure, FailureAction, Handler, Permanent, ProcessError};
-use self::handler::{ByFn, ByHandler, Work, run_attempt};
+use self::handler::{ByFn, ByHandler, Work};
 use self::stats::Shared;
 pub use self::stats::{PartitionStats, Stats, StatsHandle};
 use crate::kafka::Link;
@@ -318,36 +318,21 @@ impl Pool {
                 }));
             }
         };
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let mut senders = Vec::with_capacity(self.config.num_workers);
-        let mut workers = tokio::task::JoinSet::new();
-        for i in 0..self.config.num_workers {
-            let (tx, rx) = mpsc::channel(1);
-            senders.push(tx);
-            workers.spawn(worker(
-                i,
-                make(i),
-                rx,
-                done_tx.clone(),
-                self.config.max_retries,
-            ));
-        }
-        drop(done_tx);
+        let handlers: Vec<W> = (0..self.config.num_workers).map(&mut make).collect();
         let coordinator = Coordinator::new(
             self.config.clone(),
             self.consumer.shared(),
             Arc::clone(&self.shared),
-            senders,
+            handlers,
             credit,
         );
-        let result = coordinator.run(shutdown, events_rx, done_rx).await;
+        // Calls still running past the shutdown timeout end with it: they are its futures.
+        let result = coordinator.run(shutdown, events_rx).await;
         // Everything safe is committed: let the poll thread leave the group without waiting
-        // for us, and stop the workers still running past the shutdown timeout.
+        // for us.
         tracing::debug!("coordinator done, closing the consumer");
         context.detach();
         stop.store(true, AtomicOrdering::Release);
-        workers.abort_all();
-        while workers.join_next().await.is_some() {}
         // The thread reports its end whichever way its loop ended (it catches its panics).
         if poller.await.is_err() {
             tracing::warn!("the poll thread ended without leaving the group");
@@ -362,29 +347,6 @@ struct StopOnDrop(Arc<AtomicBool>);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, AtomicOrdering::Release);
-    }
-}
-
-/// One worker: runs the jobs it is sent, one at a time, and reports each outcome.
-async fn worker<W: Work>(
-    index: usize,
-    mut work: W,
-    mut jobs: mpsc::Receiver<Job>,
-    done: mpsc::UnboundedSender<Completion>,
-    max_retries: u32,
-) {
-    while let Some(job) = jobs.recv().await {
-        let started = Instant::now();
-        let outcome = run_attempt(&mut work, &job.message, job.attempt, max_retries).await;
-        let completion = Completion {
-            worker: index,
-            job,
-            outcome,
-            took: started.elapsed(),
-        };
-        if done.send(completion).is_err() {
-            return;
-        }
     }
 }
 
