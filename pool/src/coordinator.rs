@@ -184,8 +184,8 @@ impl<W: Work> Coordinator<W> {
                 () = tokio::time::sleep_until(revoke_deadline), if !self.revokes.is_empty() => {}
             }
             self.finish_revokes(false).await;
-            for (handler, job) in self.start_jobs() {
-                running.push(worker::attempt(handler, job, self.config.max_retries));
+            for (handler, jobs) in self.start_jobs() {
+                running.push(worker::attempt(handler, jobs, self.config.max_retries));
             }
             if self.finished_since_commit >= self.config.commit_batch_size {
                 self.commit(Trigger::Batch);
@@ -208,7 +208,7 @@ impl<W: Work> Coordinator<W> {
 
     /// Stops starting work, drops queued jobs and retries, and waits for in-flight ones up to
     /// `shutdown_timeout`, still serving revokes meanwhile.
-    async fn drain<F: Future<Output = (W, Completion)>>(
+    async fn drain<F: Future<Output = (W, Vec<Completion>)>>(
         &mut self,
         events: &mut UnboundedReceiver<Event>,
         running: &mut FuturesUnordered<F>,
@@ -337,9 +337,11 @@ impl<W: Work> Coordinator<W> {
     }
 
     /// A worker's call ended: its handler is idle again.
-    fn on_done(&mut self, (handler, completion): (W, Completion)) {
+    fn on_done(&mut self, (handler, completions): (W, Vec<Completion>)) {
         self.idle.push(handler);
-        self.on_completion(completion);
+        for completion in completions {
+            self.on_completion(completion);
+        }
     }
 
     fn on_completion(&mut self, c: Completion) {
@@ -439,25 +441,35 @@ impl<W: Work> Coordinator<W> {
         self.dispatch.retry(job);
     }
 
-    /// Pairs ready jobs with idle workers' handlers, to be started.
-    fn start_jobs(&mut self) -> Vec<(W, Job)> {
+    /// Pairs ready jobs with idle workers' handlers, to be started. When more jobs are queued
+    /// than workers are idle, a worker whose handler takes batches gets several at once (up to
+    /// its `max_batch`), the queue shared evenly; otherwise one each.
+    fn start_jobs(&mut self) -> Vec<(W, Vec<Job>)> {
         let mut started = Vec::new();
         if self.stopping || self.halt.is_some() {
             return started;
         }
-        while !self.idle.is_empty() {
-            let Some(job) = self.dispatch.pop() else {
-                break;
-            };
-            // A job whose partition was revoked meanwhile is dropped, not started.
-            let Some(p) = self.partition_of(&job) else {
-                continue;
-            };
-            p.in_flight += 1;
-            self.busy += 1;
-            if let Some(handler) = self.idle.pop() {
-                started.push((handler, job));
+        while let Some(handler) = self.idle.pop() {
+            let share = self.dispatch.queued().div_ceil(self.idle.len() + 1);
+            let take = share.clamp(1, handler.max_batch());
+            let mut jobs = Vec::with_capacity(take);
+            while jobs.len() < take {
+                let Some(job) = self.dispatch.pop() else {
+                    break;
+                };
+                // A job whose partition was revoked meanwhile is dropped, not started.
+                let Some(p) = self.partition_of(&job) else {
+                    continue;
+                };
+                p.in_flight += 1;
+                self.busy += 1;
+                jobs.push(job);
             }
+            if jobs.is_empty() {
+                self.idle.push(handler);
+                break;
+            }
+            started.push((handler, jobs));
         }
         started
     }
@@ -618,9 +630,14 @@ impl<W: Work> Coordinator<W> {
         self.commit_sync(None).await
     }
 
+    /// Workers running a call now (`busy` counts messages: a worker may run a batch).
+    fn workers_busy(&self) -> usize {
+        self.config.num_workers.saturating_sub(self.idle.len())
+    }
+
     fn publish_load(&self) {
         self.shared
-            .set_load(self.busy, self.dispatch.queued(), self.retrying);
+            .set_load(self.workers_busy(), self.dispatch.queued(), self.retrying);
     }
 }
 

@@ -128,8 +128,18 @@ pub enum FailureAction {
     Halt(String),
 }
 
+/// One message of a batch, with its attempt number (1 on first delivery).
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The message.
+    pub message: Arc<Message>,
+    /// 1 on first delivery, one more per retry.
+    pub attempt: u32,
+}
+
 /// A per-worker message handler. The pool builds one per worker and gives it one message at a
-/// time, so it may keep state (a connection, a WASM instance) without locking.
+/// time (or one batch, see [`Handler::max_batch`]), so it may keep state (a connection, a WASM
+/// instance) without locking.
 pub trait Handler: Send + 'static {
     /// Processes one message. `Ok` marks it done; an error is retried or fails it permanently.
     /// `attempt` is 1 on first delivery and grows by one per retry (a plugin may want to know).
@@ -138,6 +148,32 @@ pub trait Handler: Send + 'static {
         message: &Message,
         attempt: u32,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+
+    /// The most messages this handler takes in one [`Handler::process_batch`] call. The default,
+    /// 1, never batches. A handler with a fixed cost per call (a hop to another thread, a round
+    /// trip) raises it: when more messages are ready than workers are idle, each worker is
+    /// given up to this many at once.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Processes a batch: one result per message, in order, each exactly as
+    /// [`Handler::process`] would give it (each message keeps its own outcome, retries and
+    /// failure handling). In ordered modes a batch never holds two messages of one lane. The
+    /// default processes them one by one. A batch that panics, or returns the wrong number of
+    /// results, counts as a retriable failure of each message.
+    fn process_batch(
+        &mut self,
+        batch: &[Attempt],
+    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(batch.len());
+            for item in batch {
+                results.push(self.process(&item.message, item.attempt).await);
+            }
+            results
+        }
+    }
 
     /// Called once a message has failed permanently, before its offset may advance: the place
     /// to dead-letter it (and wait for the broker's ack). The default skips it:
@@ -169,6 +205,15 @@ pub(crate) trait Work: Send + 'static {
         message: &Arc<Message>,
         attempt: u32,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+    /// Most messages per [`Work::attempt_batch`].
+    fn max_batch(&self) -> usize {
+        1
+    }
+    /// A batch of attempts, one result per message (see [`Handler::process_batch`]).
+    fn attempt_batch(
+        &mut self,
+        batch: &[Attempt],
+    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send;
     fn failed(
         &mut self,
         message: &Arc<Message>,
@@ -186,6 +231,15 @@ impl<H: Handler> Work for ByHandler<H> {
         attempt: u32,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send {
         self.0.process(message, attempt)
+    }
+    fn max_batch(&self) -> usize {
+        self.0.max_batch().max(1)
+    }
+    fn attempt_batch(
+        &mut self,
+        batch: &[Attempt],
+    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send {
+        self.0.process_batch(batch)
     }
     fn failed(
         &mut self,
@@ -213,6 +267,14 @@ where
         let fut = (self.0)(Arc::clone(message));
         async move { fut.await.map_err(Into::into) }
     }
+    /// Never called: a closure takes one message at a time (`max_batch` 1).
+    async fn attempt_batch(&mut self, batch: &[Attempt]) -> Vec<Result<(), ProcessError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for item in batch {
+            results.push(self.attempt(&item.message, item.attempt).await);
+        }
+        results
+    }
     async fn failed(&mut self, _: &Arc<Message>, _: &Failure) -> FailureAction {
         FailureAction::MarkDone
     }
@@ -231,6 +293,61 @@ pub(crate) async fn run_attempt<W: Work>(
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(ProcessError::retriable("handler panicked")));
+    classify(work, message, attempt, max_retries, result).await
+}
+
+/// Runs one batch of attempts (`jobs` as `(message, attempts made so far)`) and classifies each
+/// result, in order. A batch that panics or returns the wrong number of results fails each of
+/// its messages retriably.
+pub(crate) async fn run_batch<W: Work>(
+    work: &mut W,
+    jobs: &[(Arc<Message>, u32)],
+    max_retries: u32,
+) -> Vec<Outcome> {
+    use futures::FutureExt as _;
+    if let [(message, attempt)] = jobs {
+        return vec![run_attempt(work, message, *attempt, max_retries).await];
+    }
+    let batch: Vec<Attempt> = jobs
+        .iter()
+        .map(|(message, attempt)| Attempt {
+            message: Arc::clone(message),
+            attempt: attempt + 1,
+        })
+        .collect();
+    let results = std::panic::AssertUnwindSafe(work.attempt_batch(&batch))
+        .catch_unwind()
+        .await
+        .ok()
+        .filter(|results| results.len() == jobs.len());
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    match results {
+        Some(results) => {
+            for ((message, attempt), result) in jobs.iter().zip(results) {
+                outcomes.push(classify(work, message, *attempt, max_retries, result).await);
+            }
+        }
+        None => {
+            for (message, attempt) in jobs {
+                let result = Err(ProcessError::retriable(
+                    "the handler's batch panicked or returned the wrong number of results",
+                ));
+                outcomes.push(classify(work, message, *attempt, max_retries, result).await);
+            }
+        }
+    }
+    outcomes
+}
+
+/// What one result means: done, retry, or a permanent failure handled by the failure hook.
+async fn classify<W: Work>(
+    work: &mut W,
+    message: &Arc<Message>,
+    attempt: u32,
+    max_retries: u32,
+    result: Result<(), ProcessError>,
+) -> Outcome {
+    use futures::FutureExt as _;
     let error = match result {
         Ok(()) => return Outcome::Done,
         Err(ProcessError::Retriable { retry_after, .. }) if attempt < max_retries => {

@@ -82,7 +82,9 @@ use tokio::sync::mpsc;
 pub use self::config::{Config, ConfigError, FieldError, Ordering};
 use self::coordinator::Coordinator;
 use self::flow::Credit;
-pub use self::handler::{BoxError, Failure, FailureAction, Handler, Permanent, ProcessError};
+pub use self::handler::{
+    Attempt, BoxError, Failure, FailureAction, Handler, Permanent, ProcessError,
+};
 use self::handler::{ByFn, ByHandler, Work};
 use self::stats::Shared;
 pub use self::stats::{PartitionStats, Stats, StatsHandle};

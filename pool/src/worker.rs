@@ -10,10 +10,11 @@
 //! without awaiting should hand that work to `tokio::task::spawn_blocking` (the host's WASM
 //! calls run on threads of their own).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dispatch::Job;
-use crate::handler::{Outcome, Work, run_attempt};
+use crate::handler::{Outcome, Work, run_batch};
 
 /// How one attempt went.
 pub(crate) struct Completion {
@@ -22,18 +23,24 @@ pub(crate) struct Completion {
     pub(crate) took: Duration,
 }
 
-/// One attempt of `job` on `handler`; gives the handler back with the outcome.
+/// One batch of `jobs` on `handler` (often a batch of one); gives the handler back with each
+/// job's outcome. Each message is timed as its share of the batch's time.
 pub(crate) async fn attempt<W: Work>(
     mut handler: W,
-    job: Job,
+    jobs: Vec<Job>,
     max_retries: u32,
-) -> (W, Completion) {
+) -> (W, Vec<Completion>) {
     let started = Instant::now();
-    let outcome = run_attempt(&mut handler, &job.message, job.attempt, max_retries).await;
-    let completion = Completion {
-        job,
-        outcome,
-        took: started.elapsed(),
-    };
-    (handler, completion)
+    let attempts: Vec<_> = jobs
+        .iter()
+        .map(|job| (Arc::clone(&job.message), job.attempt))
+        .collect();
+    let outcomes = run_batch(&mut handler, &attempts, max_retries).await;
+    let took = started.elapsed() / u32::try_from(jobs.len().max(1)).unwrap_or(u32::MAX);
+    let completions = jobs
+        .into_iter()
+        .zip(outcomes)
+        .map(|(job, outcome)| Completion { job, outcome, took })
+        .collect();
+    (handler, completions)
 }
