@@ -171,3 +171,50 @@ async fn dropping_the_handle_stops_the_thread_even_mid_call() -> anyhow::Result<
 async fn dropping_the_handle_stops_a_spinning_call() -> anyhow::Result<()> {
     abandon_mid_call("bp-drop-spin", "loop").await
 }
+
+/// A batch of calls crosses to the plugin thread once and comes back with one result per
+/// message, in order; a trap or a deadline overrun in the middle costs only its own message —
+/// the calls after it run on a fresh instance and commit.
+#[tokio::test]
+async fn a_batch_returns_each_calls_own_result_past_a_trap_and_a_timeout() -> anyhow::Result<()> {
+    let thread = PluginThread::spawn(
+        "batch-user",
+        slot(Limits {
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        })?,
+    )?;
+    let actions = ["commit", "trap", "commit", "fail", "loop", "commit"];
+    let calls = actions
+        .iter()
+        .map(|action| {
+            let msg = chaos(action);
+            (CallContext::for_message("tenant-a", &msg), msg)
+        })
+        .collect();
+    let results = tokio::time::timeout(HANG, thread.call_batch(calls))
+        .await
+        .context("the batch did not return")??;
+    assert_eq!(results.len(), actions.len());
+    let summary: Vec<String> = results
+        .into_iter()
+        .map(|r| match r.result {
+            Ok(processed) => format!("{:?}", processed.outcome),
+            Err(CallError::Trap { .. }) => "trap".into(),
+            Err(CallError::Timeout { .. }) => "timeout".into(),
+            Err(other) => format!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "Outcome::Commit",
+            "trap",
+            "Outcome::Commit",
+            "Outcome::Fail(\"chaos: asked to fail\")",
+            "timeout",
+            "Outcome::Commit"
+        ]
+    );
+    Ok(())
+}

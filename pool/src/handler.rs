@@ -305,7 +305,11 @@ pub(crate) async fn run_batch<W: Work>(
     max_retries: u32,
 ) -> Vec<Outcome> {
     use futures::FutureExt as _;
-    if let [(message, attempt)] = jobs {
+    // A handler that never batches gets `process`; one that does gets every call, even of one
+    // message, through `process_batch` (its own fast path).
+    if let [(message, attempt)] = jobs
+        && work.max_batch() == 1
+    {
         return vec![run_attempt(work, message, *attempt, max_retries).await];
     }
     let batch: Vec<Attempt> = jobs

@@ -37,10 +37,10 @@ impl Batching {
             .unwrap_or(1);
         let mut log = self.0.lock().expect("lock");
         *log.attempts.entry((m.partition, m.offset)).or_insert(0) += 1;
-        if i % 97 == 0 {
+        if i.is_multiple_of(97) {
             return Err(ProcessError::permanent("bad record"));
         }
-        if i % 31 == 0 && attempt == 1 {
+        if i.is_multiple_of(31) && attempt == 1 {
             return Err(ProcessError::retriable("try again"));
         }
         let key = format!(
@@ -132,7 +132,9 @@ fn check(log: &Log, stats: &Stats, cluster: &Cluster, group: &str) {
         assert_eq!(log.attempts[at], 1, "a permanent failure is not retried");
     }
     // i % 31 == 0 (and not % 97): retried once, then done.
-    let retried = (0..3_000).filter(|i| i % 31 == 0 && i % 97 != 0).count() as u64;
+    let retried = (0..3_000u64)
+        .filter(|i| i.is_multiple_of(31) && !i.is_multiple_of(97))
+        .count() as u64;
     assert_eq!(stats.messages_retried, retried);
     assert_eq!(stats.messages_processed, 3_000 - 31);
     assert_eq!(

@@ -18,13 +18,19 @@ use std::time::Duration;
 use crate::config::FailurePolicy;
 use crate::kafka::Message;
 use crate::kafka::producer::{self, OutRecord};
-use crate::pool::{Failure, FailureAction, Handler, ProcessError};
+use crate::pool::{Attempt, Failure, FailureAction, Handler, ProcessError};
 use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginThread};
 
 use super::Shared;
 
 /// How often a dead letter is tried before the tenant halts rather than lose the message.
 const DEAD_LETTER_ATTEMPTS: u32 = 5;
+
+/// Most messages a worker sends its plugin thread at once. Each call still has its own deadline,
+/// outcome and emits; the batch shares one hop to the thread and back (~9 us) and one wait for
+/// the acks of all its emits. The pool batches only when more messages are queued than workers
+/// are idle.
+const MAX_BATCH: usize = 64;
 
 /// A worker's handler: its own plugin thread (with the instance on it), the tenant's shared
 /// parts.
@@ -51,10 +57,11 @@ impl PluginHandler {
         }
     }
 
-    /// Runs the plugin on this worker's plugin thread and awaits the result, which comes at
-    /// the latest at the deployment's deadline: guest code never runs on the async runtime nor
-    /// on tokio's shared blocking pool, so a blocked plugin holds only its own tenant's threads.
-    async fn call(&mut self, message: &Message, attempt: u32) -> Result<CallResult, ProcessError> {
+    /// Runs the plugin on this worker's plugin thread, once per message of `batch`, and awaits
+    /// the results, which come at the latest at each call's deadline: guest code never runs on
+    /// the async runtime nor on tokio's shared blocking pool, so a blocked plugin holds only its
+    /// own tenant's threads.
+    async fn call(&mut self, batch: &[Attempt]) -> Result<Vec<CallResult>, ProcessError> {
         let thread = match self.thread.take() {
             Some(thread) => thread,
             None => {
@@ -62,28 +69,56 @@ impl PluginHandler {
                     .map_err(ProcessError::retriable)?
             }
         };
-        let input = to_plugin_message(message, attempt);
-        let context = CallContext {
-            tenant: Arc::clone(&self.shared.name),
-            topic: Arc::clone(&message.topic),
-            partition: message.partition,
-            offset: message.offset,
-        };
+        let calls = batch
+            .iter()
+            .map(|item| {
+                let message = &item.message;
+                let context = CallContext {
+                    tenant: Arc::clone(&self.shared.name),
+                    topic: Arc::clone(&message.topic),
+                    partition: message.partition,
+                    offset: message.offset,
+                };
+                (context, to_plugin_message(message, item.attempt))
+            })
+            .collect();
         // The thread is put back only once the call returned: if this future is dropped
         // mid-call, the thread goes with it (and cuts the call short), never left half-used.
-        let result = thread.call(context, input).await;
-        match result {
-            Ok(result) => {
+        match thread.call_batch(calls).await {
+            Ok(results) => {
                 self.thread = Some(thread);
-                self.last_plugin = Some(result.plugin.clone());
-                Ok(result)
+                if let Some(last) = results.last() {
+                    self.last_plugin = Some(last.plugin.clone());
+                }
+                Ok(results)
             }
             // The thread is gone; the next call starts a fresh one.
             Err(e) => Err(ProcessError::retriable(e)),
         }
     }
 
-    async fn on_commit(&mut self, emitted: Vec<wasm::OutputRecord>) -> Result<(), ProcessError> {
+    /// What one call's result means before its emits are produced: the records to produce
+    /// (on `commit`), or the message's error.
+    fn decide(
+        &self,
+        message: &Message,
+        result: CallResult,
+    ) -> Result<Vec<OutRecord>, ProcessError> {
+        match result.result {
+            Ok(processed) => match processed.outcome {
+                wasm::Outcome::Commit => self.check_emits(processed.emitted),
+                wasm::Outcome::Retry(hint) => Err(self.retry(hint)),
+                wasm::Outcome::Fail(reason) => Err(ProcessError::permanent(reason)),
+            },
+            Err(error) => Err(self.on_call_error(message, error)),
+        }
+    }
+
+    /// The records a committing plugin emitted, if every one goes to an allowed topic.
+    fn check_emits(
+        &self,
+        emitted: Vec<wasm::OutputRecord>,
+    ) -> Result<Vec<OutRecord>, ProcessError> {
         if let Some(bad) = emitted
             .iter()
             .find(|r| !self.shared.output_topics.contains(&r.topic))
@@ -93,18 +128,7 @@ impl PluginHandler {
                 bad.topic, self.shared.output_topics
             )));
         }
-        if emitted.is_empty() {
-            return Ok(());
-        }
-        let records: Vec<OutRecord> = emitted.into_iter().map(to_out_record).collect();
-        self.shared
-            .producer
-            .send_all(&records)
-            .await
-            // The message will run again and emit again: at-least-once for outputs too.
-            .map_err(ProcessError::retriable)?;
-        self.shared.metrics.emitted.inc_by(records.len() as u64);
-        Ok(())
+        Ok(emitted.into_iter().map(to_out_record).collect())
     }
 
     /// Counts and logs a failed call (a trap, a timeout...) with the message it failed on;
@@ -211,15 +235,60 @@ async fn send_dead_letter(
 
 impl Handler for PluginHandler {
     async fn process(&mut self, message: &Message, attempt: u32) -> Result<(), ProcessError> {
-        let result = self.call(message, attempt).await?;
-        match result.result {
-            Ok(processed) => match processed.outcome {
-                wasm::Outcome::Commit => self.on_commit(processed.emitted).await,
-                wasm::Outcome::Retry(hint) => Err(self.retry(hint)),
-                wasm::Outcome::Fail(reason) => Err(ProcessError::permanent(reason)),
-            },
-            Err(error) => Err(self.on_call_error(message, error)),
-        }
+        let batch = [Attempt {
+            message: Arc::new(message.clone()),
+            attempt,
+        }];
+        let mut results = self.process_batch(&batch).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(ProcessError::retriable("no result")))
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    /// One hop to the plugin thread for the batch; then the emits of every message that
+    /// committed are produced together, and each message waits for its own acks only.
+    async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Result<(), ProcessError>> {
+        let results = match self.call(batch).await {
+            Ok(results) if results.len() == batch.len() => results,
+            Ok(_) => {
+                return batch
+                    .iter()
+                    .map(|_| Err(ProcessError::retriable("plugin thread lost results")))
+                    .collect();
+            }
+            Err(e) => {
+                let why = e.to_string();
+                return batch
+                    .iter()
+                    .map(|_| Err(ProcessError::retriable(why.clone())))
+                    .collect();
+            }
+        };
+        let decided: Vec<_> = batch
+            .iter()
+            .zip(results)
+            .map(|(item, result)| self.decide(&item.message, result))
+            .collect();
+        let shared = &*self.shared;
+        let sends = decided.into_iter().map(|decided| async move {
+            let records = decided?;
+            if records.is_empty() {
+                return Ok(());
+            }
+            shared
+                .producer
+                .send_all(&records)
+                .await
+                // The message will run again and emit again: at-least-once for outputs too.
+                .map_err(ProcessError::retriable)?;
+            shared.metrics.emitted.inc_by(records.len() as u64);
+            Ok(())
+        });
+        futures::future::join_all(sends).await
     }
 
     async fn on_permanent_failure(

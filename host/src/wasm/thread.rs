@@ -7,8 +7,8 @@
 //! wait. A plugin thread belongs to one worker of one tenant; the worst a blocked plugin can do
 //! is hold its own threads until their deadlines.
 //!
-//! The worker sends each call over a bounded channel and awaits the reply on a oneshot: the
-//! async side never runs guest code and never blocks. The thread runs a current-thread tokio
+//! The worker sends each call (or batch of calls) over a bounded channel and awaits the reply
+//! on a oneshot: the async side never runs guest code and never blocks. The thread runs a current-thread tokio
 //! runtime (timers for deadlines and WASI clocks, a small blocking pool of its own for WASI
 //! file operations). Dropping the [`PluginThread`] closes the channel: the thread ends after
 //! its current call, and that call is cut short at once if nobody waits for its reply.
@@ -32,11 +32,10 @@ pub struct PluginThread {
     name: Arc<str>,
 }
 
-/// One call travelling to the thread, with the way back.
+/// One batch of calls travelling to the thread (often a batch of one), with the way back.
 struct Call {
-    context: CallContext,
-    message: Message,
-    reply: oneshot::Sender<CallResult>,
+    calls: Vec<(CallContext, Message)>,
+    reply: oneshot::Sender<Vec<CallResult>>,
 }
 
 /// Why a call did not reach its plugin thread or got no answer. Retriable: a fresh thread can
@@ -99,41 +98,54 @@ impl PluginThread {
         context: CallContext,
         message: Message,
     ) -> Result<CallResult, ThreadError> {
+        let mut results = self.call_batch(vec![(context, message)]).await?;
+        results.pop().ok_or_else(|| ThreadError::Stopped {
+            name: Arc::clone(&self.name),
+        })
+    }
+
+    /// Runs several calls on the thread, one after the other, each under its own deadline, and
+    /// waits for all their results, in order: one hop to the thread and back for the batch. A
+    /// call that traps or overruns costs only itself (the next runs on a fresh instance).
+    /// Dropping this future abandons the batch; the thread stops the call it is in at once.
+    pub async fn call_batch(
+        &self,
+        calls: Vec<(CallContext, Message)>,
+    ) -> Result<Vec<CallResult>, ThreadError> {
         let (reply, result) = oneshot::channel();
-        let call = Call {
-            context,
-            message,
-            reply,
-        };
         let stopped = || ThreadError::Stopped {
             name: Arc::clone(&self.name),
         };
-        self.calls.send(call).await.map_err(|_| stopped())?;
+        self.calls
+            .send(Call { calls, reply })
+            .await
+            .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())
     }
 }
 
-/// Runs one call, unless its caller stops waiting first: then the call is dropped (which
-/// drops the instance mid-call; the next call makes a fresh one).
+/// Runs a batch of calls in order, unless its caller stops waiting first: then the call in
+/// progress is dropped (which drops the instance mid-call; the next call makes a fresh one).
 async fn serve(instance: &mut PluginInstance, call: Call) {
-    let Call {
-        context,
-        message,
-        mut reply,
-    } = call;
-    let result = {
-        let running = instance.call_async(&context, &message);
-        let abandoned = reply.closed();
-        tokio::select! {
-            result = running => Some(result),
-            () = abandoned => None,
+    let Call { calls, mut reply } = call;
+    let mut results = Vec::with_capacity(calls.len());
+    for (context, message) in &calls {
+        let result = {
+            let running = instance.call_async(context, message);
+            let abandoned = reply.closed();
+            tokio::select! {
+                result = running => Some(result),
+                () = abandoned => None,
+            }
+        };
+        match result {
+            Some(result) => results.push(result),
+            None => {
+                instance.reset();
+                return;
+            }
         }
-    };
-    match result {
-        // The caller may have gone between the result and this send; nothing to do then.
-        Some(result) => {
-            let _ = reply.send(result);
-        }
-        None => instance.reset(),
     }
+    // The caller may have gone between the last result and this send; nothing to do then.
+    let _ = reply.send(results);
 }
