@@ -66,7 +66,7 @@ pub struct ValidateArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// How many sample messages to produce.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub messages: usize,
     /// The json-validate plugin (default: next to the binary, or target/plugins).
     #[arg(long)]

@@ -48,7 +48,7 @@ pub struct DemoOptions {
 impl Default for DemoOptions {
     fn default() -> Self {
         Self {
-            messages: 10_000,
+            messages: 200_000,
             plugin: None,
             timeout: Duration::from_secs(300),
             progress: Some(Duration::from_millis(500)),
@@ -118,6 +118,9 @@ pub struct DemoSummary {
     pub retries: u64,
     /// From the first message produced to the last offset committed.
     pub elapsed: Duration,
+    /// From the first offset committed to the last: the processing, without producing the
+    /// sample and the consumer group's first join (about 3 s on the embedded cluster).
+    pub processing: Duration,
     /// One dead letter's source position and `burrow.error` header, to show what they carry.
     pub sample_dead_letter: Option<String>,
 }
@@ -136,7 +139,7 @@ impl fmt::Display for DemoSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.progress;
         let invalid = self.produced - self.expected_valid;
-        let rate = self.produced as f64 / self.elapsed.as_secs_f64().max(1e-9);
+        let rate = self.produced as f64 / self.processing.as_secs_f64().max(1e-9);
         writeln!(f, "{:<18} {:>14} {:>10}", "", "read back", "expected")?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, got: u64, want: u64| {
             let mark = if got == want { "" } else { "  <- differs" };
@@ -149,9 +152,15 @@ impl fmt::Display for DemoSummary {
         writeln!(f, "{:<18} {:>14}", "retries", self.retries)?;
         writeln!(
             f,
-            "{:<18} {:>12.2} s {:>10.0} messages/s",
+            "{:<18} {:>12.2} s (producing, joining the group, processing)",
             "elapsed",
             self.elapsed.as_secs_f64(),
+        )?;
+        writeln!(
+            f,
+            "{:<18} {:>12.2} s {:>10.0} messages/s",
+            "processing",
+            self.processing.as_secs_f64(),
             rate
         )?;
         if let Some(sample) = &self.sample_dead_letter {
@@ -193,6 +202,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoSummary, DemoError> {
     let produced = samples.len() as u64;
     let finished = wait_until_committed(&reader, produced, options).await;
     let elapsed = started.elapsed();
+    let processing = finished.as_ref().map_or(Duration::ZERO, |(_, took)| *took);
     let retries = host_retries(admin_addr).await;
     stop.cancel();
     let hosted = host.await;
@@ -208,6 +218,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoSummary, DemoError> {
         progress: reader.progress()?,
         retries,
         elapsed,
+        processing,
         sample_dead_letter: reader.sample_dead_letter()?,
     })
 }
@@ -296,24 +307,93 @@ output-topic = "{OUTPUT}"
     Ok(path)
 }
 
+/// Waits until every produced offset is committed, showing progress; returns the final
+/// progress and how long processing took (first commit seen to the last).
 async fn wait_until_committed(
     reader: &Reader,
     produced: u64,
     options: &DemoOptions,
-) -> Result<Progress, DemoError> {
+) -> Result<(Progress, Duration), DemoError> {
     let deadline = Instant::now() + options.timeout;
     let every = options.progress.unwrap_or(Duration::from_millis(250));
+    let mut bar = ProgressBar::new(produced, options.progress.is_some());
+    let mut first_commit: Option<Instant> = None;
     loop {
         tokio::time::sleep(every).await;
         let progress = reader.progress()?;
-        if options.progress.is_some() {
-            eprintln!("  … {progress} of {produced}");
+        if progress.committed > 0 {
+            first_commit.get_or_insert_with(Instant::now);
         }
+        bar.show(&progress);
         if progress.committed >= produced {
-            return Ok(progress);
+            bar.finish();
+            let took = first_commit.map_or(Duration::ZERO, |t| t.elapsed());
+            return Ok((progress, took));
         }
         if Instant::now() > deadline {
+            bar.finish();
             return Err(DemoError::Timeout(options.timeout, progress));
+        }
+    }
+}
+
+/// The demo's progress on stderr: one line redrawn in place on a terminal (a bar, the counts
+/// and the rate since the last look), a line per look otherwise (a log keeps every line).
+struct ProgressBar {
+    total: u64,
+    visible: bool,
+    terminal: bool,
+    last: Option<(Instant, u64)>,
+}
+
+impl ProgressBar {
+    fn new(total: u64, visible: bool) -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            total,
+            visible,
+            terminal: std::io::stderr().is_terminal(),
+            last: None,
+        }
+    }
+
+    fn show(&mut self, progress: &Progress) {
+        let now = Instant::now();
+        let rate = match self.last {
+            Some((then, committed)) => {
+                progress.committed.saturating_sub(committed) as f64
+                    / now.duration_since(then).as_secs_f64().max(1e-9)
+            }
+            None => 0.0,
+        };
+        self.last = Some((now, progress.committed));
+        if !self.visible {
+            return;
+        }
+        const WIDTH: u64 = 30;
+        let done = (progress.committed.min(self.total) * WIDTH)
+            .checked_div(self.total)
+            .unwrap_or(WIDTH);
+        let bar: String = (0..WIDTH)
+            .map(|i| if i < done { '#' } else { '-' })
+            .collect();
+        let line = format!(
+            "[{bar}] {:>3}% {progress} of {} · {rate:>9.0} msg/s",
+            (progress.committed * 100)
+                .checked_div(self.total)
+                .unwrap_or(100),
+            self.total
+        );
+        if self.terminal {
+            eprint!("\r{line}");
+        } else {
+            eprintln!("  {line}");
+        }
+    }
+
+    fn finish(&self) {
+        if self.visible && self.terminal {
+            eprintln!();
         }
     }
 }
