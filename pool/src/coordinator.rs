@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaResult;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::commit::{Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
 use super::handler::{FailureAction, Outcome, Work};
 use super::stats::Shared;
@@ -28,12 +28,6 @@ use crate::flow::{Credit, Flow};
 use crate::kafka::{Event, Message, PoolContext, Tp};
 use crate::offsets::PartitionOffsets;
 use crate::retry;
-
-/// The broker's answer to a commit.
-pub(crate) struct Committed {
-    offsets: Vec<(Tp, i64)>,
-    result: KafkaResult<()>,
-}
 
 /// One assigned partition, for as long as this member owns it.
 struct Partition {
@@ -49,6 +43,10 @@ struct Partition {
     retrying: usize,
     /// The last offset sent in a commit, so the same offset is not sent again.
     sent: Option<i64>,
+    /// The last offset the broker confirmed for this assignment. Per assignment, not the
+    /// pool's all-time highest: after a reassignment from a lower committed offset (an offset
+    /// reset), what this member commits must still go out.
+    confirmed: Option<i64>,
     /// Set on revoke: nothing more is dispatched or retried for it.
     revoking: bool,
     /// Cancels this partition's retry timers on revoke.
@@ -74,7 +72,6 @@ enum Trigger {
 
 pub(crate) struct Coordinator<W> {
     config: Config,
-    consumer: Arc<BaseConsumer<PoolContext>>,
     shared: Arc<Shared>,
     partitions: HashMap<Tp, Partition>,
     dispatch: Dispatch,
@@ -90,14 +87,13 @@ pub(crate) struct Coordinator<W> {
     /// The pool's bound, shared with the poll thread: what leaves the pool is given back here.
     credit: Arc<Credit>,
     finished_since_commit: usize,
-    /// Results of background commits. librdkafka does not report manual commit results through
-    /// rust-rdkafka's commit callback, so each commit runs as a blocking call on its own thread
-    /// and reports back here.
-    commits_tx: UnboundedSender<Committed>,
+    /// Sends every commit, in order, on its own thread (see `crate::commit`).
+    committer: Committer,
+    /// Results of background commits.
     commits_rx: UnboundedReceiver<Committed>,
-    /// At most one commit is in flight, so commits reach the broker in order and an offset
-    /// never goes backwards.
-    committing: bool,
+    /// Background commits asked for and not answered yet; at most one is asked for at a time
+    /// (a commit due meanwhile waits for its answer, then sends what advanced).
+    committing: usize,
     /// A commit was due while one was in flight: send another when it returns.
     commit_again: bool,
     consecutive_failures: u32,
@@ -115,17 +111,17 @@ impl<W: Work> Coordinator<W> {
         shared: Arc<Shared>,
         handlers: Vec<W>,
         credit: Arc<Credit>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
         let (commits_tx, commits_rx) = mpsc::unbounded_channel();
-        Self {
-            commits_tx,
+        let committer = Committer::spawn(Arc::clone(&consumer), commits_tx)?;
+        Ok(Self {
+            committer,
             commits_rx,
-            committing: false,
+            committing: 0,
             commit_again: false,
             dispatch: Dispatch::new(config.ordering),
             config,
-            consumer,
             shared,
             partitions: HashMap::new(),
             idle: handlers,
@@ -141,7 +137,7 @@ impl<W: Work> Coordinator<W> {
             next_epoch: 0,
             stopping: false,
             halt: None,
-        }
+        })
     }
 
     /// Runs until `shutdown` completes or the pool halts, then drains, commits, and reports.
@@ -256,6 +252,7 @@ impl<W: Work> Coordinator<W> {
             in_flight: 0,
             retrying: 0,
             sent: None,
+            confirmed: None,
             revoking: false,
             retries: self.retries.child_token(),
         }
@@ -486,7 +483,7 @@ impl<W: Work> Coordinator<W> {
                 let next = p.offsets.committable()?;
                 let already = match trigger {
                     Trigger::Batch => p.sent,
-                    Trigger::Interval => self.shared.committed(&tp.0, tp.1),
+                    Trigger::Interval => p.confirmed,
                 };
                 (Some(next) > already).then(|| (tp.clone(), next))
             })
@@ -504,7 +501,7 @@ impl<W: Work> Coordinator<W> {
     fn commit(&mut self, trigger: Trigger) {
         self.finished_since_commit = 0;
         self.publish_partitions();
-        if self.committing {
+        if self.committing > 0 {
             self.commit_again = true;
             return;
         }
@@ -512,21 +509,9 @@ impl<W: Work> Coordinator<W> {
         if offsets.is_empty() {
             return;
         }
-        let tpl = match tpl_of(&offsets) {
-            Ok(tpl) => tpl,
-            Err(e) => {
-                tracing::warn!(error = %e, "building the commit");
-                return;
-            }
-        };
         self.mark_sent(&offsets);
-        self.committing = true;
-        let consumer = Arc::clone(&self.consumer);
-        let report = self.commits_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = consumer.commit(&tpl, CommitMode::Sync);
-            let _ = report.send(Committed { offsets, result });
-        });
+        self.committing += 1;
+        self.committer.commit(offsets);
     }
 
     fn mark_sent(&mut self, offsets: &[(Tp, i64)]) {
@@ -537,60 +522,52 @@ impl<W: Work> Coordinator<W> {
         }
     }
 
-    /// Records a commit's result; a failed one will be resent by the next commit.
-    fn on_committed(&mut self, c: Committed) {
-        self.committing = false;
-        self.shared.record_commit(&c.offsets, &c.result);
-        if c.result.is_err() {
-            for (tp, _) in &c.offsets {
-                if let Some(p) = self.partitions.get_mut(tp) {
-                    p.sent = self.shared.committed(&tp.0, tp.1);
+    /// Records what the broker confirmed; a failed commit will be resent by the next one.
+    fn confirm(&mut self, offsets: &[(Tp, i64)], result: &KafkaResult<()>) {
+        self.shared.record_commit(offsets, result);
+        for (tp, next) in offsets {
+            if let Some(p) = self.partitions.get_mut(tp) {
+                match result {
+                    Ok(()) => p.confirmed = p.confirmed.max(Some(*next)),
+                    Err(_) => p.sent = p.confirmed,
                 }
             }
         }
+    }
+
+    /// A background commit's answer.
+    fn on_committed(&mut self, c: Committed) {
+        self.committing = self.committing.saturating_sub(1);
+        self.confirm(&c.offsets, &c.result);
         if std::mem::take(&mut self.commit_again) {
             self.commit(Trigger::Batch);
         }
     }
 
-    /// Waits (up to `shutdown_timeout`) for the background commit in flight, if any, so a
-    /// synchronous commit follows it rather than racing it.
-    async fn settle_commits(&mut self) {
-        if !self.committing {
-            return;
-        }
-        match tokio::time::timeout(self.config.shutdown_timeout, self.commits_rx.recv()).await {
-            Ok(Some(c)) => {
-                self.commit_again = false;
-                self.on_committed(c);
-            }
-            Ok(None) => self.committing = false,
-            Err(_) => {
-                tracing::warn!("a background commit is taking longer than shutdown_timeout");
-                self.committing = false;
-            }
-        }
-    }
-
-    /// A synchronous commit of `only` (or of every partition), bounded by `shutdown_timeout`.
-    async fn commit_sync(&mut self, only: Option<&[Tp]>) -> Result<(), PoolError> {
-        self.settle_commits().await;
+    /// A synchronous commit of `only` (or of every partition), waiting up to `timeout`. It is
+    /// queued behind any background commit, so it lands after it, never before.
+    async fn commit_sync(
+        &mut self,
+        only: Option<&[Tp]>,
+        timeout: Duration,
+    ) -> Result<(), PoolError> {
         self.publish_partitions();
         let offsets = self.to_commit(Trigger::Interval, only);
         if offsets.is_empty() {
             return Ok(());
         }
-        let tpl = tpl_of(&offsets).map_err(PoolError::Commit)?;
-        let consumer = Arc::clone(&self.consumer);
-        let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
-        let result = match tokio::time::timeout(self.config.shutdown_timeout, commit).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) | Err(_) => return Err(PoolError::CommitTimeout),
-        };
-        self.shared.record_commit(&offsets, &result);
-        result.map_err(PoolError::Commit)?;
         self.mark_sent(&offsets);
-        Ok(())
+        let result = match self
+            .committer
+            .commit_and_wait(offsets.clone(), timeout)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(WaitError::Kafka(e)) => Err(e),
+            Err(WaitError::TimedOut) => return Err(PoolError::CommitTimeout),
+        };
+        self.confirm(&offsets, &result);
+        result.map_err(PoolError::Commit)
     }
 
     /// Completes the revokes whose partitions are drained (or all of them when `force`):
@@ -614,7 +591,15 @@ impl<W: Work> Coordinator<W> {
                 drained,
                 "finishing a revoke"
             );
-            if let Err(e) = self.commit_sync(Some(&r.partitions)).await {
+            // The drain had until the revoke's deadline; the commit gets what is left, and at
+            // least a quarter of `shutdown_timeout`: a revoke holds the poll thread at most
+            // 1.25 × `shutdown_timeout` in all.
+            let floor = self.config.shutdown_timeout / 4;
+            let left = r
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .max(floor);
+            if let Err(e) = self.commit_sync(Some(&r.partitions), left).await {
                 tracing::warn!(error = %e, "commit on revoke failed; the new owner will reprocess");
             }
             for tp in &r.partitions {
@@ -627,7 +612,7 @@ impl<W: Work> Coordinator<W> {
 
     async fn commit_all(&mut self) -> Result<(), PoolError> {
         tracing::debug!("final commit");
-        self.commit_sync(None).await
+        self.commit_sync(None, self.config.shutdown_timeout).await
     }
 
     /// Workers running a call now (`busy` counts messages: a worker may run a batch).
@@ -639,12 +624,4 @@ impl<W: Work> Coordinator<W> {
         self.shared
             .set_load(self.workers_busy(), self.dispatch.queued(), self.retrying);
     }
-}
-
-fn tpl_of(offsets: &[(Tp, i64)]) -> rdkafka::error::KafkaResult<TopicPartitionList> {
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), next) in offsets {
-        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-    }
-    Ok(tpl)
 }

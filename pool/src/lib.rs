@@ -54,6 +54,7 @@
 //!   at a time, run as a future of the coordinator's task.
 //! - `stats` and [`metrics`] — what [`Pool::stats`] and Prometheus report.
 
+mod commit;
 mod config;
 mod coordinator;
 mod dispatch;
@@ -329,7 +330,12 @@ impl Pool {
             credit,
         );
         // Calls still running past the shutdown timeout end with it: they are its futures.
-        let result = coordinator.run(shutdown, events_rx).await;
+        let result = match coordinator {
+            Ok(coordinator) => coordinator.run(shutdown, events_rx).await,
+            Err(e) => Err(PoolError::Halted(HaltReason::ConsumerStopped {
+                reason: format!("cannot start the commit thread: {e}"),
+            })),
+        };
         // Everything safe is committed: let the poll thread leave the group without waiting
         // for us.
         tracing::debug!("coordinator done, closing the consumer");

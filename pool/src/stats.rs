@@ -215,13 +215,6 @@ impl Shared {
         }
     }
 
-    /// The last offset the broker confirmed for a partition.
-    pub(crate) fn committed(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.partitions()
-            .get(&(topic.to_owned(), partition))
-            .and_then(|p| p.committed)
-    }
-
     /// Records the broker's answer to a commit of `offsets`.
     pub(crate) fn record_commit(
         &self,
