@@ -49,6 +49,10 @@ struct Partition {
     confirmed: Option<i64>,
     /// Set on revoke: nothing more is dispatched or retried for it.
     revoking: bool,
+    /// Jobs held back, in offset order, while jobs of an earlier assignment of this partition
+    /// still run (they outlived their revoke's deadline): the same offsets or keys must never
+    /// run twice at once.
+    parked: Vec<Job>,
     /// Cancels this partition's retry timers on revoke.
     retries: CancellationToken,
 }
@@ -98,6 +102,9 @@ pub(crate) struct Coordinator<W> {
     commit_again: bool,
     consecutive_failures: u32,
     revokes: Vec<PendingRevoke>,
+    /// Per partition, jobs of a revoked assignment still running past the revoke's deadline.
+    /// A new assignment of the partition starts nothing until they have ended.
+    zombies: HashMap<Tp, usize>,
     next_epoch: u64,
     /// Set once shutdown or a halt began: nothing new is started.
     stopping: bool,
@@ -134,6 +141,7 @@ impl<W: Work> Coordinator<W> {
             finished_since_commit: 0,
             consecutive_failures: 0,
             revokes: Vec::new(),
+            zombies: HashMap::new(),
             next_epoch: 0,
             stopping: false,
             halt: None,
@@ -254,6 +262,7 @@ impl<W: Work> Coordinator<W> {
             sent: None,
             confirmed: None,
             revoking: false,
+            parked: Vec::new(),
             retries: self.retries.child_token(),
         }
     }
@@ -317,12 +326,34 @@ impl<W: Work> Coordinator<W> {
             }
             return;
         }
-        let epoch = p.epoch;
-        self.dispatch.push(Job {
+        let job = Job {
             message,
-            epoch,
+            epoch: p.epoch,
             attempt: 0,
-        });
+        };
+        if self.zombies.contains_key(&tp) {
+            p.parked.push(job);
+        } else {
+            self.dispatch.push(job);
+        }
+    }
+
+    /// A job of a revoked assignment ended: once the last one has, the partition's current
+    /// assignment may start its held-back jobs.
+    fn zombie_ended(&mut self, tp: &Tp) {
+        let Some(left) = self.zombies.get_mut(tp) else {
+            return;
+        };
+        *left -= 1;
+        if *left > 0 {
+            return;
+        }
+        self.zombies.remove(tp);
+        if let Some(p) = self.partitions.get_mut(tp) {
+            for job in std::mem::take(&mut p.parked) {
+                self.dispatch.push(job);
+            }
+        }
     }
 
     /// The partition a job belongs to, if the job is not stale.
@@ -350,6 +381,9 @@ impl<W: Work> Coordinator<W> {
             p.in_flight -= 1;
             p.revoking
         });
+        if current.is_none() {
+            self.zombie_ended(&(Arc::clone(&job.message.topic), job.message.partition));
+        }
         match c.outcome {
             Outcome::Done => {
                 self.shared.message_processed(c.took);
@@ -603,7 +637,16 @@ impl<W: Work> Coordinator<W> {
                 tracing::warn!(error = %e, "commit on revoke failed; the new owner will reprocess");
             }
             for tp in &r.partitions {
-                self.partitions.remove(tp);
+                if let Some(p) = self.partitions.remove(tp)
+                    && p.in_flight > 0
+                {
+                    tracing::warn!(
+                        topic = %tp.0, partition = tp.1, running = p.in_flight,
+                        "revoked with calls still running past shutdown_timeout; if this member \
+                         gets the partition back, it starts nothing there until they end"
+                    );
+                    *self.zombies.entry(tp.clone()).or_insert(0) += p.in_flight;
+                }
             }
             // The rebalance may have given up waiting already; nothing to do then.
             let _ = r.done.send(());
