@@ -57,6 +57,14 @@ struct Partition {
     retries: CancellationToken,
 }
 
+/// Calls of a partition's earlier epoch still running.
+struct Zombies {
+    running: usize,
+    /// The partition's part of the bound when they are from before a rewind (it still holds
+    /// their bytes); `None` after a revoke, which gave the part back whole.
+    flow: Option<Arc<Flow>>,
+}
+
 /// A revoke waiting for its partitions' in-flight jobs.
 struct PendingRevoke {
     partitions: Vec<Tp>,
@@ -102,9 +110,10 @@ pub(crate) struct Coordinator<W> {
     commit_again: bool,
     consecutive_failures: u32,
     revokes: Vec<PendingRevoke>,
-    /// Per partition, jobs of a revoked assignment still running past the revoke's deadline.
-    /// A new assignment of the partition starts nothing until they have ended.
-    zombies: HashMap<Tp, usize>,
+    /// Per partition, calls of an earlier epoch still running: of a revoked assignment (past
+    /// the revoke's deadline), or from before a rewind. The partition's current epoch starts
+    /// nothing until they have ended.
+    zombies: HashMap<Tp, Zombies>,
     next_epoch: u64,
     /// Set once shutdown or a halt began: nothing new is started.
     stopping: bool,
@@ -319,6 +328,12 @@ impl<W: Work> Coordinator<W> {
         let Some(p) = self.partitions.get_mut(&tp) else {
             return;
         };
+        if !self.stopping && !p.revoking && p.offsets.rewinds(message.offset) {
+            self.rewind(&tp, message.offset);
+        }
+        let Some(p) = self.partitions.get_mut(&tp) else {
+            return;
+        };
         if self.stopping || p.revoking || !p.offsets.track(message.offset) {
             if let Some(flow) = &p.flow {
                 self.credit.release_bytes(flow, message.weight());
@@ -338,14 +353,63 @@ impl<W: Work> Coordinator<W> {
         }
     }
 
-    /// A job of a revoked assignment ended: once the last one has, the partition's current
-    /// assignment may start its held-back jobs.
-    fn zombie_ended(&mut self, tp: &Tp) {
-        let Some(left) = self.zombies.get_mut(tp) else {
+    /// The consumer went back within an assignment (a seek, an offset reset after the log was
+    /// truncated): offsets at or below ones already seen arrive again, and may be other records
+    /// than before. They are processed, not refused: the partition starts a new epoch from
+    /// `offset` — a fresh tracker, its queued jobs and retries dropped, its calls still running
+    /// left to end before anything of the new epoch starts — and its commits follow the new
+    /// epoch, even below what was committed.
+    fn rewind(&mut self, tp: &Tp, offset: i64) {
+        let dropped = self.dispatch.drop_partition(tp);
+        self.next_epoch += 1;
+        let epoch = self.next_epoch;
+        let Some(p) = self.partitions.get_mut(tp) else {
             return;
         };
-        *left -= 1;
-        if *left > 0 {
+        tracing::warn!(
+            topic = %tp.0, partition = tp.1, offset,
+            "the consumer went back within the assignment; processing the partition again from there"
+        );
+        if let Some(flow) = &p.flow {
+            let bytes: usize = dropped
+                .iter()
+                .chain(&p.parked)
+                .map(|job| job.message.weight())
+                .sum();
+            self.credit.release_bytes(flow, bytes);
+            self.credit
+                .release_messages(flow, p.offsets.held() + p.offsets.pending());
+        }
+        p.parked.clear();
+        p.retries.cancel();
+        p.retries = self.retries.child_token();
+        self.retrying -= p.retrying;
+        p.retrying = 0;
+        p.offsets = PartitionOffsets::new();
+        p.epoch = epoch;
+        p.sent = None;
+        p.confirmed = None;
+        if p.in_flight > 0 {
+            let zombies = self.zombies.entry(tp.clone()).or_insert(Zombies {
+                running: 0,
+                flow: p.flow.clone(),
+            });
+            zombies.running += p.in_flight;
+            p.in_flight = 0;
+        }
+    }
+
+    /// A job of a revoked assignment ended: once the last one has, the partition's current
+    /// assignment may start its held-back jobs.
+    fn zombie_ended(&mut self, tp: &Tp, bytes: usize) {
+        let Some(zombies) = self.zombies.get_mut(tp) else {
+            return;
+        };
+        if let Some(flow) = &zombies.flow {
+            self.credit.release_bytes(flow, bytes);
+        }
+        zombies.running -= 1;
+        if zombies.running > 0 {
             return;
         }
         self.zombies.remove(tp);
@@ -382,7 +446,8 @@ impl<W: Work> Coordinator<W> {
             p.revoking
         });
         if current.is_none() {
-            self.zombie_ended(&(Arc::clone(&job.message.topic), job.message.partition));
+            let tp = (Arc::clone(&job.message.topic), job.message.partition);
+            self.zombie_ended(&tp, job.message.weight());
         }
         match c.outcome {
             Outcome::Done => {
@@ -645,7 +710,13 @@ impl<W: Work> Coordinator<W> {
                         "revoked with calls still running past shutdown_timeout; if this member \
                          gets the partition back, it starts nothing there until they end"
                     );
-                    *self.zombies.entry(tp.clone()).or_insert(0) += p.in_flight;
+                    let zombies = self.zombies.entry(tp.clone()).or_insert(Zombies {
+                        running: 0,
+                        flow: None,
+                    });
+                    zombies.running += p.in_flight;
+                    // The partition's part of the bound is given back whole on revoke.
+                    zombies.flow = None;
                 }
             }
             // The rebalance may have given up waiting already; nothing to do then.

@@ -100,19 +100,27 @@ impl Dispatch {
         }
     }
 
-    /// Drops every queued job of a partition and its lanes (on revoke).
-    pub(crate) fn drop_partition(&mut self, tp: &Tp) {
+    /// Drops every queued job of a partition and its lanes (on revoke, or a rewind), returning
+    /// the dropped jobs.
+    pub(crate) fn drop_partition(&mut self, tp: &Tp) -> Vec<Job> {
         let of_tp = |m: &Message| m.topic == tp.0 && m.partition == tp.1;
-        self.ready.retain(|j| !of_tp(&j.message));
-        let mut dropped = 0;
-        self.lanes.retain(|(topic, partition, _), waiting| {
+        let mut dropped = Vec::new();
+        let (gone, kept): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut self.ready)
+            .into_iter()
+            .partition(|j| of_tp(&j.message));
+        self.ready = kept;
+        dropped.extend(gone);
+        let mut waiting = 0;
+        self.lanes.retain(|(topic, partition, _), queue| {
             let keep = *topic != tp.0 || *partition != tp.1;
             if !keep {
-                dropped += waiting.len();
+                waiting += queue.len();
+                dropped.extend(queue.drain(..));
             }
             keep
         });
-        self.waiting -= dropped;
+        self.waiting -= waiting;
+        dropped
     }
 
     /// Drops everything (on shutdown).
@@ -196,7 +204,8 @@ mod tests {
         for (p, o) in [(0, 1), (0, 2), (1, 10), (1, 11)] {
             d.push(job(p, o, None));
         }
-        d.drop_partition(&(Arc::from("t"), 0));
+        let dropped = d.drop_partition(&(Arc::from("t"), 0));
+        assert_eq!(dropped.len(), 2);
         assert_eq!(d.queued(), 2);
         assert_eq!(offsets(&mut d), [10]);
     }

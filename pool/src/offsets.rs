@@ -7,7 +7,8 @@
 //! **Precondition.** Every message handed to the pool is [`track`](PartitionOffsets::track)ed
 //! when it is received, in offset order, and [`mark_done`](PartitionOffsets::mark_done) is
 //! called only once it is processed or its permanent failure has been handled (dead-lettered or
-//! skipped by policy). A fresh tracker is used for each assignment of the partition.
+//! skipped by policy). A fresh tracker is used for each assignment of the partition, and from
+//! each rewind (see [`PartitionOffsets::rewinds`]).
 //!
 //! The contiguity rule is over offsets the consumer actually *received*, not over arithmetic
 //! `+1`: a log may have holes (compaction, transaction markers), and a hole must not block the
@@ -46,6 +47,11 @@ impl PartitionOffsets {
         self.highest = Some(offset);
         self.window.insert(offset, false);
         true
+    }
+
+    /// Whether `offset` is at or below one already received: the consumer went back.
+    pub fn rewinds(&self, offset: i64) -> bool {
+        self.highest.is_some_and(|h| offset <= h)
     }
 
     /// Records that `offset` is done. Returns `false` if it was not received or is already done.
