@@ -123,39 +123,34 @@ async fn slow_message_holds_back_only_its_own_partition() {
             }
         }
     };
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats(
-                "partition 1 committed",
-                || pool.stats(),
-                |s| stats_committed(s, 1) == Some(10),
-            )
-            .await;
-            let held = pool.stats();
-            assert_eq!(
-                stats_committed(&held, 0),
-                None,
-                "partition 0 held by its gap"
-            );
-            let p0 = held.partitions.iter().find(|p| p.partition == 0);
-            assert_eq!(
-                p0.map(|p| p.gap),
-                Some(9),
-                "done offsets held above the gap"
-            );
-            release.cancel();
-            until_stats(
-                "partition 0 committed",
-                || pool.stats(),
-                |s| stats_committed(s, 0) == Some(10),
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats(
+            "partition 1 committed",
+            || pool.stats(),
+            |s| stats_committed(s, 1) == Some(10),
+        )
+        .await;
+        let held = pool.stats();
+        assert_eq!(
+            stats_committed(&held, 0),
+            None,
+            "partition 0 held by its gap"
+        );
+        let p0 = held.partitions.iter().find(|p| p.partition == 0);
+        assert_eq!(
+            p0.map(|p| p.gap),
+            Some(9),
+            "done offsets held above the gap"
+        );
+        release.cancel();
+        until_stats(
+            "partition 0 committed",
+            || pool.stats(),
+            |s| stats_committed(s, 0) == Some(10),
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
 }
 
@@ -274,20 +269,15 @@ async fn non_retriable_error_skips_retries() {
             }
         }
     };
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats(
-                "committed",
-                || pool.stats(),
-                |s| stats_committed(s, 0) == Some(10),
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats(
+            "committed",
+            || pool.stats(),
+            |s| stats_committed(s, 0) == Some(10),
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     let s = pool.stats();
     assert_eq!(attempts.load(AtomicOrdering::SeqCst), 1);
@@ -319,20 +309,15 @@ async fn retriable_error_is_retried_then_fails_permanently() {
             }
         }
     };
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats(
-                "committed",
-                || pool.stats(),
-                |s| stats_committed(s, 0) == Some(10),
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats(
+            "committed",
+            || pool.stats(),
+            |s| stats_committed(s, 0) == Some(10),
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     let s = pool.stats();
     assert_eq!(
@@ -606,23 +591,18 @@ async fn a_full_pool_stops_taking_and_keeps_the_member_in_the_group() {
         }
     };
     let max_queued = AtomicUsize::new(0);
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats(
-                "all done",
-                || pool.stats(),
-                |s| {
-                    max_queued.fetch_max(s.jobs_queued, AtomicOrdering::Relaxed);
-                    s.messages_processed == 40
-                },
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats(
+            "all done",
+            || pool.stats(),
+            |s| {
+                max_queued.fetch_max(s.jobs_queued, AtomicOrdering::Relaxed);
+                s.messages_processed == 40
+            },
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     let seen = seen.lock().expect("lock");
     assert_eq!(seen.len(), 40);
@@ -660,15 +640,10 @@ async fn shutdown_finishes_in_flight_work_and_commits() {
             }
         }
     };
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats("all in flight", || pool.stats(), |s| s.workers_busy == 4).await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats("all in flight", || pool.stats(), |s| s.workers_busy == 4).await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     assert_eq!(finished.load(AtomicOrdering::SeqCst), 4);
     assert_eq!(cluster.committed(&group).get(&0).copied(), Some(4));
@@ -692,20 +667,15 @@ async fn shutdown_timeout_abandons_stuck_work_and_returns() {
         }
         Ok::<_, ProcessError>(())
     };
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats(
-                "others done",
-                || pool.stats(),
-                |s| s.messages_processed == 5,
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats(
+            "others done",
+            || pool.stats(),
+            |s| s.messages_processed == 5,
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("returns after the timeout");
     assert_eq!(cluster.committed(&group).get(&0).copied(), Some(3));
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use burrow_pool::{Config, Message, Pool, ProcessError};
-use pool_support::{Cluster, guarded, test_config, unique_group, until_stats};
+use pool_support::{Cluster, run_while, test_config, unique_group, until_stats};
 use tokio_util::sync::CancellationToken;
 
 /// Distinct (partition, offset) pairs a handler was called with.
@@ -55,32 +55,27 @@ async fn retrying_messages_count_against_the_bound() {
             }
         }
     };
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats(
-                "retries piling up",
-                || pool.stats(),
-                |s| s.messages_retried >= 500,
-            )
-            .await;
-            let during = seen_count(&seen);
-            assert!(
-                during <= BOUND,
-                "the pool took {during} messages during the outage, bound {BOUND}"
-            );
-            outage.store(false, AtomicOrdering::Release);
-            until_stats(
-                "all processed",
-                || pool.stats(),
-                |s| s.messages_processed == 2_000,
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats(
+            "retries piling up",
+            || pool.stats(),
+            |s| s.messages_retried >= 500,
+        )
+        .await;
+        let during = seen_count(&seen);
+        assert!(
+            during <= BOUND,
+            "the pool took {during} messages during the outage, bound {BOUND}"
+        );
+        outage.store(false, AtomicOrdering::Release);
+        until_stats(
+            "all processed",
+            || pool.stats(),
+            |s| s.messages_processed == 2_000,
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     assert_eq!(
         seen_count(&seen),
@@ -126,47 +121,42 @@ async fn a_stuck_message_bounds_its_partition_and_spares_the_others() {
     };
     let ends = cluster.ends();
     let other_end = ends.get(&1).copied().expect("partition 1 has messages");
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats(
-                "partition 1 processed to its end",
-                || pool.stats(),
-                |s| {
-                    s.partitions
-                        .iter()
-                        .any(|p| p.partition == 1 && p.committed_offset == Some(other_end))
-                },
-            )
-            .await;
-            // Let the stuck partition's reader run into its bound, then look.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let stuck_seen = seen
-                .lock()
-                .expect("lock")
-                .iter()
-                .filter(|(p, _)| *p == 0)
-                .count();
-            assert!(
-                stuck_seen <= BOUND,
-                "partition 0 took {stuck_seen} messages behind its stuck one, bound {BOUND}"
-            );
-            assert!(
-                stuck_seen > 1,
-                "partition 0 ran past its stuck message meanwhile"
-            );
-            release.cancel();
-            until_stats(
-                "all processed",
-                || pool.stats(),
-                |s| s.messages_processed == 4_000,
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats(
+            "partition 1 processed to its end",
+            || pool.stats(),
+            |s| {
+                s.partitions
+                    .iter()
+                    .any(|p| p.partition == 1 && p.committed_offset == Some(other_end))
+            },
+        )
+        .await;
+        // Let the stuck partition's reader run into its bound, then look.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stuck_seen = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(p, _)| *p == 0)
+            .count();
+        assert!(
+            stuck_seen <= BOUND,
+            "partition 0 took {stuck_seen} messages behind its stuck one, bound {BOUND}"
+        );
+        assert!(
+            stuck_seen > 1,
+            "partition 0 ran past its stuck message meanwhile"
+        );
+        release.cancel();
+        until_stats(
+            "all processed",
+            || pool.stats(),
+            |s| s.messages_processed == 4_000,
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     assert_eq!(
         cluster.committed(&group),
@@ -201,29 +191,24 @@ async fn large_messages_are_bounded_by_bytes() {
             }
         }
     };
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats("workers busy", || pool.stats(), |s| s.workers_busy == 2).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let held = pool.stats().jobs_queued + pool.stats().workers_busy;
-            // 100 kB of 10 kB values, one message over at most.
-            assert!(
-                held <= 11,
-                "held {held} messages of 10 kB under a 100 kB bound"
-            );
-            release.cancel();
-            until_stats(
-                "all processed",
-                || pool.stats(),
-                |s| s.messages_processed == 200,
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        until_stats("workers busy", || pool.stats(), |s| s.workers_busy == 2).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let held = pool.stats().jobs_queued + pool.stats().workers_busy;
+        // 100 kB of 10 kB values, one message over at most.
+        assert!(
+            held <= 11,
+            "held {held} messages of 10 kB under a 100 kB bound"
+        );
+        release.cancel();
+        until_stats(
+            "all processed",
+            || pool.stats(),
+            |s| s.messages_processed == 200,
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     assert_eq!(seen_count(&seen), 200);
     assert_eq!(cluster.committed(&group), cluster.ends());

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use burrow_pool::{Config, Message, Ordering, Pool, ProcessError};
-use pool_support::{Cluster, TOPIC, guarded, test_config, unique_group, until_stats};
+use pool_support::{Cluster, TOPIC, run_while, test_config, unique_group, until_stats};
 use tokio_util::sync::CancellationToken;
 
 /// Calls running now and the most ever running at once, per key.
@@ -75,37 +75,32 @@ async fn a_call_outliving_its_revoke_never_runs_beside_its_redelivery() {
             }
         }
     };
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            stuck_started.cancelled().await;
-            let before = pool.stats().rebalances;
-            // A new subscription: the group rebalances, revoking the partition and assigning it
-            // back. The revoke waits 800 ms for the stuck call, then gives up on it.
-            pool.consumer()
-                .subscribe(&[TOPIC, "another-topic"])
-                .expect("subscribe");
-            until_stats(
-                "revoked and assigned again",
-                || pool.stats(),
-                |s| s.rebalances >= before + 2 && s.assigned_partitions == 1,
-            )
-            .await;
-            // The redelivered messages have arrived by now; give the pool time to (wrongly)
-            // start offset 0 again before the first call ends.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            release.cancel();
-            until_stats(
-                "everything processed",
-                || pool.stats(),
-                |s| s.partitions.iter().any(|p| p.committed_offset == Some(20)),
-            )
-            .await;
-            stop.cancel();
-        })
+    let result = run_while(&pool, process, async {
+        stuck_started.cancelled().await;
+        let before = pool.stats().rebalances;
+        // A new subscription: the group rebalances, revoking the partition and assigning it
+        // back. The revoke waits 800 ms for the stuck call, then gives up on it.
+        pool.consumer()
+            .subscribe(&[TOPIC, "another-topic"])
+            .expect("subscribe");
+        until_stats(
+            "revoked and assigned again",
+            || pool.stats(),
+            |s| s.rebalances >= before + 2 && s.assigned_partitions == 1,
+        )
+        .await;
+        // The redelivered messages have arrived by now; give the pool time to (wrongly)
+        // start offset 0 again before the first call ends.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        release.cancel();
+        until_stats(
+            "everything processed",
+            || pool.stats(),
+            |s| s.partitions.iter().any(|p| p.committed_offset == Some(20)),
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     let running = running.lock().expect("lock");
     for (key, most) in &running.most {

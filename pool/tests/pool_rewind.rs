@@ -10,8 +10,7 @@ use std::time::Duration;
 use burrow_pool::rdkafka::Offset;
 use burrow_pool::rdkafka::consumer::Consumer as _;
 use burrow_pool::{Config, Message, Pool, ProcessError};
-use pool_support::{Cluster, TOPIC, guarded, test_config, unique_group, until, until_stats};
-use tokio_util::sync::CancellationToken;
+use pool_support::{Cluster, TOPIC, run_while, test_config, unique_group, until, until_stats};
 
 /// All 100 messages are processed and committed; then the consumer seeks back to offset 10.
 /// Offsets 10..99 arrive again and each is processed a second time (they used to be refused as
@@ -33,30 +32,25 @@ async fn offsets_delivered_again_after_a_seek_back_are_processed_again() {
     };
     let committed_to_end =
         |s: &burrow_pool::Stats| s.partitions.iter().any(|p| p.committed_offset == Some(100));
-    let stop = CancellationToken::new();
-    let result = guarded(async {
-        tokio::join!(pool.run(stop.clone().cancelled_owned(), process), async {
-            until_stats("all committed", || pool.stats(), committed_to_end).await;
-            pool.consumer()
-                .inner()
-                .seek(TOPIC, 0, Offset::Offset(10), Duration::from_secs(10))
-                .expect("seek");
-            until("offsets 10..99 processed a second time", || {
-                let seen = seen.lock().expect("lock");
-                (10..100).all(|o| seen.get(&o).copied().unwrap_or(0) >= 2)
-            })
-            .await;
-            until_stats(
-                "committed to the end again",
-                || pool.stats(),
-                committed_to_end,
-            )
-            .await;
-            stop.cancel();
+    let result = run_while(&pool, process, async {
+        until_stats("all committed", || pool.stats(), committed_to_end).await;
+        pool.consumer()
+            .inner()
+            .seek(TOPIC, 0, Offset::Offset(10), Duration::from_secs(10))
+            .expect("seek");
+        until("offsets 10..99 processed a second time", || {
+            let seen = seen.lock().expect("lock");
+            (10..100).all(|o| seen.get(&o).copied().unwrap_or(0) >= 2)
         })
+        .await;
+        until_stats(
+            "committed to the end again",
+            || pool.stats(),
+            committed_to_end,
+        )
+        .await;
     })
-    .await
-    .0;
+    .await;
     result.expect("clean shutdown");
     let seen = seen.lock().expect("lock");
     assert!(

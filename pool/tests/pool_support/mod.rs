@@ -11,12 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use burrow_e2e::broker::Broker;
 use burrow_e2e::kafka::{self, Out, ProduceOptions};
-use burrow_pool::{Config, Consumer, Stats};
+use burrow_pool::{Config, Consumer, Message, Pool, PoolError, ProcessError, Stats};
 use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
 
 pub const TOPIC: &str = "events";
 
@@ -149,6 +151,28 @@ pub async fn guarded<T>(fut: impl Future<Output = T>) -> T {
     burrow_e2e::bounded("the pool", fut)
         .await
         .expect("pool did not return")
+}
+
+/// Runs `pool` with `process` while `script` drives the test, then shuts the pool down and
+/// returns how its run ended; the kit's hang guard bounds the whole.
+pub async fn run_while<F, Fut, E>(
+    pool: &Pool,
+    process: F,
+    script: impl Future<Output = ()>,
+) -> Result<(), PoolError>
+where
+    F: Fn(Arc<Message>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<ProcessError> + 'static,
+{
+    let stop = CancellationToken::new();
+    let script = async {
+        script.await;
+        stop.cancel();
+    };
+    guarded(async { tokio::join!(pool.run(stop.clone().cancelled_owned(), process), script) })
+        .await
+        .0
 }
 
 /// The committed offset of a partition per the pool's stats.
