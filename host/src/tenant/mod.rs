@@ -110,6 +110,9 @@ pub struct RunningTenant {
 /// The deployment a tenant's config describes, with `plugin` loaded.
 pub fn deployment(runtime: &Runtime, config: &TenantConfig) -> Result<Deployment, LoadError> {
     let plugin = runtime.load_file(&config.plugin)?;
+    if config.limits.fuel.is_some() {
+        plugin.prepare_metered()?;
+    }
     Ok(Deployment::new(plugin)
         .with_limits(Limits {
             memory: config.limits.memory.as_u64(),

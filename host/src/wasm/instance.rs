@@ -206,7 +206,14 @@ impl PluginInstance {
     async fn instantiate(&mut self, deployment: &Arc<Deployment>) -> Result<Live, CallError> {
         let state =
             StoreState::new(deployment).map_err(|e| CallError::Instantiate(e.to_string()))?;
-        let pre = deployment.plugin().pre();
+        // A fuel limit needs the plugin compiled for the metered engine (see `Runtime`).
+        let pre = match deployment.limits().fuel {
+            Some(_) => deployment
+                .plugin()
+                .metered_pre()
+                .map_err(|e| CallError::Instantiate(e.to_string()))?,
+            None => deployment.plugin().pre(),
+        };
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
         // Give the executor a turn every tick: the deadline (a tokio timer) and an abandoned
@@ -262,9 +269,11 @@ pub(crate) fn call_executor() -> std::io::Result<tokio::runtime::Runtime> {
 /// the timeout around the call).
 fn arm(store: &mut Store<StoreState>, limits: &Limits) {
     store.set_epoch_deadline(1);
-    // Fuel is always metered engine-wide; unmetered deployments get a tank that never empties.
-    // `set_fuel` fails only when fuel is disabled in the engine, which `Runtime::new` enables.
-    let _ = store.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+    // Only a deployment with a fuel limit runs on the metered engine (see `instantiate`), where
+    // `set_fuel` cannot fail.
+    if let Some(fuel) = limits.fuel {
+        let _ = store.set_fuel(fuel);
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +290,39 @@ mod tests {
         assert_send::<PluginInstance>();
         assert_send::<CallResult>();
         assert_send_sync::<crate::wasm::PluginThread>();
+    }
+
+    /// Fuel is counted only for a deployment that sets a fuel limit: without one, the plugin
+    /// runs on the engine without fuel instrumentation (its store has no fuel to read); with
+    /// one, on the metered engine, with the tank filled to the limit.
+    #[test]
+    fn only_a_deployment_with_a_fuel_limit_counts_fuel() -> anyhow::Result<()> {
+        use crate::wasm::{Deployment, Limits, RuntimeConfig};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/plugins/passthrough.wasm");
+        anyhow::ensure!(path.is_file(), "run `make plugins` first");
+        let runtime = Runtime::new(&RuntimeConfig::default())?;
+        let plugin = runtime.load_file(&path)?;
+        let fuel_in = |limits: Limits| -> anyhow::Result<Option<u64>> {
+            let slot = Arc::new(DeploymentSlot::new(
+                Deployment::new(plugin.clone()).with_limits(limits),
+            ));
+            let mut instance = PluginInstance::new(slot);
+            instance.warm_up()?;
+            let live = instance
+                .live
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("not live"))?;
+            Ok(live.store.get_fuel().ok())
+        };
+        assert_eq!(fuel_in(Limits::default())?, None, "no fuel counted");
+        let metered = Limits {
+            fuel: Some(5_000_000),
+            ..Limits::default()
+        };
+        let left = fuel_in(metered)?.ok_or_else(|| anyhow::anyhow!("fuel not counted"))?;
+        assert!(left > 0 && left <= 5_000_000, "{left}");
+        Ok(())
     }
 
     #[test]

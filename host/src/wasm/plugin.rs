@@ -7,10 +7,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
 
 use super::bindings::ProcessorPre;
 use super::runtime::Shared;
@@ -42,8 +42,13 @@ struct Loaded {
     imports: Vec<String>,
     exports: Vec<String>,
     pre: ProcessorPre<StoreState>,
-    /// Keeps the engine's epoch ticker running as long as any plugin can be called.
-    _runtime: Arc<Shared>,
+    /// The component's bytes, kept to compile it for the metered engine when a deployment
+    /// sets a fuel limit.
+    bytes: Arc<[u8]>,
+    /// Compiled for the metered engine, once asked for.
+    metered: OnceLock<Result<ProcessorPre<StoreState>, String>>,
+    /// The engines, and their epoch ticker, live as long as any plugin can be called.
+    runtime: Arc<Shared>,
 }
 
 impl fmt::Debug for Plugin {
@@ -82,6 +87,35 @@ impl Plugin {
     /// The component's exports, sorted.
     pub fn exports(&self) -> &[String] {
         &self.inner.exports
+    }
+
+    /// Compiles the plugin for the metered engine (fuel counted), if not done yet: what a
+    /// deployment with a fuel limit runs. Loading a tenant does it at once, so the compile is
+    /// off the hot path and its failure is reported with the load.
+    pub fn prepare_metered(&self) -> Result<(), LoadError> {
+        self.metered_pre().map(|_| ())
+    }
+
+    pub(crate) fn metered_pre(&self) -> Result<&ProcessorPre<StoreState>, LoadError> {
+        let loaded = &*self.inner;
+        loaded
+            .metered
+            .get_or_init(|| {
+                let runtime = &loaded.runtime;
+                prelink(
+                    &loaded.id.name,
+                    &loaded.bytes,
+                    &runtime.metered_engine,
+                    &runtime.metered_linker,
+                )
+                .map(|(pre, _)| pre)
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|reason| LoadError::Invalid {
+                name: loaded.id.name.to_string(),
+                reason: format!("compiling with fuel metering: {reason}"),
+            })
     }
 
     pub(crate) fn pre(&self) -> &ProcessorPre<StoreState> {
@@ -153,19 +187,7 @@ pub(crate) fn load_bytes(
     bytes: &[u8],
 ) -> Result<Plugin, LoadError> {
     check_kind(name, bytes)?;
-    let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid {
-        name: name.into(),
-        reason: one_line(&e),
-    })?;
-    check_process_export(name, &component)?;
-    let instance_pre = runtime
-        .linker
-        .instantiate_pre(&component)
-        .map_err(|e| import_error(name, &runtime.engine, &component, &e))?;
-    let pre = ProcessorPre::new(instance_pre).map_err(|e| LoadError::WrongSignature {
-        name: name.into(),
-        reason: one_line(&e),
-    })?;
+    let (pre, component) = prelink(name, bytes, &runtime.engine, &runtime.linker)?;
     let (imports, exports) = interface(&runtime.engine, &component);
     Ok(Plugin {
         inner: Arc::new(Loaded {
@@ -177,9 +199,33 @@ pub(crate) fn load_bytes(
             imports,
             exports,
             pre,
-            _runtime: Arc::clone(runtime),
+            bytes: bytes.into(),
+            metered: OnceLock::new(),
+            runtime: Arc::clone(runtime),
         }),
     })
+}
+
+/// Compiles `bytes` for `engine`, checks the `process` export and pre-links the imports.
+fn prelink(
+    name: &str,
+    bytes: &[u8],
+    engine: &wasmtime::Engine,
+    linker: &Linker<StoreState>,
+) -> Result<(ProcessorPre<StoreState>, Component), LoadError> {
+    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
+        name: name.into(),
+        reason: one_line(&e),
+    })?;
+    check_process_export(name, &component)?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| import_error(name, engine, &component, &e))?;
+    let pre = ProcessorPre::new(instance_pre).map_err(|e| LoadError::WrongSignature {
+        name: name.into(),
+        reason: one_line(&e),
+    })?;
+    Ok((pre, component))
 }
 
 /// Tells a component from a core module from anything else, by the 8-byte header alone, so

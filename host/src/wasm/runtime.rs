@@ -1,4 +1,9 @@
-//! The runtime: the process's one `wasmtime::Engine`, with its linker, code cache and clock.
+//! The runtime: the process's engines, with their linkers, code cache and clock.
+//!
+//! Two engines, alike but for fuel: counting fuel instruments all guest code (measured here:
+//! json-validate 14–28% slower, passthrough 5%), so plugins run on the plain engine, and are
+//! compiled for the metered one only when a deployment sets a fuel limit
+//! ([`Plugin::prepare_metered`](super::Plugin::prepare_metered)).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,9 +53,13 @@ pub struct Runtime {
 
 /// What every plugin of the process shares.
 pub(crate) struct Shared {
+    /// Without fuel: what deployments without a fuel limit run on.
     pub(crate) engine: Engine,
     /// WASI plus `burrow:plugin/host`: the imports every plugin is resolved against.
     pub(crate) linker: Linker<StoreState>,
+    /// With fuel counted, and its linker: for deployments that set a fuel limit.
+    pub(crate) metered_engine: Engine,
+    pub(crate) metered_linker: Linker<StoreState>,
     /// Held for its counters; the engine holds the clone that does the caching.
     cache: Option<Cache>,
     _ticker: EpochTicker,
@@ -67,19 +76,27 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
         let cache = config.cache_dir.as_deref().map(open_cache).transpose()?;
-        let mut engine_config = Config::new();
-        engine_config
-            .epoch_interruption(true)
-            .consume_fuel(true)
-            .cache(cache.clone());
-        let engine =
-            Engine::new(&engine_config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let linker = linker(&engine).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(RuntimeError::Ticker)?;
+        let engine_of = |fuel: bool| {
+            let mut engine_config = Config::new();
+            engine_config
+                .epoch_interruption(true)
+                .consume_fuel(fuel)
+                .cache(cache.clone());
+            let engine =
+                Engine::new(&engine_config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            let linker = linker(&engine).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            Ok::<_, RuntimeError>((engine, linker))
+        };
+        let (engine, linker) = engine_of(false)?;
+        let (metered_engine, metered_linker) = engine_of(true)?;
+        let ticker = EpochTicker::start(vec![engine.clone(), metered_engine.clone()])
+            .map_err(RuntimeError::Ticker)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
                 linker,
+                metered_engine,
+                metered_linker,
                 cache,
                 _ticker: ticker,
             }),

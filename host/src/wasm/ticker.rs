@@ -14,7 +14,7 @@ use wasmtime::Engine;
 /// How often the epoch advances: the resolution of every deadline.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 
-/// Advances the engine's epoch every [`TICK`] until dropped.
+/// Advances the engines' epochs every [`TICK`] until dropped.
 pub(crate) struct EpochTicker {
     /// Dropping the sender is the stop signal: the thread sees the channel disconnect.
     stop: Option<Sender<()>>,
@@ -23,13 +23,15 @@ pub(crate) struct EpochTicker {
 }
 
 impl EpochTicker {
-    pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
+    pub(crate) fn start(engines: Vec<Engine>) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = thread::Builder::new()
             .name("burrow-epoch".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(Self {
