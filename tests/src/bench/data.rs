@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
@@ -47,15 +48,48 @@ pub fn value(id: u64) -> Vec<u8> {
     v
 }
 
-/// Creates `topic` (8 partitions) and produces records `0..messages` to it.
+/// Records the mock cluster keeps of a bench topic. librdkafka's mock broker keeps at most
+/// 5 MiB (or 100,000 batches) per partition and drops the oldest batches beyond that
+/// (`rdkafka_mock.c`, `max_size`), as retention would: 8 partitions hold about 300,000 of these
+/// records. Datasets on the mock are clipped to this, and [`dataset`] checks nothing was dropped.
+pub const MOCK_CAPACITY: u64 = 250_000;
+
+/// How many of `wanted` records a dataset on `broker` holds: all, or [`MOCK_CAPACITY`] on the
+/// mock cluster.
+pub fn fitting(broker: &Broker, wanted: u64) -> u64 {
+    if broker.is_mock() {
+        wanted.min(MOCK_CAPACITY)
+    } else {
+        wanted
+    }
+}
+
+/// Creates `topic` (8 partitions) and produces records `0..messages` to it; fails if the
+/// broker dropped any (the mock cluster's retention).
 pub fn dataset(broker: &Broker, topic: &str, messages: u64) -> anyhow::Result<Dataset> {
     create_topic(broker, topic, PARTITIONS)?;
     let ends = produce(broker, topic, messages, None)?;
+    check_kept(broker, topic)?;
     Ok(Dataset {
         topic: topic.to_owned(),
         messages,
         ends,
     })
+}
+
+/// Fails unless every partition of `topic` still starts at offset 0.
+pub fn check_kept(broker: &Broker, topic: &str) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = broker.client().create()?;
+    for p in 0..PARTITIONS {
+        let (low, _) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(15))
+            .with_context(|| format!("watermarks of {topic}/{p}"))?;
+        anyhow::ensure!(
+            low == 0,
+            "{topic}/{p} starts at {low}: the broker dropped the oldest records (the mock cluster keeps 5 MiB per partition)"
+        );
+    }
+    Ok(())
 }
 
 /// A record to put first, before the numbered ones: on `partition`, with `headers`.
