@@ -828,6 +828,7 @@ fn is_json_object(value: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// The native B4 handler accepts what json-validate accepts and refuses what it refuses.
     #[test]
     fn only_json_objects_pass_the_native_check() {
         assert!(super::is_json_object(br#" {"a":[1,{"b":null}]}"#));

@@ -231,6 +231,7 @@ impl ProducerContext for Reports {
 
 #[cfg(test)]
 mod tests {
+    /// Every value is a 100-byte JSON object carrying its id, as the cases assume.
     #[test]
     fn values_are_100_byte_json_objects() {
         for id in [0, 7, 123_456_789, u64::MAX] {

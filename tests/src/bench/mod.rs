@@ -208,6 +208,7 @@ pub fn thousands(x: f64) -> String {
 mod tests {
     use super::*;
 
+    /// Rates print with thousands separators.
     #[test]
     fn thousands_groups_digits() {
         assert_eq!(thousands(0.0), "0");
@@ -215,6 +216,7 @@ mod tests {
         assert_eq!(thousands(1_234_567.8), "1,234,568");
     }
 
+    /// The table shows the middle run, not the best.
     #[test]
     fn median_of_three_is_the_middle() {
         let rate = |m| Rate {

@@ -186,6 +186,8 @@ pub fn chart(rows: &[Row], machine: &Machine, path: &Path) -> anyhow::Result<()>
         .fold(1.0_f64, f64::max)
         * 1.1;
     let n = bars.len().max(1);
+    // Slot `n - 1 - i` holds bar `i`, so the chart reads top-down in the table's order.
+    let slot = |i: usize| n - 1 - i;
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!("burrow bench: ratio to baseline (bars) vs goal (red) — {machine}"),
@@ -194,18 +196,22 @@ pub fn chart(rows: &[Row], machine: &Machine, path: &Path) -> anyhow::Result<()>
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(430)
-        .build_cartesian_2d(0.0..top, (0..n).into_segmented())
+        .build_cartesian_2d(0.0..top, -0.5..(n as f64 - 0.5))
         .context("drawing the chart")?;
     let labels: Vec<String> = bars.iter().map(|(l, _, _)| l.clone()).collect();
     chart
         .configure_mesh()
         .disable_y_mesh()
         .x_desc("ratio")
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
+        // A label at each whole y: slot `k` holds bar `n - 1 - k`.
+        .y_label_formatter(&|v| {
+            let k = v.round();
+            if (v - k).abs() > 1e-6 || k < 0.0 {
+                return String::new();
+            }
+            labels.get(slot(k as usize)).cloned().unwrap_or_default()
         })
-        .y_labels(n)
+        .y_labels(2 * n + 1)
         .draw()
         .context("drawing the chart")?;
     chart
@@ -215,21 +221,16 @@ pub fn chart(rows: &[Row], machine: &Machine, path: &Path) -> anyhow::Result<()>
             } else {
                 RGBColor(230, 140, 40).mix(0.8)
             };
-            Rectangle::new(
-                [
-                    (0.0, SegmentValue::Exact(i)),
-                    (*ratio, SegmentValue::Exact(i + 1)),
-                ],
-                color.filled(),
-            )
+            let y = slot(i) as f64;
+            Rectangle::new([(0.0, y - 0.35), (*ratio, y + 0.35)], color.filled())
         }))
         .context("drawing the chart")?;
     chart
         .draw_series(bars.iter().enumerate().map(|(i, (_, _, goal))| {
             PathElement::new(
                 vec![
-                    (*goal, SegmentValue::Exact(i)),
-                    (*goal, SegmentValue::Exact(i + 1)),
+                    (*goal, slot(i) as f64 - 0.45),
+                    (*goal, slot(i) as f64 + 0.45),
                 ],
                 RED.stroke_width(3),
             )
