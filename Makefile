@@ -27,9 +27,14 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: print the benchmark tables (release builds)
+## bench: the benchmark program (release builds): one table of medians against same-run
+## baselines, written to bench/results/latest.md and latest.svg. BENCH_ARGS passes flags
+## (e.g. BENCH_ARGS="--quick --only B3,B4"); see bench/README.md. The WASM runtime's own
+## micro-bench is `cargo bench -p burrow --bench wasm`.
+BENCH_ARGS ?=
 bench: setup plugins broker
-	$(CARGO) bench -p burrow-pool -p burrow
+	$(CARGO) build --release -p burrow --bin burrow
+	BURROW_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release/burrow $(CARGO) run --release -p burrow-e2e --bin bench -- $(BENCH_ARGS)
 
 ## plugins: build every plugin in plugins/ for wasm32-wasip2 into target/plugins/NAME.wasm
 plugins: setup
