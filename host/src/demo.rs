@@ -440,7 +440,10 @@ impl Reader {
     /// dead-letter partition of a 200,000-message run drops its oldest records).
     fn written(&self, topic: &str) -> Result<u64, DemoError> {
         let ends = self.inspector.end_offsets(topic)?;
-        Ok(ends.values().map(|&end| u64::try_from(end).unwrap_or(0)).sum())
+        Ok(ends
+            .values()
+            .map(|&end| u64::try_from(end).unwrap_or(0))
+            .sum())
     }
 
     /// The first dead letter: where it came from and why it failed, from its headers.
