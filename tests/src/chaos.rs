@@ -182,28 +182,34 @@ pub fn run(broker: &Broker, options: &Options) -> anyhow::Result<Verdict> {
     let mut produced: BTreeMap<u64, Position> = BTreeMap::new();
     let mut plugin_faults: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut faulty = BTreeSet::new();
-    let chunk = 50_000;
-    let mut first = 0;
-    while first < options.messages {
-        let last = (first + chunk).min(options.messages);
-        let records: Vec<Out> = (first..last)
-            .map(|id| {
-                let action = if id % options.fault_every == options.fault_every / 2 {
-                    let (kind, action) = plugin_fault(id / options.fault_every, deadline_ms);
-                    *plugin_faults.entry(kind).or_default() += 1;
-                    faulty.insert(id);
-                    action
-                } else {
-                    emit.clone()
-                };
-                Out::numbered(id).action(&action)
-            })
-            .collect();
-        let positions = kafka::produce(broker, &input, &records)?;
-        produced.extend(kafka::positions_by_id(&records, &positions));
-        first = last;
-    }
-    let ends = kafka::ends_of(&produced.values().copied().collect::<Vec<_>>());
+    let mut produce_ids = |ids: std::ops::Range<u64>,
+                           produced: &mut BTreeMap<u64, Position>|
+     -> anyhow::Result<()> {
+        let chunk = 50_000;
+        let mut first = ids.start;
+        while first < ids.end {
+            let last = (first + chunk).min(ids.end);
+            let records: Vec<Out> = (first..last)
+                .map(|id| {
+                    let action = if id % options.fault_every == options.fault_every / 2 {
+                        let (kind, action) = plugin_fault(id / options.fault_every, deadline_ms);
+                        *plugin_faults.entry(kind).or_default() += 1;
+                        faulty.insert(id);
+                        action
+                    } else {
+                        emit.clone()
+                    };
+                    Out::numbered(id).action(&action)
+                })
+                .collect();
+            let positions = kafka::produce(broker, &input, &records)?;
+            produced.extend(kafka::positions_by_id(&records, &positions));
+            first = last;
+        }
+        Ok(())
+    };
+    produce_ids(0..options.messages, &mut produced)?;
+    let mut ends = kafka::ends_of(&produced.values().copied().collect::<Vec<_>>());
     println!(
         "chaos: produced {} records in {:.1}s",
         produced.len(),
@@ -232,6 +238,16 @@ pub fn run(broker: &Broker, options: &Options) -> anyhow::Result<Verdict> {
         let all = ends.iter().all(|(p, end)| committed.get(p) == Some(end));
         if all && round >= first_round.len() {
             break;
+        }
+        if all {
+            // The hosts finished before every kind of fault could land mid-run (the faster the
+            // pool, the sooner): keep the run going with more records until they have.
+            let next_id = produced.keys().next_back().map_or(0, |id| id + 1);
+            let more = (options.messages / 4).max(1_000);
+            produce_ids(next_id..next_id + more, &mut produced)?;
+            ends = kafka::ends_of(&produced.values().copied().collect::<Vec<_>>());
+            println!("chaos: the run got ahead of its faults; produced {more} more");
+            continue;
         }
         if Instant::now() > bound {
             bail!(
