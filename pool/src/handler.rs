@@ -209,11 +209,20 @@ pub(crate) trait Work: Send + 'static {
     fn max_batch(&self) -> usize {
         1
     }
-    /// A batch of attempts, one result per message (see [`Handler::process_batch`]).
+    /// A batch of attempts, one result per message (see [`Handler::process_batch`]); by
+    /// default one by one.
     fn attempt_batch(
         &mut self,
         batch: &[Attempt],
-    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send;
+    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(batch.len());
+            for item in batch {
+                results.push(self.attempt(&item.message, item.attempt).await);
+            }
+            results
+        }
+    }
     fn failed(
         &mut self,
         message: &Arc<Message>,
@@ -266,14 +275,6 @@ where
     ) -> impl Future<Output = Result<(), ProcessError>> + Send {
         let fut = (self.0)(Arc::clone(message));
         async move { fut.await.map_err(Into::into) }
-    }
-    /// Never called: a closure takes one message at a time (`max_batch` 1).
-    async fn attempt_batch(&mut self, batch: &[Attempt]) -> Vec<Result<(), ProcessError>> {
-        let mut results = Vec::with_capacity(batch.len());
-        for item in batch {
-            results.push(self.attempt(&item.message, item.attempt).await);
-        }
-        results
     }
     async fn failed(&mut self, _: &Arc<Message>, _: &Failure) -> FailureAction {
         FailureAction::MarkDone
