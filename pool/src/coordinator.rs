@@ -4,12 +4,13 @@
 //! outcomes from workers, retries whose delay is over, the commit tick) and decides alone, so
 //! the offset state needs no lock and every decision sees a consistent picture.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::consumer::BaseConsumer;
@@ -20,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::{Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
-use super::handler::{FailureAction, Outcome, Work};
+use super::handler::{Failure, FailureAction, Outcome, Work, judge};
 use super::stats::Shared;
-use super::worker::{self, Completion};
+use super::worker::{self, Completion, Task};
 use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow};
 use crate::kafka::{Event, Message, PoolContext, Tp};
@@ -65,6 +66,14 @@ struct Zombies {
     flow: Option<Arc<Flow>>,
 }
 
+/// A job whose result came in later (see [`crate::Pending`]).
+struct Settled {
+    job: Job,
+    /// Its time at the worker plus the wait for the result.
+    took: Duration,
+    result: Result<(), crate::ProcessError>,
+}
+
 /// A revoke waiting for its partitions' in-flight jobs.
 struct PendingRevoke {
     partitions: Vec<Tp>,
@@ -89,7 +98,14 @@ pub(crate) struct Coordinator<W> {
     dispatch: Dispatch,
     /// The idle workers' handlers; a busy worker's handler is inside its running call.
     idle: Vec<W>,
+    /// Jobs in flight: at a worker, waiting for a late result, or for the failure hook.
     busy: usize,
+    /// Late results still to come: their workers are free, their jobs still in flight (they
+    /// hold their lane, their offset and their part of the bound).
+    settling: FuturesUnordered<BoxFuture<'static, Settled>>,
+    /// Jobs whose late result was a permanent failure, waiting for an idle worker to run the
+    /// failure hook; served before new jobs.
+    failing: VecDeque<(Job, Failure, Duration)>,
     retrying: usize,
     /// Retry timers hand jobs back here.
     retry_tx: UnboundedSender<Job>,
@@ -142,6 +158,8 @@ impl<W: Work> Coordinator<W> {
             partitions: HashMap::new(),
             idle: handlers,
             busy: 0,
+            settling: FuturesUnordered::new(),
+            failing: VecDeque::new(),
             retrying: 0,
             retry_tx,
             retry_rx,
@@ -191,14 +209,20 @@ impl<W: Work> Coordinator<W> {
                         });
                     }
                 },
+                Some(settled) = self.settling.next(), if !self.settling.is_empty() => {
+                    self.on_settled(settled);
+                    while let Some(Some(settled)) = self.settling.next().now_or_never() {
+                        self.on_settled(settled);
+                    }
+                }
                 Some(job) = self.retry_rx.recv() => self.on_retry_due(job),
                 Some(c) = self.commits_rx.recv() => self.on_committed(c),
                 _ = tick.tick() => self.commit(Trigger::Interval),
                 () = tokio::time::sleep_until(revoke_deadline), if !self.revokes.is_empty() => {}
             }
             self.finish_revokes(false).await;
-            for (handler, jobs) in self.start_jobs() {
-                running.push(worker::attempt(handler, jobs, self.config.max_retries));
+            for (handler, task) in self.start_jobs() {
+                running.push(worker::run(handler, task, self.config.max_retries));
             }
             if self.finished_since_commit >= self.config.commit_batch_size {
                 self.commit(Trigger::Batch);
@@ -234,12 +258,17 @@ impl<W: Work> Coordinator<W> {
         for p in self.partitions.values_mut() {
             p.retrying = 0;
         }
+        self.abandon_failing();
         self.publish_load();
         let deadline = Instant::now() + self.config.shutdown_timeout;
         while self.busy > 0 {
             let revoke_deadline = self.next_revoke_deadline();
             tokio::select! {
                 Some(done) = running.next(), if !running.is_empty() => self.on_done(done),
+                Some(settled) = self.settling.next(), if !self.settling.is_empty() => {
+                    self.on_settled(settled);
+                    self.abandon_failing();
+                }
                 Some(event) = events.recv() => self.on_event(event),
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(in_flight = self.busy, "shutdown timeout: in-flight messages abandoned, they will be redelivered");
@@ -437,8 +466,23 @@ impl<W: Work> Coordinator<W> {
     }
 
     fn on_completion(&mut self, c: Completion) {
-        self.busy -= 1;
         let job = c.job;
+        let outcome = match c.outcome {
+            Outcome::Settling(pending) => {
+                let (took, since) = (c.took, std::time::Instant::now());
+                self.settling.push(Box::pin(async move {
+                    let result = pending.await;
+                    Settled {
+                        job,
+                        took: took + since.elapsed(),
+                        result,
+                    }
+                }));
+                return;
+            }
+            outcome => outcome,
+        };
+        self.busy -= 1;
         // `None` for a stale job (its partition was revoked, maybe reassigned, meanwhile):
         // its outcome is counted but never touches the current offsets.
         let current = self.partition_of(&job).map(|p| {
@@ -449,7 +493,8 @@ impl<W: Work> Coordinator<W> {
             let tp = (Arc::clone(&job.message.topic), job.message.partition);
             self.zombie_ended(&tp, job.message.weight());
         }
-        match c.outcome {
+        match outcome {
+            Outcome::Settling(_) => unreachable!("handled above"),
             Outcome::Done => {
                 self.shared.message_processed(c.took);
                 self.consecutive_failures = 0;
@@ -487,6 +532,28 @@ impl<W: Work> Coordinator<W> {
                     }
                 }
             }
+        }
+    }
+
+    /// A late result came in: it is judged as the handler's own result would have been; a
+    /// permanent failure waits for a worker to run the failure hook.
+    fn on_settled(&mut self, settled: Settled) {
+        let Settled { job, took, result } = settled;
+        match judge(result, job.attempt, self.config.max_retries) {
+            Ok(outcome) => self.on_completion(Completion { job, outcome, took }),
+            Err(failure) => self.failing.push_back((job, failure, took)),
+        }
+    }
+
+    /// While stopping, failures still waiting for the failure hook are left undone: not
+    /// committed, so redelivered after the restart (the hook may dead-letter them then).
+    fn abandon_failing(&mut self) {
+        for (job, _, took) in std::mem::take(&mut self.failing) {
+            self.on_completion(Completion {
+                job,
+                outcome: Outcome::Retry(None),
+                took,
+            });
         }
     }
 
@@ -537,13 +604,21 @@ impl<W: Work> Coordinator<W> {
         self.dispatch.retry(job);
     }
 
-    /// Pairs ready jobs with idle workers' handlers, to be started. When more jobs are queued
-    /// than workers are idle, a worker whose handler takes batches gets several at once (up to
-    /// its `max_batch`), the queue shared evenly; otherwise one each.
-    fn start_jobs(&mut self) -> Vec<(W, Vec<Job>)> {
+    /// Pairs ready jobs with idle workers' handlers, to be started: first failures waiting for
+    /// the failure hook, then queued jobs. When more jobs are queued than workers are idle, a
+    /// worker whose handler takes batches gets several at once (up to its `max_batch`), the
+    /// queue shared evenly; otherwise one each.
+    fn start_jobs(&mut self) -> Vec<(W, Task)> {
         let mut started = Vec::new();
         if self.stopping || self.halt.is_some() {
             return started;
+        }
+        while !self.failing.is_empty()
+            && let Some(handler) = self.idle.pop()
+        {
+            if let Some((job, failure, took)) = self.failing.pop_front() {
+                started.push((handler, Task::Fail { job, failure, took }));
+            }
         }
         while let Some(handler) = self.idle.pop() {
             let share = self.dispatch.queued().div_ceil(self.idle.len() + 1);
@@ -565,7 +640,7 @@ impl<W: Work> Coordinator<W> {
                 self.idle.push(handler);
                 break;
             }
-            started.push((handler, jobs));
+            started.push((handler, Task::Attempt(jobs)));
         }
         started
     }

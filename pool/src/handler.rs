@@ -3,6 +3,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,6 +138,54 @@ pub struct Attempt {
     pub attempt: u32,
 }
 
+/// A message's result that is known only later, typically when the broker has acknowledged the
+/// records its handler produced for it. A batch handler returns it at once
+/// ([`Processed::Later`]) and its worker takes the next messages meanwhile: a worker never
+/// waits on the network. Until it resolves, the message holds its place in the pool's bound,
+/// its ordering lane and its offset (nothing above a gap is committed), exactly as if it were
+/// still at a worker; a revoke and a shutdown wait for it the same way.
+pub struct Pending(Pin<Box<dyn Future<Output = Result<(), ProcessError>> + Send + 'static>>);
+
+impl Pending {
+    /// The result `future` will give.
+    pub fn new(future: impl Future<Output = Result<(), ProcessError>> + Send + 'static) -> Self {
+        Self(Box::pin(future))
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<(), ProcessError>;
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+/// One message's result from [`Handler::process_batch`].
+#[derive(Debug)]
+pub enum Processed {
+    /// Known now, as [`Handler::process`] gives it.
+    Now(Result<(), ProcessError>),
+    /// Known when the future resolves; the worker is free meanwhile. An error then is retried
+    /// or fails the message as if the handler had returned it (the failure hook runs on the
+    /// next idle worker).
+    Later(Pending),
+}
+
+impl From<Result<(), ProcessError>> for Processed {
+    fn from(result: Result<(), ProcessError>) -> Self {
+        Self::Now(result)
+    }
+}
+
 /// A per-worker message handler. The pool builds one per worker and gives it one message at a
 /// time (or one batch, see [`Handler::max_batch`]), so it may keep state (a connection, a WASM
 /// instance) without locking.
@@ -157,19 +206,16 @@ pub trait Handler: Send + 'static {
         1
     }
 
-    /// Processes a batch: one result per message, in order, each exactly as
-    /// [`Handler::process`] would give it (each message keeps its own outcome, retries and
-    /// failure handling). In ordered modes a batch never holds two messages of one lane. The
-    /// default processes them one by one. A batch that panics, or returns the wrong number of
-    /// results, counts as a retriable failure of each message.
-    fn process_batch(
-        &mut self,
-        batch: &[Attempt],
-    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send {
+    /// Processes a batch: one result per message, in order, each as [`Handler::process`] would
+    /// give it (each message keeps its own outcome, retries and failure handling) or, as
+    /// [`Processed::Later`], a result still to come. In ordered modes a batch never holds two
+    /// messages of one lane. The default processes them one by one. A batch that panics, or
+    /// returns the wrong number of results, counts as a retriable failure of each message.
+    fn process_batch(&mut self, batch: &[Attempt]) -> impl Future<Output = Vec<Processed>> + Send {
         async move {
             let mut results = Vec::with_capacity(batch.len());
             for item in batch {
-                results.push(self.process(&item.message, item.attempt).await);
+                results.push(self.process(&item.message, item.attempt).await.into());
             }
             results
         }
@@ -196,6 +242,8 @@ pub(crate) enum Outcome {
     Retry(Option<Duration>),
     /// Permanent failure, handled by the failure hook with this action.
     Failed(FailureAction, String),
+    /// The result comes later; the worker is free (see [`Pending`]).
+    Settling(Pending),
 }
 
 /// The pool's view of a handler: the user's [`Handler`] or a closure.
@@ -211,14 +259,11 @@ pub(crate) trait Work: Send + 'static {
     }
     /// A batch of attempts, one result per message (see [`Handler::process_batch`]); by
     /// default one by one.
-    fn attempt_batch(
-        &mut self,
-        batch: &[Attempt],
-    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send {
+    fn attempt_batch(&mut self, batch: &[Attempt]) -> impl Future<Output = Vec<Processed>> + Send {
         async move {
             let mut results = Vec::with_capacity(batch.len());
             for item in batch {
-                results.push(self.attempt(&item.message, item.attempt).await);
+                results.push(self.attempt(&item.message, item.attempt).await.into());
             }
             results
         }
@@ -244,10 +289,7 @@ impl<H: Handler> Work for ByHandler<H> {
     fn max_batch(&self) -> usize {
         self.0.max_batch().max(1)
     }
-    fn attempt_batch(
-        &mut self,
-        batch: &[Attempt],
-    ) -> impl Future<Output = Vec<Result<(), ProcessError>>> + Send {
+    fn attempt_batch(&mut self, batch: &[Attempt]) -> impl Future<Output = Vec<Processed>> + Send {
         self.0.process_batch(batch)
     }
     fn failed(
@@ -329,7 +371,23 @@ pub(crate) async fn run_batch<W: Work>(
     match results {
         Some(results) => {
             for ((message, attempt), result) in jobs.iter().zip(results) {
-                outcomes.push(classify(work, message, *attempt, max_retries, result).await);
+                let outcome = match result {
+                    Processed::Now(result) => {
+                        classify(work, message, *attempt, max_retries, result).await
+                    }
+                    Processed::Later(pending) => Outcome::Settling(Pending::new(
+                        std::panic::AssertUnwindSafe(pending)
+                            .catch_unwind()
+                            .map(|settled| {
+                                settled.unwrap_or_else(|_| {
+                                    Err(ProcessError::retriable(
+                                        "the handler's pending result panicked",
+                                    ))
+                                })
+                            }),
+                    )),
+                };
+                outcomes.push(outcome);
             }
         }
         None => {
@@ -352,19 +410,40 @@ async fn classify<W: Work>(
     max_retries: u32,
     result: Result<(), ProcessError>,
 ) -> Outcome {
-    use futures::FutureExt as _;
+    match judge(result, attempt, max_retries) {
+        Ok(outcome) => outcome,
+        Err(failure) => handle_failure(work, message, failure).await,
+    }
+}
+
+/// What a result means short of the failure hook: done, retry (after `attempt` attempts made
+/// before this one), or the permanent failure the hook must see.
+pub(crate) fn judge(
+    result: Result<(), ProcessError>,
+    attempt: u32,
+    max_retries: u32,
+) -> Result<Outcome, Failure> {
     let error = match result {
-        Ok(()) => return Outcome::Done,
+        Ok(()) => return Ok(Outcome::Done),
         Err(ProcessError::Retriable { retry_after, .. }) if attempt < max_retries => {
-            return Outcome::Retry(retry_after);
+            return Ok(Outcome::Retry(retry_after));
         }
         Err(e) => e,
     };
-    let failure = Failure {
+    Err(Failure {
         non_retriable: error.is_permanent(),
         error: error.into_error(),
         attempts: attempt + 1,
-    };
+    })
+}
+
+/// Gives a permanent failure to the handler's failure hook; a hook that panics halts the pool.
+pub(crate) async fn handle_failure<W: Work>(
+    work: &mut W,
+    message: &Arc<Message>,
+    failure: Failure,
+) -> Outcome {
+    use futures::FutureExt as _;
     let text = failure.error.to_string();
     let action = std::panic::AssertUnwindSafe(work.failed(message, &failure))
         .catch_unwind()

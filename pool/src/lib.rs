@@ -84,7 +84,7 @@ pub use self::config::{Config, ConfigError, FieldError, Ordering};
 use self::coordinator::Coordinator;
 use self::flow::Credit;
 pub use self::handler::{
-    Attempt, BoxError, Failure, FailureAction, Handler, Permanent, ProcessError,
+    Attempt, BoxError, Failure, FailureAction, Handler, Pending, Permanent, ProcessError, Processed,
 };
 use self::handler::{ByFn, ByHandler, Work};
 use self::stats::Shared;

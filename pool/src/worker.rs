@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dispatch::Job;
-use crate::handler::{Outcome, Work, run_batch};
+use crate::handler::{Failure, Outcome, Work, handle_failure, run_batch};
 
 /// How one attempt went.
 pub(crate) struct Completion {
@@ -23,9 +23,38 @@ pub(crate) struct Completion {
     pub(crate) took: Duration,
 }
 
-/// One batch of `jobs` on `handler` (often a batch of one); gives the handler back with each
-/// job's outcome. Each message is timed as its share of the batch's time.
-pub(crate) async fn attempt<W: Work>(
+/// What a worker is given to do.
+pub(crate) enum Task {
+    /// A batch of jobs to attempt (often a batch of one).
+    Attempt(Vec<Job>),
+    /// A job whose result came later (see [`crate::Pending`]) as a permanent failure: its
+    /// failure hook runs on this worker's handler. `took` is its time so far.
+    Fail {
+        job: Job,
+        failure: Failure,
+        took: Duration,
+    },
+}
+
+/// Runs `task` on `handler`; gives the handler back with each job's outcome.
+pub(crate) async fn run<W: Work>(
+    mut handler: W,
+    task: Task,
+    max_retries: u32,
+) -> (W, Vec<Completion>) {
+    match task {
+        Task::Attempt(jobs) => attempt(handler, jobs, max_retries).await,
+        Task::Fail { job, failure, took } => {
+            let started = Instant::now();
+            let outcome = handle_failure(&mut handler, &job.message, failure).await;
+            let took = took + started.elapsed();
+            (handler, vec![Completion { job, outcome, took }])
+        }
+    }
+}
+
+/// One batch of `jobs`. Each message is timed as its share of the batch's time.
+async fn attempt<W: Work>(
     mut handler: W,
     jobs: Vec<Job>,
     max_retries: u32,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use burrow_pool::{Attempt, Config, Failure, FailureAction, Handler, Message, Ordering, Pool};
-use burrow_pool::{ProcessError, Stats};
+use burrow_pool::{ProcessError, Processed, Stats};
 use pool_support::{Cluster, guarded, test_config, unique_group, until_stats};
 use tokio_util::sync::CancellationToken;
 
@@ -63,12 +63,12 @@ impl Handler for Batching {
         16
     }
 
-    async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Result<(), ProcessError>> {
+    async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Processed> {
         self.0.lock().expect("lock").batches.push(batch.len());
         tokio::time::sleep(Duration::from_millis(1)).await;
         batch
             .iter()
-            .map(|a| self.one(&a.message, a.attempt))
+            .map(|a| self.one(&a.message, a.attempt).into())
             .collect()
     }
 

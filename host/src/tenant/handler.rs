@@ -3,7 +3,7 @@
 //!
 //! | plugin says                   | the pool does                                            |
 //! |-------------------------------|----------------------------------------------------------|
-//! | `commit`                      | produce emitted records, wait for their acks, mark done  |
+//! | `commit`                      | produce emitted records; mark done when all are acked    |
 //! | `commit`, emit to a bad topic | permanent failure, naming the topic                      |
 //! | `retry(hint)`                 | retry after the hint (capped) or the backoff             |
 //! | `fail(reason)`                | permanent failure with the reason                        |
@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::config::FailurePolicy;
 use crate::kafka::Message;
 use crate::kafka::producer::{self, OutRecord};
-use crate::pool::{Attempt, Failure, FailureAction, Handler, ProcessError};
+use crate::pool::{Attempt, Failure, FailureAction, Handler, Pending, ProcessError, Processed};
 use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginThread};
 
 use super::Shared;
@@ -27,9 +27,8 @@ use super::Shared;
 const DEAD_LETTER_ATTEMPTS: u32 = 5;
 
 /// Most messages a worker sends its plugin thread at once. Each call still has its own deadline,
-/// outcome and emits; the batch shares one hop to the thread and back (~9 us) and one wait for
-/// the acks of all its emits. The pool batches only when more messages are queued than workers
-/// are idle.
+/// outcome and emits; the batch shares one hop to the thread and back (~9 us). The pool batches
+/// only when more messages are queued than workers are idle.
 const MAX_BATCH: usize = 64;
 
 /// A worker's handler: its own plugin thread (with the instance on it), the tenant's shared
@@ -239,56 +238,46 @@ impl Handler for PluginHandler {
             message: Arc::new(message.clone()),
             attempt,
         }];
-        let mut results = self.process_batch(&batch).await;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(ProcessError::retriable("no result")))
+        match self.process_batch(&batch).await.pop() {
+            Some(Processed::Now(result)) => result,
+            Some(Processed::Later(pending)) => pending.await,
+            None => Err(ProcessError::retriable("no result")),
+        }
     }
 
     fn max_batch(&self) -> usize {
         MAX_BATCH
     }
 
-    /// One hop to the plugin thread for the batch; then the emits of every message that
-    /// committed are produced together, and each message waits for its own acks only.
-    async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Result<(), ProcessError>> {
+    /// One hop to the plugin thread for the batch. The emits of each message that committed
+    /// are produced at once, and its result is left [pending](Pending) on their acks: the
+    /// worker goes on to its next batch meanwhile, and the message's offset waits for them.
+    async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Processed> {
         let results = match self.call(batch).await {
             Ok(results) if results.len() == batch.len() => results,
             Ok(_) => {
                 return batch
                     .iter()
-                    .map(|_| Err(ProcessError::retriable("plugin thread lost results")))
+                    .map(|_| Err(ProcessError::retriable("plugin thread lost results")).into())
                     .collect();
             }
             Err(e) => {
                 let why = e.to_string();
                 return batch
                     .iter()
-                    .map(|_| Err(ProcessError::retriable(why.clone())))
+                    .map(|_| Err(ProcessError::retriable(why.clone())).into())
                     .collect();
             }
         };
-        let decided: Vec<_> = batch
+        batch
             .iter()
             .zip(results)
-            .map(|(item, result)| self.decide(&item.message, result))
-            .collect();
-        let shared = &*self.shared;
-        let sends = decided.into_iter().map(|decided| async move {
-            let records = decided?;
-            if records.is_empty() {
-                return Ok(());
-            }
-            shared
-                .producer
-                .send_all(&records)
-                .await
-                // The message will run again and emit again: at-least-once for outputs too.
-                .map_err(ProcessError::retriable)?;
-            shared.metrics.emitted.inc_by(records.len() as u64);
-            Ok(())
-        });
-        futures::future::join_all(sends).await
+            .map(|(item, result)| match self.decide(&item.message, result) {
+                Ok(records) if records.is_empty() => Processed::Now(Ok(())),
+                Ok(records) => Processed::Later(emit(Arc::clone(&self.shared), records)),
+                Err(e) => Processed::Now(Err(e)),
+            })
+            .collect()
     }
 
     async fn on_permanent_failure(
@@ -311,6 +300,21 @@ impl Handler for PluginHandler {
             )),
         }
     }
+}
+
+/// Produces a committed message's emitted records; resolves when the broker has acknowledged
+/// them all. A record not acknowledged fails the message retriably: it runs again and emits
+/// again (at-least-once for outputs too).
+fn emit(shared: Arc<Shared>, records: Vec<OutRecord>) -> Pending {
+    Pending::new(async move {
+        shared
+            .producer
+            .send_all(&records)
+            .await
+            .map_err(ProcessError::retriable)?;
+        shared.metrics.emitted.inc_by(records.len() as u64);
+        Ok(())
+    })
 }
 
 impl PluginHandler {

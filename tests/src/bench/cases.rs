@@ -18,7 +18,8 @@ use burrow_e2e::broker::Broker;
 use burrow_e2e::kafka::{create_topic, wait_committed};
 use burrow_e2e::plugins::plugin_path;
 use burrow_e2e::unique;
-use burrow_pool::{Config, Consumer, Message, Ordering, Pool, ProcessError};
+use burrow_pool::{Attempt, Config, Consumer, Handler, Message, Ordering, Pool, ProcessError};
+use burrow_pool::{Pending, Processed};
 
 use super::data::{self, Dataset, Lead};
 use super::host::{Host, TenantSpec, membership};
@@ -209,8 +210,8 @@ impl<'a> Bench<'a> {
     }
 
     /// B4: json-validate emitting every message to an output topic, through the binary (against
-    /// B3) and as a native pool handler (serde_json check + a `FutureProducer` send awaiting its
-    /// ack, the host producer's settings).
+    /// B3) and as a native pool handler (serde_json check + a `FutureProducer` send whose ack
+    /// the message's result waits for, not the worker; the host producer's settings).
     pub fn b4_emit(&self, b3: Rate) -> anyhow::Result<Vec<Row>> {
         let plugin = self.median_of("B4 burrow run json-validate + emit", || {
             let mut tenant = self.tenant("json-validate")?;
@@ -230,12 +231,17 @@ impl<'a> Bench<'a> {
                 .set("linger.ms", "1")
                 .create()
                 .context("creating the native handler's producer")?;
-            self.runtime.block_on(pool_rate(
+            let out: Arc<str> = out.into();
+            self.runtime.block_on(pool_rate_with(
                 self.broker,
                 &self.data,
                 Config::default(),
                 self.options.cap,
-                move |m| validate_and_forward(producer.clone(), out.clone(), m),
+                move |counter| NativeEmit {
+                    producer: producer.clone(),
+                    out: Arc::clone(&out),
+                    counter,
+                },
             ))
         })?;
         let emit = Row::against(
@@ -684,43 +690,38 @@ struct Clock {
     capped: OnceLock<(u64, Instant)>,
 }
 
-/// Runs a pool with `config` over the dataset, `work` as the handler (wrapped to count), until
-/// every message is done or `cap` has passed since the first.
-async fn pool_rate<F, Fut>(
-    broker: &Broker,
-    data: &Dataset,
-    config: Config,
-    cap: Duration,
-    work: F,
-) -> anyhow::Result<Rate>
-where
-    F: Fn(Arc<Message>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), ProcessError>> + Send + 'static,
-{
-    let consumer = Consumer::from_config(&consumer_config(broker, "bench-pool"))?;
-    consumer.subscribe(&[data.topic.as_str()])?;
-    let pool = Pool::new(consumer, config)?;
-    let clock = Arc::new(Clock::default());
-    let stop = CancellationToken::new();
-    let n = data.messages;
-    let handler = {
-        let (clock, stop) = (Arc::clone(&clock), stop.clone());
-        move |m: Arc<Message>| {
-            let (clock, stop) = (Arc::clone(&clock), stop.clone());
-            clock.first.get_or_init(Instant::now);
-            let job = work(m);
-            async move {
-                job.await?;
-                if clock.done.fetch_add(1, AtomicOrdering::Relaxed) + 1 == n {
-                    let _ = clock.last.set(Instant::now());
-                    stop.cancel();
-                }
-                Ok::<(), ProcessError>(())
-            }
+/// Counts a pool run's messages: when the first started, when the last was done.
+#[derive(Clone)]
+struct Counter {
+    clock: Arc<Clock>,
+    stop: CancellationToken,
+    n: u64,
+}
+
+impl Counter {
+    fn new(n: u64) -> Self {
+        Self {
+            clock: Arc::new(Clock::default()),
+            stop: CancellationToken::new(),
+            n,
         }
-    };
-    let watch = {
-        let (clock, stop) = (Arc::clone(&clock), stop.clone());
+    }
+
+    fn started(&self) {
+        self.clock.first.get_or_init(Instant::now);
+    }
+
+    /// One more message done; the last one stops the run.
+    fn done(&self) {
+        if self.clock.done.fetch_add(1, AtomicOrdering::Relaxed) + 1 == self.n {
+            let _ = self.clock.last.set(Instant::now());
+            self.stop.cancel();
+        }
+    }
+
+    /// Stops the run `cap` after its first message (or 120 s without one).
+    fn watch_cap(&self, cap: Duration) -> tokio::task::JoinHandle<()> {
+        let (clock, stop) = (Arc::clone(&self.clock), self.stop.clone());
         tokio::spawn(async move {
             let started = Instant::now();
             loop {
@@ -743,25 +744,88 @@ where
                 }
             }
         })
+    }
+
+    /// The run's rate, first message to last (or to the cap).
+    fn rate(&self) -> anyhow::Result<Rate> {
+        let (clock, n) = (&self.clock, self.n);
+        let Some(first) = clock.first.get().copied() else {
+            bail!("the pool processed no message within 120 s");
+        };
+        if let Some(last) = clock.last.get() {
+            return Ok(Rate {
+                messages: n,
+                secs: last.duration_since(first).as_secs_f64(),
+            });
+        }
+        match clock.capped.get() {
+            Some((done, at)) => Ok(Rate {
+                messages: *done,
+                secs: at.duration_since(first).as_secs_f64(),
+            }),
+            None => bail!("the pool stopped before {n} messages"),
+        }
+    }
+}
+
+fn bench_pool(broker: &Broker, data: &Dataset, config: Config) -> anyhow::Result<Pool> {
+    let consumer = Consumer::from_config(&consumer_config(broker, "bench-pool"))?;
+    consumer.subscribe(&[data.topic.as_str()])?;
+    Ok(Pool::new(consumer, config)?)
+}
+
+/// Runs a pool with `config` over the dataset, `work` as the handler (wrapped to count), until
+/// every message is done or `cap` has passed since the first.
+async fn pool_rate<F, Fut>(
+    broker: &Broker,
+    data: &Dataset,
+    config: Config,
+    cap: Duration,
+    work: F,
+) -> anyhow::Result<Rate>
+where
+    F: Fn(Arc<Message>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), ProcessError>> + Send + 'static,
+{
+    let pool = bench_pool(broker, data, config)?;
+    let counter = Counter::new(data.messages);
+    let handler = {
+        let counter = counter.clone();
+        move |m: Arc<Message>| {
+            counter.started();
+            let (job, counter) = (work(m), counter.clone());
+            async move {
+                job.await?;
+                counter.done();
+                Ok::<(), ProcessError>(())
+            }
+        }
     };
-    pool.run(stop.clone().cancelled_owned(), handler).await?;
+    let watch = counter.watch_cap(cap);
+    pool.run(counter.stop.clone().cancelled_owned(), handler)
+        .await?;
     let _ = watch.await;
-    let Some(first) = clock.first.get().copied() else {
-        bail!("the pool processed no message within 120 s");
-    };
-    if let Some(last) = clock.last.get() {
-        return Ok(Rate {
-            messages: n,
-            secs: last.duration_since(first).as_secs_f64(),
-        });
-    }
-    match clock.capped.get() {
-        Some((done, at)) => Ok(Rate {
-            messages: *done,
-            secs: at.duration_since(first).as_secs_f64(),
-        }),
-        None => bail!("the pool stopped before {n} messages"),
-    }
+    counter.rate()
+}
+
+/// Like [`pool_rate`], with a [`Handler`] per worker made by `make` (which counts itself).
+async fn pool_rate_with<H: Handler>(
+    broker: &Broker,
+    data: &Dataset,
+    config: Config,
+    cap: Duration,
+    make: impl Fn(Counter) -> H + Send + Sync + 'static,
+) -> anyhow::Result<Rate> {
+    let pool = bench_pool(broker, data, config)?;
+    let counter = Counter::new(data.messages);
+    let watch = counter.watch_cap(cap);
+    let workers = counter.clone();
+    pool.run_with(counter.stop.clone().cancelled_owned(), move |_| {
+        make(workers.clone())
+    })
+    .await?;
+    let _ = watch.await;
+    counter.rate()
 }
 
 /// 100 tasks (`tasks`) sleeping `sleep` in a loop for `wall`: loops completed.
@@ -785,18 +849,50 @@ async fn sleepers(tasks: usize, sleep: Duration, wall: Duration) -> u64 {
     loops.load(AtomicOrdering::Relaxed)
 }
 
-/// The native twin of json-validate with an output topic: the value must be UTF-8 and a JSON
-/// object (checked without building a tree, as the plugin does); then it is forwarded, key and
-/// headers kept, and the handler returns when the broker acknowledged it.
-async fn validate_and_forward(
+/// The native twin of json-validate with an output topic, written as the host's handler is: the
+/// value must be UTF-8 and a JSON object (checked without building a tree, as the plugin does);
+/// then it is forwarded, key and headers kept, and its result is left pending on the broker's
+/// ack, so the worker goes on (batches of up to 64, as the host's).
+struct NativeEmit {
     producer: FutureProducer,
-    out: String,
-    m: Arc<Message>,
-) -> Result<(), ProcessError> {
-    let value = m.payload.as_deref().unwrap_or_default();
-    if !is_json_object(value) {
-        return Err(ProcessError::permanent("value is not a JSON object"));
+    out: Arc<str>,
+    counter: Counter,
+}
+
+impl Handler for NativeEmit {
+    async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
+        unreachable!("a batching handler gets process_batch")
     }
+
+    fn max_batch(&self) -> usize {
+        64
+    }
+
+    async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Processed> {
+        batch
+            .iter()
+            .map(|a| {
+                self.counter.started();
+                let value = a.message.payload.as_deref().unwrap_or_default();
+                if !is_json_object(value) {
+                    return Processed::Now(Err(ProcessError::permanent(
+                        "value is not a JSON object",
+                    )));
+                }
+                let (producer, out) = (self.producer.clone(), Arc::clone(&self.out));
+                let (m, counter) = (Arc::clone(&a.message), self.counter.clone());
+                Processed::Later(Pending::new(async move {
+                    forward(&producer, &out, &m).await?;
+                    counter.done();
+                    Ok(())
+                }))
+            })
+            .collect()
+    }
+}
+
+/// Produces `m`'s value, key and headers to `out`; returns when the broker acknowledged it.
+async fn forward(producer: &FutureProducer, out: &str, m: &Message) -> Result<(), ProcessError> {
     let mut headers = OwnedHeaders::new();
     for h in &m.headers {
         headers = headers.insert(KafkaHeader {
@@ -804,8 +900,8 @@ async fn validate_and_forward(
             value: h.value.as_deref(),
         });
     }
-    let mut record = FutureRecord::<[u8], [u8]>::to(&out)
-        .payload(value)
+    let mut record = FutureRecord::<[u8], [u8]>::to(out)
+        .payload(m.payload.as_deref().unwrap_or_default())
         .headers(headers);
     if let Some(key) = m.key.as_deref() {
         record = record.key(key);
