@@ -7,8 +7,9 @@
 //! the same run. The ratio columns are wasm rate / native rate: the figure to quote, since it
 //! carries over between machines better than raw rates. A last line measures the host's own
 //! path for `passthrough` on 100 B: a worker on a tokio runtime sending each call to its plugin
-//! thread and awaiting the reply. A program that prints a table, not a test: nothing here
-//! asserts a speed.
+//! thread and awaiting the reply, one message per hop and 64 per hop; and the contract's batch
+//! entry against one call per message, on one reused instance. A program that prints a table,
+//! not a test: nothing here asserts a speed.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -68,47 +69,106 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    println!(
+        "\none reused instance, 100 B: one call per message against `process-batch` of {BATCH}"
+    );
+    println!("| plugin        | one call each, msg/s | batch of {BATCH}, msg/s | batch ÷ one |");
+    println!("|---------------|----------------------|--------------------|-------------|");
+    for plugin in ["passthrough", "json-validate"] {
+        let slot = Arc::new(DeploymentSlot::new(Deployment::new(
+            runtime.load_file(&plugin_path(plugin)?)?,
+        )));
+        let msg = message(json_object(100));
+        let mut instance = PluginInstance::new(Arc::clone(&slot));
+        let one = rate(|| call(&mut instance, &msg));
+        let batched = batch_rate(&mut instance, &msg)?;
+        println!(
+            "| {plugin:<13} | {:>20} | {:>18} | {:>11} |",
+            count(one),
+            count(batched),
+            ratio(batched, one)
+        );
+    }
     let slot = Arc::new(DeploymentSlot::new(Deployment::new(
         runtime.load_file(&plugin_path("passthrough")?)?,
     )));
-    let threaded = through_a_plugin_thread(slot, message(json_object(100)))?;
+    let msg = message(json_object(100));
+    let threaded = through_a_plugin_thread(Arc::clone(&slot), msg.clone(), 1)?;
+    let threaded_batches = through_a_plugin_thread(slot, msg, BATCH)?;
     println!(
-        "\npassthrough, 100 B, reused, through a plugin thread from a tokio worker: {}/s",
-        count(threaded)
+        "\npassthrough, 100 B, reused, through a plugin thread from a tokio worker: {}/s one per \
+         hop, {}/s {BATCH} per hop",
+        count(threaded),
+        count(threaded_batches)
     );
     Ok(())
 }
 
-/// Calls per second the way the host makes them: from a task on a tokio worker, over the
-/// channel to a plugin thread, the reply on a oneshot.
-fn through_a_plugin_thread(slot: Arc<DeploymentSlot>, msg: Message) -> anyhow::Result<f64> {
+/// Messages per `process-batch` call in the batch rows: the host's most per hop.
+const BATCH: usize = 64;
+
+/// Messages per second through `process-batch`, [`BATCH`] at a time, on one instance.
+fn batch_rate(instance: &mut PluginInstance, msg: &Message) -> anyhow::Result<f64> {
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let contexts = vec![CallContext::default(); BATCH];
+    let messages = vec![msg.clone(); BATCH];
+    let mut failed = None;
+    let calls = rate(|| {
+        let results = executor.block_on(instance.call_batch_async(&contexts, &messages));
+        if let Some(bad) = results
+            .iter()
+            .find(|r| !matches!(&r.result, Ok(p) if p.outcome == Outcome::Commit))
+        {
+            failed = Some(format!("{:?}", bad.result));
+        }
+    });
+    if let Some(bad) = failed {
+        bail!("expected every message of the batch to commit, got {bad}");
+    }
+    Ok(calls * BATCH as f64)
+}
+
+/// Messages per second the way the host sends them: from a task on a tokio worker, `per_hop`
+/// at a time over the channel to a plugin thread, the replies on a oneshot.
+fn through_a_plugin_thread(
+    slot: Arc<DeploymentSlot>,
+    msg: Message,
+    per_hop: usize,
+) -> anyhow::Result<f64> {
     let executor = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
     let thread = PluginThread::spawn("bench", slot)?;
     executor.block_on(executor.spawn(async move {
-        for _ in 0..1_000 {
-            commit_through(&thread, &msg).await?;
+        for _ in 0..100 {
+            commit_through(&thread, &msg, per_hop).await?;
         }
         let start = Instant::now();
-        let mut calls: u64 = 0;
+        let mut messages: u64 = 0;
         while start.elapsed() < CELL {
-            for _ in 0..1_000 {
-                commit_through(&thread, &msg).await?;
+            for _ in 0..100 {
+                commit_through(&thread, &msg, per_hop).await?;
             }
-            calls += 1_000;
+            messages += 100 * per_hop as u64;
         }
-        anyhow::Ok(calls as f64 / start.elapsed().as_secs_f64())
+        anyhow::Ok(messages as f64 / start.elapsed().as_secs_f64())
     }))?
 }
 
-async fn commit_through(thread: &PluginThread, msg: &Message) -> anyhow::Result<()> {
-    let result = thread.call(CallContext::default(), msg.clone()).await?;
-    match result.result {
-        Ok(processed) if processed.outcome == Outcome::Commit => Ok(()),
-        other => bail!("expected commit, got {other:?}"),
+async fn commit_through(thread: &PluginThread, msg: &Message, n: usize) -> anyhow::Result<()> {
+    let calls = (0..n)
+        .map(|_| (CallContext::default(), msg.clone()))
+        .collect();
+    for result in thread.call_batch(calls).await? {
+        match result.result {
+            Ok(processed) if processed.outcome == Outcome::Commit => {}
+            other => bail!("expected commit, got {other:?}"),
+        }
     }
+    Ok(())
 }
 
 fn call(instance: &mut PluginInstance, msg: &Message) -> Outcome {

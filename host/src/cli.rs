@@ -113,6 +113,11 @@ impl fmt::Display for CheckReport {
         writeln!(f, "size     {} bytes", p.size())?;
         writeln!(f, "sha256   {}", p.version().hex())?;
         writeln!(f, "version  {}", p.version())?;
+        writeln!(
+            f,
+            "contract burrow:plugin@{}",
+            burrow::wasm::CONTRACT_VERSION
+        )?;
         list(f, "imports", p.imports())?;
         list(f, "exports", p.exports())?;
         write!(f, "ok       implements burrow:plugin/processor")

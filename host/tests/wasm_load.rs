@@ -3,7 +3,7 @@
 
 mod wasm_support;
 
-use burrow::wasm::{LoadError, Runtime, Version};
+use burrow::wasm::{CONTRACT_VERSION, LoadError, Runtime, Version};
 use wasm_support::{load, plugin_path, runtime};
 
 fn refuse(runtime: &Runtime, bytes: &[u8]) -> anyhow::Result<LoadError> {
@@ -23,8 +23,16 @@ fn the_real_plugins_load_and_describe_themselves() -> anyhow::Result<()> {
         assert_eq!(plugin.name(), name);
         assert_eq!(plugin.size(), bytes.len());
         assert_eq!(plugin.version(), Version::of(&bytes));
-        assert_eq!(plugin.exports(), ["process"]);
-        // Only what a plugin uses is imported (passthrough needs no host function).
+        assert_eq!(plugin.exports(), ["process", "process-batch"]);
+        // Every plugin imports the host at this contract's version (the SDK's batch calls
+        // `begin`), and nothing but the contract and WASI.
+        assert!(
+            plugin
+                .imports()
+                .contains(&format!("burrow:plugin/host@{CONTRACT_VERSION}")),
+            "{:?}",
+            plugin.imports()
+        );
         assert!(
             plugin
                 .imports()
@@ -80,6 +88,8 @@ fn a_process_with_the_wrong_signature_is_refused() -> anyhow::Result<()> {
             (core module $m (func (export "f") (param i32) (result i32) local.get 0))
             (core instance $i (instantiate $m))
             (func (export "process") (param "x" u32) (result u32)
+                (canon lift (core func $i "f")))
+            (func (export "process-batch") (param "x" u32) (result u32)
                 (canon lift (core func $i "f"))))"#,
     )?;
     let err = refuse(&runtime()?, &component)?;
@@ -114,7 +124,7 @@ fn an_unprovided_import_is_named() -> anyhow::Result<()> {
 fn a_mismatched_host_import_is_named() -> anyhow::Result<()> {
     let component = wat::parse_str(
         r#"(component
-            (import "burrow:plugin/host@0.1.0" (instance
+            (import "burrow:plugin/host@0.2.0" (instance
                 (export "log" (func (param "x" u32)))))
             (core module $m (func (export "f") (param i32) (result i32) local.get 0))
             (core instance $i (instantiate $m))
@@ -123,10 +133,44 @@ fn a_mismatched_host_import_is_named() -> anyhow::Result<()> {
     )?;
     let err = refuse(&runtime()?, &component)?;
     assert!(
-        matches!(&err, LoadError::MismatchedImport { import, .. } if import == "burrow:plugin/host@0.1.0"),
+        matches!(&err, LoadError::MismatchedImport { import, .. } if import == "burrow:plugin/host@0.2.0"),
         "{err:?}"
     );
     assert_eq!(err.to_string().lines().count(), 1, "{err}");
+    Ok(())
+}
+
+/// A real plugin built for contract 0.1.0 (json-validate as of e6faa3e, kept in
+/// `tests/fixtures`) is refused in one sentence naming both versions and the fix.
+#[test]
+fn a_plugin_built_for_another_contract_version_is_refused_naming_both() -> anyhow::Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/json-validate-0.1.0.wasm");
+    let err = runtime()?
+        .load_file(&path)
+        .expect_err("a 0.1.0 plugin is refused");
+    assert_eq!(
+        err.to_string(),
+        "plugin `json-validate-0.1.0` was built for burrow:plugin@0.1.0; this burrow runs \
+         burrow:plugin@0.2.0: rebuild it with the current burrow-plugin SDK"
+    );
+    Ok(())
+}
+
+/// A `process` without `process-batch` (what a 0.1.0 plugin that imports nothing of the
+/// contract looks like) is refused naming the missing export.
+#[test]
+fn a_plugin_without_process_batch_is_refused() -> anyhow::Result<()> {
+    let component = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func (export "process") (param "x" u32) (result u32)
+                (canon lift (core func $i "f"))))"#,
+    )?;
+    let err = refuse(&runtime()?, &component)?;
+    assert!(matches!(err, LoadError::MissingBatch { .. }), "{err:?}");
+    assert!(err.to_string().contains("`process-batch`"), "{err}");
     Ok(())
 }
 

@@ -19,9 +19,9 @@ wit_bindgen::generate!({
     path: "../wit",
     world: "processor",
     with: {
-        "burrow:plugin/types@0.1.0/header": crate::message::Header,
-        "burrow:plugin/types@0.1.0/message": crate::message::Message,
-        "burrow:plugin/types@0.1.0/output-record": crate::message::Record,
+        "burrow:plugin/types@0.2.0/header": crate::message::Header,
+        "burrow:plugin/types@0.2.0/message": crate::message::Message,
+        "burrow:plugin/types@0.2.0/output-record": crate::message::Record,
     },
     // `export!` expands in the plugin's crate, which depends on `burrow-plugin` only: every
     // path the expansion names must go through this crate.

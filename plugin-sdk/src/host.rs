@@ -42,6 +42,11 @@ pub fn config(key: &str) -> Option<String> {
     imp::config(key)
 }
 
+/// Tells the host the plugin starts on message `index` of the batch in progress.
+pub(crate) fn begin(index: usize) {
+    imp::begin(u32::try_from(index).unwrap_or(u32::MAX));
+}
+
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::Level;
@@ -66,6 +71,10 @@ mod imp {
     pub(super) fn config(key: &str) -> Option<String> {
         wit::config(key)
     }
+
+    pub(super) fn begin(index: u32) {
+        wit::begin(index);
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -87,6 +96,9 @@ mod imp {
     pub(super) fn config(key: &str) -> Option<String> {
         STATE.with_borrow(|s| s.config.get(key).cloned())
     }
+
+    /// Natively there is no host to tell; a batch's messages are told apart by the tests.
+    pub(super) fn begin(_index: u32) {}
 }
 
 /// Logs at [`Level::Trace`] with `format!` arguments.

@@ -1,8 +1,9 @@
 //! Write a [Burrow] plugin: one plain Rust function over a Kafka message.
 //!
-//! The host calls the function once per message (and again on every retry); the
-//! [`Outcome`] it returns decides whether the offset commits, the message is retried, or it
-//! fails permanently. Build the crate as a `cdylib` for `wasm32-wasip2`; run its unit tests
+//! The host calls the function once per message (and again on every retry), often for many
+//! messages in one call into the plugin (the contract's `process-batch`, which [`export!`]
+//! implements for you); the [`Outcome`] it returns decides whether the offset commits, the
+//! message is retried, or it fails permanently. Build the crate as a `cdylib` for `wasm32-wasip2`; run its unit tests
 //! natively with `cargo test`, no wasm or broker needed.
 //!
 //! ```
@@ -75,7 +76,9 @@ pub use outcome::Outcome;
 // plugin's crate); this makes that path resolve here too.
 extern crate self as burrow_plugin;
 
-/// Registers `process` as the plugin's `process` export.
+/// Registers `process` as the plugin's `process` export, and its `process-batch` export: the
+/// host sends several messages in one call, and each goes through `process` on its own, with its
+/// own outcome, logs and emits.
 ///
 /// `process` names a function (or is a closure) of the shape `fn(&Message) -> R`, where `R` is
 /// [`Outcome`], `Result<(), E>` or `Result<Outcome, E>` with `E: Into<Error>` (see
@@ -83,9 +86,9 @@ extern crate self as burrow_plugin;
 /// error that points at the name given here.
 ///
 /// If the function panics, the component traps: the host counts that as a retriable failure
-/// and replaces the instance.
+/// of that message and replaces the instance (the other messages of its batch run again).
 ///
-/// On `wasm32` this emits the component's exported function; on other targets it only
+/// On `wasm32` this emits the component's exported functions; on other targets it only
 /// type-checks, so a plugin's native tests build too.
 #[macro_export]
 macro_rules! export {
@@ -97,6 +100,14 @@ macro_rules! export {
                 fn process(message: $crate::Message) -> $crate::__private::bindings::Outcome {
                     $crate::__private::run($($process)+, message)
                 }
+
+                fn process_batch(
+                    messages: ::std::vec::Vec<$crate::Message>,
+                ) -> ::std::vec::Vec<$crate::__private::bindings::Outcome> {
+                    $crate::__private::run_batch(messages, |message| {
+                        $crate::__private::run($($process)+, message)
+                    })
+                }
             }
 
             #[cfg(target_arch = "wasm32")]
@@ -104,10 +115,17 @@ macro_rules! export {
                 BurrowPlugin with_types_in $crate::__private::bindings
             );
 
-            // Natively nothing calls the export; naming it keeps the plugin's code "used".
+            // Natively nothing calls the exports; naming them keeps the plugin's code "used".
             #[cfg(not(target_arch = "wasm32"))]
-            const _: fn($crate::Message) -> $crate::__private::bindings::Outcome =
-                <BurrowPlugin as $crate::__private::bindings::Guest>::process;
+            const _: (
+                fn($crate::Message) -> $crate::__private::bindings::Outcome,
+                fn(
+                    ::std::vec::Vec<$crate::Message>,
+                ) -> ::std::vec::Vec<$crate::__private::bindings::Outcome>,
+            ) = (
+                <BurrowPlugin as $crate::__private::bindings::Guest>::process,
+                <BurrowPlugin as $crate::__private::bindings::Guest>::process_batch,
+            );
         };
     };
 }
@@ -129,6 +147,22 @@ pub mod __private {
             }
             Outcome::Fail(reason) => bindings::Outcome::Fail(reason),
         }
+    }
+
+    /// Runs `one` on each message of a batch, in order, telling the host before each which
+    /// message it is on (so logs, emits and the deadline are that message's).
+    pub fn run_batch(
+        messages: Vec<Message>,
+        mut one: impl FnMut(Message) -> bindings::Outcome,
+    ) -> Vec<bindings::Outcome> {
+        messages
+            .into_iter()
+            .enumerate()
+            .map(|(index, message)| {
+                crate::host::begin(index);
+                one(message)
+            })
+            .collect()
     }
 
     /// A function `export!` accepts. A trait rather than a bound on `run` so that a function of

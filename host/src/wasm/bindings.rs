@@ -7,9 +7,13 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "processor",
-    // `emit` traps a plugin that floods the buffer; that needs a fallible host import.
-    imports: { "burrow:plugin/host.emit": trappable },
-    // `process` is called as a future so a deadline can drop it wherever the guest is, even
+    // `emit` traps a plugin that floods the buffer, `begin` one that miscounts its batch: both
+    // need a fallible host import.
+    imports: {
+        "burrow:plugin/host.emit": trappable,
+        "burrow:plugin/host.begin": trappable,
+    },
+    // `process` (and `process-batch`) is called as a future so a deadline can drop it wherever the guest is, even
     // parked in a blocking WASI call (a sleep, a poll). Our own imports stay synchronous: they
     // never block, and a sync host function is fine inside an async call.
     exports: { default: async },

@@ -69,6 +69,10 @@ impl bindings::Host for StoreState {
     fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
     }
+
+    fn begin(&mut self, index: u32) -> wasmtime::Result<()> {
+        self.begin_message(index).map_err(wasmtime::Error::msg)
+    }
 }
 
 impl bindings::burrow::plugin::types::Host for StoreState {}

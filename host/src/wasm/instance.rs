@@ -44,6 +44,8 @@ pub struct PluginInstance {
     live: Option<Live>,
     /// How many instances this worker has created; lets tests and metrics see replacements.
     instantiations: u64,
+    /// How many calls entered the plugin (a batch is one): lets tests see how a batch ran.
+    guest_calls: u64,
     /// The executor of the blocking [`PluginInstance::call`], made on its first use: a handle
     /// driven by a plugin thread brings its own executor and never builds this one.
     executor: Option<tokio::runtime::Runtime>,
@@ -75,6 +77,7 @@ impl PluginInstance {
             slot,
             live: None,
             instantiations: 0,
+            guest_calls: 0,
             executor: None,
         }
     }
@@ -130,6 +133,45 @@ impl PluginInstance {
         }
     }
 
+    /// Processes a batch of messages on the slot's current deployment, `contexts[i]` for
+    /// `messages[i]`: one call into the plugin (`process-batch`) for all of them, each message
+    /// under its own deadline (see [`StoreState::begin_message`]). A batch that fails in any
+    /// way — a trap, the deadline of the message it was on, the memory cap, fuel (the batch
+    /// gets the limit once per message) — costs only time: its messages run again one by one,
+    /// each under its own limits on a fresh instance, so each gets the result it would get alone.
+    ///
+    /// Like [`PluginInstance::call_async`]: drive it from a plugin thread.
+    pub async fn call_batch_async(
+        &mut self,
+        contexts: &[CallContext],
+        messages: &[Message],
+    ) -> Vec<CallResult> {
+        if messages.len() > 1 && contexts.len() == messages.len() {
+            let deployment = self.slot.current();
+            match self.batch_on(&deployment, contexts, messages).await {
+                Ok(processed) => {
+                    let plugin = deployment.plugin().id();
+                    return processed
+                        .into_iter()
+                        .map(|processed| CallResult {
+                            plugin: plugin.clone(),
+                            result: Ok(processed),
+                        })
+                        .collect();
+                }
+                Err(why) => tracing::debug!(
+                    plugin = %deployment.plugin().id(), messages = messages.len(), %why,
+                    "batch call failed; running its messages one by one"
+                ),
+            }
+        }
+        let mut results = Vec::with_capacity(messages.len());
+        for (context, message) in contexts.iter().zip(messages) {
+            results.push(self.call_async(context, message).await);
+        }
+        results
+    }
+
     /// Instantiates the slot's current deployment now, under its limits, without calling the
     /// plugin (unless this handle already holds an instance of it). A deployment that cannot
     /// start — a memory cap below what the plugin's initial memory needs, a granted directory
@@ -158,6 +200,12 @@ impl PluginInstance {
         self.instantiations
     }
 
+    /// How many calls have entered the plugin so far (`process` or `process-batch`: a batch
+    /// that ran as one is one call; one run again message by message is one more per message).
+    pub fn guest_calls(&self) -> u64 {
+        self.guest_calls
+    }
+
     async fn call_on(
         &mut self,
         deployment: &Arc<Deployment>,
@@ -171,6 +219,7 @@ impl PluginInstance {
         // From here until the instance is put back, a dropped future (cancelled caller) drops
         // `live` with it: a half-run instance is never called again.
         let limits = deployment.limits();
+        self.guest_calls += 1;
         live.store.data_mut().begin_call(context);
         arm(&mut live.store, limits);
         let called = tokio::time::timeout(
@@ -185,7 +234,7 @@ impl PluginInstance {
                 self.live = Some(live);
                 Ok(Processed {
                     outcome: checked(outcome),
-                    emitted: trace.emitted,
+                    emitted: trace.emitted.into_iter().next().unwrap_or_default(),
                 })
             }
             // `live` is dropped here: a trapped instance is never called again.
@@ -201,6 +250,83 @@ impl PluginInstance {
                 limit: limits.timeout,
             }),
         }
+    }
+
+    /// One `process-batch` call; `Err` says why the batch is to be run again one by one. The
+    /// instance is kept only after a batch that fully succeeded.
+    async fn batch_on(
+        &mut self,
+        deployment: &Arc<Deployment>,
+        contexts: &[CallContext],
+        messages: &[Message],
+    ) -> Result<Vec<Processed>, String> {
+        let mut live = match self.live.take() {
+            Some(live) if Arc::ptr_eq(&live.deployment, deployment) => live,
+            _ => self
+                .instantiate(deployment)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let limits = deployment.limits();
+        self.guest_calls += 1;
+        live.store.data_mut().begin_batch(contexts.to_vec());
+        let batch_limits = Limits {
+            fuel: limits
+                .fuel
+                .map(|fuel| fuel.saturating_mul(messages.len() as u64)),
+            ..*limits
+        };
+        arm(&mut live.store, &batch_limits);
+        let progress = Arc::clone(&live.store.data().progress);
+        let called = {
+            let call = live.processor.call_process_batch(&mut live.store, messages);
+            tokio::pin!(call);
+            // The deadline is the current message's: it moves on with every `begin`.
+            loop {
+                let (began, since) = progress.current();
+                let deadline = tokio::time::Instant::from_std(since + limits.timeout);
+                tokio::select! {
+                    result = &mut call => break Some(result),
+                    () = tokio::time::sleep_until(deadline) => {
+                        if progress.current().0 == began {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        let trace = live.store.data_mut().end_call();
+        host::log_output(live.store.data(), &trace.stdout, &trace.stderr);
+        let outcomes = match called {
+            None => {
+                return Err(format!(
+                    "a message ran past its deadline of {:?}",
+                    limits.timeout
+                ));
+            }
+            Some(Err(err)) => return Err(one_line(&err)),
+            Some(Ok(outcomes)) => outcomes,
+        };
+        if trace.memory_cap_hit {
+            return Err("the batch hit the memory cap".into());
+        }
+        if outcomes.len() != messages.len() || trace.emitted.len() != messages.len() {
+            return Err(format!(
+                "{} outcomes and {} `begin`s for {} messages",
+                outcomes.len(),
+                trace.emitted.len(),
+                messages.len()
+            ));
+        }
+        self.live = Some(live);
+        Ok(outcomes
+            .into_iter()
+            .zip(trace.emitted)
+            .map(|(outcome, emitted)| Processed {
+                outcome: checked(outcome),
+                emitted,
+            })
+            .collect())
     }
 
     async fn instantiate(&mut self, deployment: &Arc<Deployment>) -> Result<Live, CallError> {

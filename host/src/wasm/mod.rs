@@ -1,5 +1,6 @@
 //! The WASM runtime: runs a tenant's plugin (a WebAssembly component implementing
-//! `burrow:plugin/processor`) once per message, sandboxed and limited.
+//! `burrow:plugin/processor`, contract [`CONTRACT_VERSION`]) on each message, sandboxed and
+//! limited.
 //!
 //! # Design
 //!
@@ -22,8 +23,14 @@
 //!   name lookup; stdout/stderr go to the `tracing` log line by line. A deployment's
 //!   [`Capabilities`] can grant environment variables and read-only directories, nothing else.
 //! - **Host imports.** `log` becomes a `tracing` event with the plugin and message context;
-//!   `emit` is buffered per call and returned in [`Processed`] (produce only on commit);
+//!   `emit` is buffered per message and returned in [`Processed`] (produce only on commit);
 //!   `config` reads the deployment's settings, so one compiled plugin serves many tenants.
+//! - **Batches.** [`PluginInstance::call_batch_async`] sends many messages in one call
+//!   (`process-batch`); the guest calls `begin(i)` before message `i`, which gives each message
+//!   its own logs, emits and deadline. A batch that fails in any way runs again message by
+//!   message on a fresh instance, so a trap or an overrun costs only its own message. One call
+//!   instead of one per message saves the fixed cost of entering the guest (a fiber, the
+//!   deadline timer, output capture) per message.
 //! - **Hot swap.** A [`DeploymentSlot`] holds the current [`Deployment`] behind an atomic
 //!   pointer. Loading a new version happens off the hot path; the switch is one store. Calls
 //!   in flight finish on the old version; each worker's next call instantiates the new one. A
@@ -63,7 +70,7 @@ pub use call::{CallContext, CallError, CallResult, Processed};
 pub use deployment::{Deployment, DeploymentSlot};
 pub use instance::PluginInstance;
 pub use limits::Limits;
-pub use plugin::{LoadError, Plugin, PluginId};
+pub use plugin::{CONTRACT_VERSION, LoadError, Plugin, PluginId};
 pub use runtime::{CacheStats, Runtime, RuntimeConfig, RuntimeError};
 pub use sandbox::{Capabilities, SandboxError};
 pub use text::MAX_PLUGIN_TEXT;

@@ -17,6 +17,10 @@ use super::runtime::Shared;
 use super::store::StoreState;
 use super::version::Version;
 
+/// The version of the plugin contract (`wit/plugin.wit`, package `burrow:plugin`) this host
+/// runs. Plugins built for another version are refused, naming both.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
 /// Which plugin, which version: attached to every call result and log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginId {
@@ -149,6 +153,14 @@ pub enum LoadError {
         "plugin `{name}` exports `process` with the wrong signature ({reason}); build it against this burrow:plugin contract"
     )]
     WrongSignature { name: String, reason: String },
+    #[error(
+        "plugin `{name}` was built for burrow:plugin@{built_for}; this burrow runs burrow:plugin@{CONTRACT_VERSION}: rebuild it with the current burrow-plugin SDK"
+    )]
+    OtherContract { name: String, built_for: String },
+    #[error(
+        "plugin `{name}` does not export `process-batch`, which burrow:plugin@{CONTRACT_VERSION} requires (plugins built for 0.1.0 lack it): rebuild it with the current burrow-plugin SDK"
+    )]
+    MissingBatch { name: String },
     #[error("plugin `{name}` imports `{import}`, which the runtime does not provide")]
     UnsupportedImport { name: String, import: String },
     /// The plugin loaded but an instance cannot start under the deployment's limits (e.g. a
@@ -218,12 +230,19 @@ fn prelink(
         reason: one_line(&e),
     })?;
     check_process_export(name, &component)?;
+    check_contract_imports(name, engine, &component)?;
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|e| import_error(name, engine, &component, &e))?;
-    let pre = ProcessorPre::new(instance_pre).map_err(|e| LoadError::WrongSignature {
-        name: name.into(),
-        reason: one_line(&e),
+    let pre = ProcessorPre::new(instance_pre).map_err(|e| {
+        if component.get_export(None, "process-batch").is_none() {
+            LoadError::MissingBatch { name: name.into() }
+        } else {
+            LoadError::WrongSignature {
+                name: name.into(),
+                reason: one_line(&e),
+            }
+        }
     })?;
     Ok((pre, component))
 }
@@ -258,6 +277,37 @@ fn check_process_export(name: &str, component: &Component) -> Result<(), LoadErr
             reason: "it is not a function".into(),
         }),
     }
+}
+
+/// Refuses a plugin that imports the contract's interfaces at another version than this host's
+/// (built with another SDK): one sentence naming both versions, rather than the linker's
+/// "not provided".
+fn check_contract_imports(
+    name: &str,
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let other = ty
+        .imports(engine)
+        .filter_map(|(import, _)| contract_version(import))
+        .find(|version| *version != CONTRACT_VERSION)
+        .map(str::to_owned);
+    match other {
+        Some(built_for) => Err(LoadError::OtherContract {
+            name: name.into(),
+            built_for,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `burrow:plugin/host@0.1.0` → `0.1.0`; `None` for anything outside the contract.
+pub(crate) fn contract_version(interface: &str) -> Option<&str> {
+    interface
+        .strip_prefix("burrow:plugin/")?
+        .split_once('@')
+        .map(|(_, version)| version)
 }
 
 /// Turns the linker's refusal into a sentence naming the import. The linker's outermost
@@ -314,4 +364,27 @@ pub(crate) fn one_line(err: &wasmtime::Error) -> String {
 fn chain_lines(err: &wasmtime::Error) -> impl Iterator<Item = String> + '_ {
     err.chain()
         .map(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The version the host states is the one in the contract it was built from.
+    #[test]
+    fn the_contract_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/plugin.wit");
+        let expected = format!("package burrow:plugin@{CONTRACT_VERSION};");
+        assert!(
+            wit.lines().any(|line| line.trim() == expected),
+            "wit/plugin.wit does not declare {expected}"
+        );
+    }
+
+    #[test]
+    fn contract_versions_are_read_from_interface_names() {
+        assert_eq!(contract_version("burrow:plugin/host@0.1.0"), Some("0.1.0"));
+        assert_eq!(contract_version("burrow:plugin/types@0.2.0"), Some("0.2.0"));
+        assert_eq!(contract_version("wasi:cli/stdout@0.2.6"), None);
+    }
 }

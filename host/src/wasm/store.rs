@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -25,16 +27,60 @@ pub(crate) struct StoreState {
     pub(super) plugin: PluginId,
     /// The deployment's settings, served by the `config` import; shared, never copied per call.
     pub(super) config: Arc<BTreeMap<String, String>>,
-    /// The message in progress, for log lines; set by [`StoreState::begin_call`].
+    /// The message in progress, for log lines; set by [`StoreState::begin_call`] (and within a
+    /// batch by the guest's `begin`).
     pub(super) context: CallContext,
+    /// The batch in progress (empty for a one-message call): each message's context.
+    pub(super) batch: Vec<CallContext>,
+    /// The index the guest's next `begin` must give.
+    next: usize,
+    /// Where the guest is in the batch, shared with the caller that enforces the deadline.
+    pub(super) progress: Arc<Progress>,
     pub(super) emitted: Emitted,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
 }
 
-/// Records a plugin emitted during the current call, and what they weigh.
+/// Which message of a batch the guest is on, and since when: a batch call's deadline is its
+/// current message's. Written by the guest's `begin` (inside the store), read by the caller
+/// while the call runs.
+pub(crate) struct Progress {
+    base: Instant,
+    /// How many messages have begun in this store's life: tells a new message from the same.
+    began: AtomicU64,
+    /// When the last one began, in microseconds since `base`.
+    since_micros: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            began: AtomicU64::new(0),
+            since_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// A message starts now.
+    pub(crate) fn begin(&self) {
+        let micros = u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.since_micros.store(micros, Ordering::Release);
+        self.began.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many messages have begun, and when the last one did.
+    pub(crate) fn current(&self) -> (u64, Instant) {
+        let began = self.began.load(Ordering::Acquire);
+        let since = self.since_micros.load(Ordering::Acquire);
+        (began, self.base + Duration::from_micros(since))
+    }
+}
+
+/// Records a plugin emitted for the message in progress, and what they weigh.
 pub(super) struct Emitted {
     pub(super) records: Vec<OutputRecord>,
+    /// Within a batch, the records of the messages before the current one, per message.
+    pub(super) finished: Vec<Vec<OutputRecord>>,
     pub(super) bytes: u64,
     /// The most bytes one call may emit: the memory cap, since the records sit in host memory
     /// until the message commits and a plugin must not be able to use more there than in its
@@ -44,7 +90,8 @@ pub(super) struct Emitted {
 
 /// What one call left behind besides its result.
 pub(crate) struct CallTrace {
-    pub(crate) emitted: Vec<OutputRecord>,
+    /// Per message (one for a one-message call), the records it emitted.
+    pub(crate) emitted: Vec<Vec<OutputRecord>>,
     pub(crate) memory_cap_hit: bool,
     pub(crate) stdout: Captured,
     pub(crate) stderr: Captured,
@@ -62,8 +109,12 @@ impl StoreState {
             plugin: deployment.plugin().id().clone(),
             config: deployment.shared_config(),
             context: CallContext::default(),
+            batch: Vec::new(),
+            next: 0,
+            progress: Arc::new(Progress::new()),
             emitted: Emitted {
                 records: Vec::new(),
+                finished: Vec::new(),
                 bytes: 0,
                 byte_limit: deployment.limits().memory,
             },
@@ -74,16 +125,59 @@ impl StoreState {
 
     pub(crate) fn begin_call(&mut self, context: &CallContext) {
         self.context = context.clone();
+        self.batch.clear();
+        self.next = 0;
         self.emitted.records.clear();
+        self.emitted.finished.clear();
         self.emitted.bytes = 0;
         self.limiter.take_hit();
+        self.progress.begin();
+    }
+
+    /// Before a batch call: the guest's `begin(i)` moves on to message `i` of `contexts`.
+    pub(crate) fn begin_batch(&mut self, contexts: Vec<CallContext>) {
+        self.begin_call(contexts.first().unwrap_or(&CallContext::default()));
+        self.batch = contexts;
+    }
+
+    /// The guest's `begin(index)`: what it printed and emitted so far belongs to the message
+    /// before; its deadline starts again. Refused outside a batch, or out of order (each
+    /// message once, in order), so emits can never be given to the wrong message.
+    pub(crate) fn begin_message(&mut self, index: u32) -> Result<(), String> {
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        let Some(context) = self.batch.get(index) else {
+            return Err(format!(
+                "begin({index}) outside a batch of {} messages",
+                self.batch.len()
+            ));
+        };
+        if index != self.next {
+            return Err(format!(
+                "begin({index}) out of order: message {} is next",
+                self.next
+            ));
+        }
+        self.next += 1;
+        if index > 0 {
+            let records = std::mem::take(&mut self.emitted.records);
+            self.emitted.finished.push(records);
+            self.emitted.bytes = 0;
+            let (stdout, stderr) = (self.stdout.take(), self.stderr.take());
+            super::host::log_output(self, &stdout, &stderr);
+        }
+        self.context = context.clone();
+        self.progress.begin();
+        Ok(())
     }
 
     /// Collects what the call left behind and resets for the next one.
     pub(crate) fn end_call(&mut self) -> CallTrace {
         self.emitted.bytes = 0;
+        let mut emitted = std::mem::take(&mut self.emitted.finished);
+        emitted.push(std::mem::take(&mut self.emitted.records));
+        self.batch.clear();
         CallTrace {
-            emitted: std::mem::take(&mut self.emitted.records),
+            emitted,
             memory_cap_hit: self.limiter.take_hit(),
             stdout: self.stdout.take(),
             stderr: self.stderr.take(),

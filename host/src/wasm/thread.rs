@@ -34,7 +34,8 @@ pub struct PluginThread {
 
 /// One batch of calls travelling to the thread (often a batch of one), with the way back.
 struct Call {
-    calls: Vec<(CallContext, Message)>,
+    contexts: Vec<CallContext>,
+    messages: Vec<Message>,
     reply: oneshot::Sender<Vec<CallResult>>,
 }
 
@@ -104,10 +105,11 @@ impl PluginThread {
         })
     }
 
-    /// Runs several calls on the thread, one after the other, each under its own deadline, and
-    /// waits for all their results, in order: one hop to the thread and back for the batch. A
-    /// call that traps or overruns costs only itself (the next runs on a fresh instance).
-    /// Dropping this future abandons the batch; the thread stops the call it is in at once.
+    /// Runs several calls on the thread, in one call into the plugin (see
+    /// [`PluginInstance::call_batch_async`]), each under its own deadline, and waits for all
+    /// their results, in order: one hop to the thread and back for the batch. A call that traps
+    /// or overruns costs only itself. Dropping this future abandons the batch; the thread stops
+    /// the call it is in at once.
     pub async fn call_batch(
         &self,
         calls: Vec<(CallContext, Message)>,
@@ -116,36 +118,40 @@ impl PluginThread {
         let stopped = || ThreadError::Stopped {
             name: Arc::clone(&self.name),
         };
+        let (contexts, messages) = calls.into_iter().unzip();
         self.calls
-            .send(Call { calls, reply })
+            .send(Call {
+                contexts,
+                messages,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())
     }
 }
 
-/// Runs a batch of calls in order, unless its caller stops waiting first: then the call in
-/// progress is dropped (which drops the instance mid-call; the next call makes a fresh one).
+/// Runs a batch of calls, unless its caller stops waiting first: then the call in progress is
+/// dropped (which drops the instance mid-call; the next call makes a fresh one).
 async fn serve(instance: &mut PluginInstance, call: Call) {
-    let Call { calls, mut reply } = call;
-    let mut results = Vec::with_capacity(calls.len());
-    for (context, message) in &calls {
-        let result = {
-            let running = instance.call_async(context, message);
-            let abandoned = reply.closed();
-            tokio::select! {
-                result = running => Some(result),
-                () = abandoned => None,
-            }
-        };
-        match result {
-            Some(result) => results.push(result),
-            None => {
-                instance.reset();
-                return;
-            }
+    let Call {
+        contexts,
+        messages,
+        mut reply,
+    } = call;
+    let results = {
+        let running = instance.call_batch_async(&contexts, &messages);
+        let abandoned = reply.closed();
+        tokio::select! {
+            results = running => Some(results),
+            () = abandoned => None,
         }
+    };
+    match results {
+        // The caller may have gone since; nothing to do then.
+        Some(results) => {
+            let _ = reply.send(results);
+        }
+        None => instance.reset(),
     }
-    // The caller may have gone between the last result and this send; nothing to do then.
-    let _ = reply.send(results);
 }

@@ -1,0 +1,187 @@
+//! `process-batch`: many messages in one call into the plugin, each with its own outcome, emits,
+//! logs and deadline; a batch that fails in any way runs again message by message, so each
+//! message gets exactly the result it would get alone.
+
+mod wasm_support;
+
+use std::time::Duration;
+
+use burrow::wasm::{
+    CallContext, CallError, CallResult, Deployment, Limits, Message, Outcome, OutputRecord,
+    PluginInstance,
+};
+use wasm_support::{LogCapture, chaos, load, runtime, worker};
+
+/// `actions[i]` for the chaos plugin at offset `10 + i`, value `v{i}`.
+fn batch(actions: &[&str]) -> (Vec<CallContext>, Vec<Message>) {
+    actions
+        .iter()
+        .enumerate()
+        .map(|(i, action)| {
+            let mut msg = chaos(action);
+            msg.offset = 10 + i as i64;
+            msg.value = format!("v{i}").into_bytes();
+            (CallContext::for_message("tenant-a", &msg), msg)
+        })
+        .unzip()
+}
+
+fn chaos_worker(limits: Limits) -> anyhow::Result<PluginInstance> {
+    let plugin = load(&runtime()?, "chaos")?;
+    Ok(worker(Deployment::new(plugin).with_limits(limits)).1)
+}
+
+fn run(instance: &mut PluginInstance, actions: &[&str]) -> anyhow::Result<Vec<CallResult>> {
+    let (contexts, messages) = batch(actions);
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    Ok(executor.block_on(instance.call_batch_async(&contexts, &messages)))
+}
+
+/// Outcome (or error kind) and emitted `(topic, value)`s of each result.
+fn summary(results: Vec<CallResult>) -> Vec<(String, Vec<(String, String)>)> {
+    results
+        .into_iter()
+        .map(|r| match r.result {
+            Ok(processed) => (
+                format!("{:?}", processed.outcome),
+                processed.emitted.iter().map(record).collect(),
+            ),
+            Err(CallError::Trap { .. }) => ("trap".into(), Vec::new()),
+            Err(CallError::Timeout { .. }) => ("timeout".into(), Vec::new()),
+            Err(other) => (other.to_string(), Vec::new()),
+        })
+        .collect()
+}
+
+fn record(r: &OutputRecord) -> (String, String) {
+    (
+        r.topic.clone(),
+        String::from_utf8_lossy(&r.value).into_owned(),
+    )
+}
+
+fn commit_emitting(topic: &str, value: &str) -> (String, Vec<(String, String)>) {
+    (
+        format!("{:?}", Outcome::Commit),
+        vec![(topic.to_owned(), value.to_owned())],
+    )
+}
+
+fn plain(outcome: &str) -> (String, Vec<(String, String)>) {
+    (outcome.to_owned(), Vec::new())
+}
+
+/// A batch is one call into the plugin, and each message comes back with its own outcome and
+/// exactly the records it emitted.
+#[test]
+fn a_batch_is_one_call_with_each_messages_own_outcome_and_emits() -> anyhow::Result<()> {
+    let mut instance = chaos_worker(Limits::default())?;
+    let results = run(
+        &mut instance,
+        &[
+            "emit:out-a",
+            "fail",
+            "emit:out-b",
+            "retry-after:50",
+            "commit",
+        ],
+    )?;
+    assert_eq!(
+        summary(results),
+        [
+            commit_emitting("out-a", "v0"),
+            plain("Outcome::Fail(\"chaos: asked to fail\")"),
+            commit_emitting("out-b", "v2"),
+            plain("Outcome::Retry(Some(50))"),
+            plain("Outcome::Commit"),
+        ]
+    );
+    assert_eq!(instance.guest_calls(), 1, "one call for the batch");
+    assert_eq!(instance.instantiations(), 1);
+    Ok(())
+}
+
+/// Each message of a batch has the whole deadline to itself: four messages of 150 ms each pass
+/// under a 300 ms deadline, in one call, although the batch takes 600 ms.
+#[test]
+fn each_message_of_a_batch_has_its_own_deadline() -> anyhow::Result<()> {
+    let mut instance = chaos_worker(Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })?;
+    let results = run(&mut instance, &["sleep:150"; 4])?;
+    assert_eq!(summary(results), vec![plain("Outcome::Commit"); 4]);
+    assert_eq!(
+        instance.guest_calls(),
+        1,
+        "no message ran past its deadline"
+    );
+    Ok(())
+}
+
+/// A trap costs only its own message: the batch runs again one by one on a fresh instance, and
+/// the others commit with their own emits, once each.
+#[test]
+fn a_trap_in_a_batch_fails_only_its_message() -> anyhow::Result<()> {
+    let mut instance = chaos_worker(Limits::default())?;
+    let results = run(&mut instance, &["emit:out", "trap", "emit:out"])?;
+    assert_eq!(
+        summary(results),
+        [
+            commit_emitting("out", "v0"),
+            plain("trap"),
+            commit_emitting("out", "v2"),
+        ]
+    );
+    assert_eq!(
+        instance.guest_calls(),
+        1 + 3,
+        "the batch, then each message alone"
+    );
+    Ok(())
+}
+
+/// A message that never returns fails with a timeout at its own deadline; the rest commit.
+#[test]
+fn a_looping_message_in_a_batch_times_out_alone() -> anyhow::Result<()> {
+    let mut instance = chaos_worker(Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    })?;
+    let results = run(&mut instance, &["commit", "loop", "emit:out"])?;
+    assert_eq!(
+        summary(results),
+        [
+            plain("Outcome::Commit"),
+            plain("timeout"),
+            commit_emitting("out", "v2"),
+        ]
+    );
+    Ok(())
+}
+
+/// What a plugin logs during a batch carries the offset of the message it was on.
+#[test]
+fn logs_in_a_batch_name_their_own_message() -> anyhow::Result<()> {
+    let mut instance = chaos_worker(Limits::default())?;
+    let logs = LogCapture::default();
+    let results = logs.during(|| run(&mut instance, &["log:info:first", "log:warn:second"]))?;
+    assert_eq!(summary(results), vec![plain("Outcome::Commit"); 2]);
+    let seen: Vec<(String, i64)> = logs
+        .lines()
+        .into_iter()
+        .filter(|line| line["target"] == "burrow::plugin")
+        .map(|line| {
+            let fields = &line["fields"];
+            (
+                fields["message"].as_str().unwrap_or_default().to_owned(),
+                fields["offset"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("first".to_owned(), 10), ("second".to_owned(), 11)]);
+    assert_eq!(instance.guest_calls(), 1);
+    Ok(())
+}
