@@ -51,7 +51,8 @@
 //!   (`dispatch`), starts them on idle workers, gives credit back, and commits; [`retry`]
 //!   parks a retry on a timer without holding a worker.
 //! - `worker` — a worker's call: the user's function or [`Handler`] (`handler`), one attempt
-//!   at a time, run as a future of the coordinator's task.
+//!   (or one batch) at a time, run as a future of the coordinator's task; a result the handler
+//!   leaves [`Pending`] settles later in the coordinator, the worker already free.
 //! - `stats` and [`metrics`] — what [`Pool::stats`] and Prometheus report.
 
 mod commit;
