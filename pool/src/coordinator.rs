@@ -72,6 +72,8 @@ struct Settled {
     /// Its time at the worker plus the wait for the result.
     took: Duration,
     result: Result<(), crate::ProcessError>,
+    /// The bytes its result held against its partition's part of the bound, and that part.
+    held: Option<(Arc<Flow>, usize)>,
 }
 
 /// A revoke waiting for its partitions' in-flight jobs.
@@ -469,6 +471,7 @@ impl<W: Work> Coordinator<W> {
         let job = c.job;
         let outcome = match c.outcome {
             Outcome::Settling(pending) => {
+                let held = self.hold(&job, pending.bytes());
                 let (took, since) = (c.took, std::time::Instant::now());
                 self.settling.push(Box::pin(async move {
                     let result = pending.await;
@@ -476,6 +479,7 @@ impl<W: Work> Coordinator<W> {
                         job,
                         took: took + since.elapsed(),
                         result,
+                        held,
                     }
                 }));
                 return;
@@ -538,10 +542,42 @@ impl<W: Work> Coordinator<W> {
     /// A late result came in: it is judged as the handler's own result would have been; a
     /// permanent failure waits for a worker to run the failure hook.
     fn on_settled(&mut self, settled: Settled) {
-        let Settled { job, took, result } = settled;
+        let Settled {
+            job,
+            took,
+            result,
+            held,
+        } = settled;
+        if let Some((flow, bytes)) = held {
+            self.unhold(&job, &flow, bytes);
+        }
         match judge(result, job.attempt, self.config.max_retries) {
             Ok(outcome) => self.on_completion(Completion { job, outcome, took }),
             Err(failure) => self.failing.push_back((job, failure, took)),
+        }
+    }
+
+    /// Counts a late result's `bytes` against its partition's part of the bound.
+    fn hold(&mut self, job: &Job, bytes: usize) -> Option<(Arc<Flow>, usize)> {
+        if bytes == 0 {
+            return None;
+        }
+        let flow = Arc::clone(self.partition_of(job)?.flow.as_ref()?);
+        self.credit.hold_bytes(&flow, bytes);
+        Some((flow, bytes))
+    }
+
+    /// Gives held bytes back, unless the partition's part of the bound is gone (revoked: it was
+    /// given back whole) or is another one (revoked and assigned again).
+    fn unhold(&mut self, job: &Job, flow: &Arc<Flow>, bytes: usize) {
+        let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
+        let same = self
+            .partitions
+            .get(&tp)
+            .and_then(|p| p.flow.as_ref())
+            .is_some_and(|current| Arc::ptr_eq(current, flow));
+        if same {
+            self.credit.release_bytes(flow, bytes);
         }
     }
 
@@ -810,7 +846,11 @@ impl<W: Work> Coordinator<W> {
     }
 
     fn publish_load(&self) {
-        self.shared
-            .set_load(self.workers_busy(), self.dispatch.queued(), self.retrying);
+        self.shared.set_load(
+            self.workers_busy(),
+            self.dispatch.queued(),
+            self.retrying,
+            self.settling.len(),
+        );
     }
 }

@@ -127,6 +127,13 @@ impl Credit {
         self.bytes.fetch_add(bytes, Ordering::AcqRel);
     }
 
+    /// `flow`'s partition holds `bytes` more that are not a message's payload (a late result's
+    /// records awaiting their acks); given back with [`Credit::release_bytes`].
+    pub(crate) fn hold_bytes(&self, flow: &Flow, bytes: usize) {
+        flow.bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     /// `messages` offsets of `flow`'s partition left the pool (the done prefix passed them, or
     /// they were dropped): their credit comes back.
     pub(crate) fn release_messages(&self, flow: &Flow, messages: usize) {

@@ -144,12 +144,33 @@ pub struct Attempt {
 /// waits on the network. Until it resolves, the message holds its place in the pool's bound,
 /// its ordering lane and its offset (nothing above a gap is committed), exactly as if it were
 /// still at a worker; a revoke and a shutdown wait for it the same way.
-pub struct Pending(Pin<Box<dyn Future<Output = Result<(), ProcessError>> + Send + 'static>>);
+pub struct Pending {
+    future: Pin<Box<dyn Future<Output = Result<(), ProcessError>> + Send + 'static>>,
+    bytes: usize,
+}
 
 impl Pending {
     /// The result `future` will give.
     pub fn new(future: impl Future<Output = Result<(), ProcessError>> + Send + 'static) -> Self {
-        Self(Box::pin(future))
+        Self {
+            future: Box::pin(future),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `bytes` against the pool's `max_buffered_bytes` until the result comes: what the
+    /// handler keeps in memory meanwhile (the records it produced and the broker has not
+    /// acknowledged). A slow downstream then slows the intake of the message's partition
+    /// instead of growing memory.
+    #[must_use]
+    pub fn holding(mut self, bytes: usize) -> Self {
+        self.bytes = bytes;
+        self
+    }
+
+    /// The bytes it holds (see [`Pending::holding`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -159,7 +180,7 @@ impl Future for Pending {
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        self.0.as_mut().poll(cx)
+        self.future.as_mut().poll(cx)
     }
 }
 
@@ -375,17 +396,20 @@ pub(crate) async fn run_batch<W: Work>(
                     Processed::Now(result) => {
                         classify(work, message, *attempt, max_retries, result).await
                     }
-                    Processed::Later(pending) => Outcome::Settling(Pending::new(
-                        std::panic::AssertUnwindSafe(pending)
-                            .catch_unwind()
-                            .map(|settled| {
-                                settled.unwrap_or_else(|_| {
-                                    Err(ProcessError::retriable(
-                                        "the handler's pending result panicked",
-                                    ))
-                                })
-                            }),
-                    )),
+                    Processed::Later(pending) => {
+                        let bytes = pending.bytes();
+                        let guarded =
+                            std::panic::AssertUnwindSafe(pending)
+                                .catch_unwind()
+                                .map(|settled| {
+                                    settled.unwrap_or_else(|_| {
+                                        Err(ProcessError::retriable(
+                                            "the handler's pending result panicked",
+                                        ))
+                                    })
+                                });
+                        Outcome::Settling(Pending::new(guarded).holding(bytes))
+                    }
                 };
                 outcomes.push(outcome);
             }

@@ -35,6 +35,9 @@ pub struct Stats {
     pub jobs_queued: usize,
     /// Messages waiting for their retry delay right now (they hold no worker).
     pub retries_waiting: usize,
+    /// Messages whose result is still to come right now (a handler's late result, e.g. the
+    /// acks of the host's emits; they hold no worker).
+    pub results_awaited: usize,
     /// Partitions assigned to this member now (the ones below include revoked ones).
     pub assigned_partitions: usize,
     /// Per partition, in topic then partition order.
@@ -98,6 +101,7 @@ pub(crate) struct Shared {
     busy: AtomicUsize,
     queued: AtomicUsize,
     retrying: AtomicUsize,
+    awaited: AtomicUsize,
     /// Behind a mutex: updated together per partition, read rarely.
     partitions: Mutex<BTreeMap<(String, i32), PartitionState>>,
     /// What this member owns now: readiness means "has an assignment", even on a quiet topic.
@@ -152,10 +156,11 @@ impl Shared {
     }
 
     /// Current load: workers busy, jobs queued, retries waiting.
-    pub(crate) fn set_load(&self, busy: usize, queued: usize, retrying: usize) {
+    pub(crate) fn set_load(&self, busy: usize, queued: usize, retrying: usize, awaited: usize) {
         self.busy.store(busy, Relaxed);
         self.queued.store(queued, Relaxed);
         self.retrying.store(retrying, Relaxed);
+        self.awaited.store(awaited, Relaxed);
         if let Some(m) = &self.metrics {
             m.in_flight.set(i64::try_from(busy).unwrap_or(i64::MAX));
             m.queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
@@ -270,6 +275,7 @@ impl Shared {
             workers_busy: self.busy.load(Relaxed),
             jobs_queued: self.queued.load(Relaxed),
             retries_waiting: self.retrying.load(Relaxed),
+            results_awaited: self.awaited.load(Relaxed),
             assigned_partitions: self
                 .assigned
                 .lock()

@@ -85,6 +85,11 @@ async fn a_worker_goes_on_while_its_results_wait_and_offsets_wait_for_them() {
             stats.messages_processed, 0,
             "nothing done before its result"
         );
+        assert_eq!(
+            stats.results_awaited, taken,
+            "every message taken awaits its result"
+        );
+        assert_eq!(stats.workers_busy, 0, "no worker waits with them");
         assert!(cluster.committed(&group).is_empty(), "nothing committed");
         open.send_replace(true);
         until_stats(
@@ -305,4 +310,93 @@ async fn shutdown_never_commits_past_a_result_still_to_come() {
     let mut expected = cluster.ends();
     expected.insert(1, 10);
     assert_eq!(cluster.committed(&group), expected);
+}
+
+/// Late results that hold bytes (`Pending::holding`) count against `max_buffered_bytes`: while
+/// they wait, the pool takes no more messages; when they come, it takes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_held_by_late_results_stop_the_intake_until_they_come() {
+    const HALF: usize = 500;
+    const HELD: usize = 64 * 1024;
+    struct Heavy {
+        gate: watch::Receiver<bool>,
+        handed: Arc<AtomicUsize>,
+    }
+    impl Handler for Heavy {
+        async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
+            unreachable!("a batching handler gets process_batch")
+        }
+        fn max_batch(&self) -> usize {
+            8
+        }
+        async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Processed> {
+            self.handed.fetch_add(batch.len(), AtomicOrdering::SeqCst);
+            batch
+                .iter()
+                .map(|_| {
+                    let mut gate = self.gate.clone();
+                    Processed::Later(
+                        Pending::new(async move {
+                            let _ = gate.wait_for(|open| *open).await;
+                            Ok(())
+                        })
+                        .holding(HELD),
+                    )
+                })
+                .collect()
+        }
+    }
+    let cluster = Cluster::new(1, 1);
+    cluster.produce(HALF, 10);
+    let group = unique_group("pending-bytes");
+    let config = Config {
+        num_workers: 2,
+        job_queue_size: 4 * HALF,
+        // 16 held results' worth: the first half alone holds 31 MiB.
+        max_buffered_bytes: 16 * HELD as u64,
+        ..test_config()
+    };
+    let pool = Pool::new(cluster.consumer(&group), config).expect("pool");
+    let (open, gate) = watch::channel(false);
+    let handed = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let script = async {
+        until_stats(
+            "the first half awaits its results",
+            || pool.stats(),
+            |s| s.results_awaited == HALF,
+        )
+        .await;
+        cluster.produce(HALF, 10);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            handed.load(AtomicOrdering::SeqCst),
+            HALF,
+            "the second half was taken while the first held the byte bound"
+        );
+        open.send_replace(true);
+        until_stats(
+            "all processed",
+            || pool.stats(),
+            |s| s.messages_processed == 2 * HALF as u64,
+        )
+        .await;
+        until("all committed", || {
+            cluster.committed(&group) == cluster.ends()
+        })
+        .await;
+        stop.cancel();
+    };
+    let handler = |_| Heavy {
+        gate: gate.clone(),
+        handed: Arc::clone(&handed),
+    };
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(stop.clone().cancelled_owned(), handler),
+            script
+        )
+    })
+    .await;
+    result.expect("clean shutdown");
 }

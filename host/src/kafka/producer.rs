@@ -92,6 +92,21 @@ pub struct OutRecord {
     pub headers: Vec<Header>,
 }
 
+impl OutRecord {
+    /// What the record weighs in memory, near enough: its topic, key, value and headers.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.topic.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + headers
+    }
+}
+
 /// The message a dead letter is about, and why it failed.
 #[derive(Debug, Clone, Copy)]
 pub struct Failure<'a> {

@@ -304,8 +304,10 @@ impl Handler for PluginHandler {
 
 /// Produces a committed message's emitted records; resolves when the broker has acknowledged
 /// them all. A record not acknowledged fails the message retriably: it runs again and emits
-/// again (at-least-once for outputs too).
+/// again (at-least-once for outputs too). Until then the records count against the tenant's
+/// `max_buffered_bytes`.
 fn emit(shared: Arc<Shared>, records: Vec<OutRecord>) -> Pending {
+    let bytes = records.iter().map(OutRecord::size).sum();
     Pending::new(async move {
         shared
             .producer
@@ -315,6 +317,7 @@ fn emit(shared: Arc<Shared>, records: Vec<OutRecord>) -> Pending {
         shared.metrics.emitted.inc_by(records.len() as u64);
         Ok(())
     })
+    .holding(bytes)
 }
 
 impl PluginHandler {
