@@ -4,7 +4,7 @@
 //! outcomes from workers, retries whose delay is over, the commit tick) and decides alone, so
 //! the offset state needs no lock and every decision sees a consistent picture.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
@@ -15,6 +15,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaResult;
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -96,7 +97,8 @@ enum Trigger {
 pub(crate) struct Coordinator<W> {
     config: Config,
     shared: Arc<Shared>,
-    partitions: HashMap<Tp, Partition>,
+    /// FxHash: partition names come from the assignment, not from producers.
+    partitions: FxHashMap<Tp, Partition>,
     dispatch: Dispatch,
     /// The idle workers' handlers; a busy worker's handler is inside its running call.
     idle: Vec<W>,
@@ -131,7 +133,7 @@ pub(crate) struct Coordinator<W> {
     /// Per partition, calls of an earlier epoch still running: of a revoked assignment (past
     /// the revoke's deadline), or from before a rewind. The partition's current epoch starts
     /// nothing until they have ended.
-    zombies: HashMap<Tp, Zombies>,
+    zombies: FxHashMap<Tp, Zombies>,
     next_epoch: u64,
     /// Set once shutdown or a halt began: nothing new is started.
     stopping: bool,
@@ -157,7 +159,7 @@ impl<W: Work> Coordinator<W> {
             dispatch: Dispatch::new(config.ordering),
             config,
             shared,
-            partitions: HashMap::new(),
+            partitions: FxHashMap::default(),
             idle: handlers,
             busy: 0,
             settling: FuturesUnordered::new(),
@@ -170,7 +172,7 @@ impl<W: Work> Coordinator<W> {
             finished_since_commit: 0,
             consecutive_failures: 0,
             revokes: Vec::new(),
-            zombies: HashMap::new(),
+            zombies: FxHashMap::default(),
             next_epoch: 0,
             stopping: false,
             halt: None,
@@ -352,32 +354,31 @@ impl<W: Work> Coordinator<W> {
     /// being revoked, or its offset is not above the last one tracked) gives its credit back.
     fn on_message(&mut self, message: Arc<Message>) {
         let tp: Tp = (Arc::clone(&message.topic), message.partition);
-        if !self.partitions.contains_key(&tp) {
-            let p = self.new_partition(None);
-            self.partitions.insert(tp.clone(), p);
-        }
-        let Some(p) = self.partitions.get_mut(&tp) else {
-            return;
+        // One lookup on the common path; a new partition or a rewind looks again.
+        let rewinds = match self.partitions.get(&tp) {
+            None => {
+                let p = self.new_partition(None);
+                self.partitions.insert(tp.clone(), p);
+                false
+            }
+            Some(p) => !self.stopping && !p.revoking && p.offsets.rewinds(message.offset),
         };
-        if !self.stopping && !p.revoking && p.offsets.rewinds(message.offset) {
+        if rewinds {
             self.rewind(&tp, message.offset);
         }
+        let stopping = self.stopping;
         let Some(p) = self.partitions.get_mut(&tp) else {
             return;
         };
-        if self.stopping || p.revoking || !p.offsets.track(message.offset) {
+        if stopping || p.revoking || !p.offsets.track(message.offset) {
             if let Some(flow) = &p.flow {
                 self.credit.release_bytes(flow, message.weight());
                 self.credit.release_messages(flow, 1);
             }
             return;
         }
-        let job = Job {
-            message,
-            epoch: p.epoch,
-            attempt: 0,
-        };
-        if self.zombies.contains_key(&tp) {
+        let job = Job::new(message, p.epoch);
+        if !self.zombies.is_empty() && self.zombies.contains_key(&tp) {
             p.parked.push(job);
         } else {
             self.dispatch.push(job);
@@ -623,7 +624,7 @@ impl<W: Work> Coordinator<W> {
                 self.credit.release_messages(flow, left);
             }
         }
-        self.dispatch.finish(&job.message);
+        self.dispatch.finish(job);
         self.finished_since_commit += 1;
     }
 

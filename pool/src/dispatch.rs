@@ -4,9 +4,18 @@
 //! partition and key). A lane is held by one job from the moment it is ready until it is
 //! finished, retries included; the lane's later messages wait behind it, in offset order. In
 //! `unordered` mode there are no lanes.
+//!
+//! A lane is known by a 64-bit hash of its topic, partition and key, computed once per message
+//! with a per-process random key (SipHash, std's `RandomState`): no key is copied and nothing
+//! is hashed twice. Producers choose keys, but without the random key they cannot choose
+//! colliding hashes; two lanes whose hashes collide anyway (odds ~2^-64 per pair) share one
+//! lane — stricter order, never looser.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::config::Ordering;
 use crate::kafka::{Message, Tp};
@@ -20,10 +29,29 @@ pub(crate) struct Job {
     pub(crate) epoch: u64,
     /// Attempts made so far.
     pub(crate) attempt: u32,
+    /// Its lane's hash (0, unused, in `unordered` mode); set by [`Dispatch::push`].
+    pub(crate) lane: u64,
 }
 
-/// A lane: partition, and key when ordering by key (`None` for keyless messages).
-type Lane = (Arc<str>, i32, Option<Vec<u8>>);
+impl Job {
+    /// A new job of `message`, not yet in a lane.
+    pub(crate) fn new(message: Arc<Message>, epoch: u64) -> Self {
+        Self {
+            message,
+            epoch,
+            attempt: 0,
+            lane: 0,
+        }
+    }
+}
+
+/// A lane's waiting jobs, and the partition it belongs to (for revokes).
+#[derive(Debug)]
+struct Lane {
+    topic: Arc<str>,
+    partition: i32,
+    waiting: VecDeque<Job>,
+}
 
 /// The pool's queue of received, not-started messages.
 #[derive(Debug)]
@@ -31,10 +59,12 @@ pub(crate) struct Dispatch {
     ordering: Ordering,
     /// Jobs free to start now, oldest first.
     ready: VecDeque<Job>,
-    /// For each held lane, the jobs waiting behind the holder.
-    lanes: HashMap<Lane, VecDeque<Job>>,
+    /// For each held lane (by hash), the jobs waiting behind the holder.
+    lanes: FxHashMap<u64, Lane>,
     /// Jobs in `lanes`, so the queue length is O(1).
     waiting: usize,
+    /// The random key of lane hashes.
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Dispatch {
@@ -42,32 +72,42 @@ impl Dispatch {
         Self {
             ordering,
             ready: VecDeque::new(),
-            lanes: HashMap::new(),
+            lanes: FxHashMap::default(),
             waiting: 0,
+            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
-    fn lane(&self, m: &Message) -> Option<Lane> {
+    /// The hash of `m`'s lane; `None` in `unordered` mode.
+    fn lane_of(&self, m: &Message) -> Option<u64> {
+        let mut h = self.hasher.build_hasher();
         match self.ordering {
-            Ordering::Unordered => None,
-            Ordering::Partition => Some((Arc::clone(&m.topic), m.partition, None)),
-            Ordering::Key => Some((Arc::clone(&m.topic), m.partition, m.key.clone())),
+            Ordering::Unordered => return None,
+            Ordering::Partition => (&*m.topic, m.partition).hash(&mut h),
+            Ordering::Key => (&*m.topic, m.partition, m.key.as_deref()).hash(&mut h),
         }
+        Some(h.finish())
     }
 
     /// Queues a newly received message.
-    pub(crate) fn push(&mut self, job: Job) {
-        let Some(lane) = self.lane(&job.message) else {
+    pub(crate) fn push(&mut self, mut job: Job) {
+        let Some(lane) = self.lane_of(&job.message) else {
             self.ready.push_back(job);
             return;
         };
+        job.lane = lane;
         match self.lanes.get_mut(&lane) {
-            Some(waiting) => {
-                waiting.push_back(job);
+            Some(held) => {
+                held.waiting.push_back(job);
                 self.waiting += 1;
             }
             None => {
-                self.lanes.insert(lane, VecDeque::new());
+                let held = Lane {
+                    topic: Arc::clone(&job.message.topic),
+                    partition: job.message.partition,
+                    waiting: VecDeque::new(),
+                };
+                self.lanes.insert(lane, held);
                 self.ready.push_back(job);
             }
         }
@@ -83,19 +123,21 @@ impl Dispatch {
         self.ready.pop_front()
     }
 
-    /// Releases the lane of a finished message: the next one waiting behind it becomes ready.
-    pub(crate) fn finish(&mut self, m: &Message) {
-        let Some(lane) = self.lane(m) else { return };
-        let Some(waiting) = self.lanes.get_mut(&lane) else {
+    /// Releases the lane of a finished job: the next one waiting behind it becomes ready.
+    pub(crate) fn finish(&mut self, job: &Job) {
+        if self.ordering == Ordering::Unordered {
+            return;
+        }
+        let Some(held) = self.lanes.get_mut(&job.lane) else {
             return;
         };
-        match waiting.pop_front() {
+        match held.waiting.pop_front() {
             Some(next) => {
                 self.waiting -= 1;
                 self.ready.push_back(next);
             }
             None => {
-                self.lanes.remove(&lane);
+                self.lanes.remove(&job.lane);
             }
         }
     }
@@ -111,11 +153,11 @@ impl Dispatch {
         self.ready = kept;
         dropped.extend(gone);
         let mut waiting = 0;
-        self.lanes.retain(|(topic, partition, _), queue| {
-            let keep = *topic != tp.0 || *partition != tp.1;
+        self.lanes.retain(|_, held| {
+            let keep = held.topic != tp.0 || held.partition != tp.1;
             if !keep {
-                waiting += queue.len();
-                dropped.extend(queue.drain(..));
+                waiting += held.waiting.len();
+                dropped.extend(held.waiting.drain(..));
             }
             keep
         });
@@ -143,11 +185,7 @@ mod tests {
     fn job(partition: i32, offset: i64, key: Option<&str>) -> Job {
         let mut m = Message::new("t", partition, offset);
         m.key = key.map(|k| k.as_bytes().to_vec());
-        Job {
-            message: Arc::new(m),
-            epoch: 0,
-            attempt: 0,
-        }
+        Job::new(Arc::new(m), 0)
     }
 
     fn offsets(d: &mut Dispatch) -> Vec<i64> {
@@ -163,9 +201,11 @@ mod tests {
         for (p, o) in [(0, 1), (0, 2), (1, 10), (1, 11)] {
             d.push(job(p, o, None));
         }
-        assert_eq!(offsets(&mut d), [1, 10]);
+        let started: Vec<Job> = std::iter::from_fn(|| d.pop()).collect();
+        let offsets_started: Vec<i64> = started.iter().map(|j| j.message.offset).collect();
+        assert_eq!(offsets_started, [1, 10]);
         assert_eq!(d.queued(), 2);
-        d.finish(&Message::new("t", 0, 1));
+        d.finish(&started[0]);
         assert_eq!(offsets(&mut d), [2]);
     }
 
@@ -178,10 +218,10 @@ mod tests {
         d.push(job(0, 3, Some("a")));
         d.push(job(0, 4, None));
         d.push(job(0, 5, None));
-        assert_eq!(offsets(&mut d), [1, 2, 4]);
-        let mut a = Message::new("t", 0, 1);
-        a.key = Some(b"a".to_vec());
-        d.finish(&a);
+        let started: Vec<Job> = std::iter::from_fn(|| d.pop()).collect();
+        let offsets_started: Vec<i64> = started.iter().map(|j| j.message.offset).collect();
+        assert_eq!(offsets_started, [1, 2, 4]);
+        d.finish(&started[0]); // key "a" at offset 1
         assert_eq!(offsets(&mut d), [3]);
     }
 
