@@ -24,7 +24,7 @@ use super::commit::{Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
 use super::handler::{Failure, FailureAction, Outcome, Work, judge};
 use super::stats::Shared;
-use super::worker::{self, Completion, Task};
+use super::worker::{self, Completion, Completions, Task};
 use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow};
 use crate::kafka::{Event, Message, PoolContext, Tp};
@@ -249,7 +249,7 @@ impl<W: Work> Coordinator<W> {
 
     /// Stops starting work, drops queued jobs and retries, and waits for in-flight ones up to
     /// `shutdown_timeout`, still serving revokes meanwhile.
-    async fn drain<F: Future<Output = (W, Vec<Completion>)>>(
+    async fn drain<F: Future<Output = (W, Completions)>>(
         &mut self,
         events: &mut UnboundedReceiver<Event>,
         running: &mut FuturesUnordered<F>,
@@ -461,10 +461,15 @@ impl<W: Work> Coordinator<W> {
     }
 
     /// A worker's call ended: its handler is idle again.
-    fn on_done(&mut self, (handler, completions): (W, Vec<Completion>)) {
+    fn on_done(&mut self, (handler, done): (W, Completions)) {
         self.idle.push(handler);
-        for completion in completions {
-            self.on_completion(completion);
+        match done {
+            Completions::One(completion) => self.on_completion(completion),
+            Completions::Many(completions) => {
+                for completion in completions {
+                    self.on_completion(completion);
+                }
+            }
         }
     }
 
@@ -660,17 +665,21 @@ impl<W: Work> Coordinator<W> {
         while let Some(handler) = self.idle.pop() {
             let share = self.dispatch.queued().div_ceil(self.idle.len() + 1);
             let take = share.clamp(1, handler.max_batch());
+            if take == 1 {
+                match self.next_job() {
+                    Some(job) => started.push((handler, Task::One(job))),
+                    None => {
+                        self.idle.push(handler);
+                        break;
+                    }
+                }
+                continue;
+            }
             let mut jobs = Vec::with_capacity(take);
             while jobs.len() < take {
-                let Some(job) = self.dispatch.pop() else {
+                let Some(job) = self.next_job() else {
                     break;
                 };
-                // A job whose partition was revoked meanwhile is dropped, not started.
-                let Some(p) = self.partition_of(&job) else {
-                    continue;
-                };
-                p.in_flight += 1;
-                self.busy += 1;
                 jobs.push(job);
             }
             if jobs.is_empty() {
@@ -680,6 +689,19 @@ impl<W: Work> Coordinator<W> {
             started.push((handler, Task::Attempt(jobs)));
         }
         started
+    }
+
+    /// The next queued job to start, counted in flight; a job whose partition was revoked
+    /// meanwhile is dropped, not started.
+    fn next_job(&mut self) -> Option<Job> {
+        loop {
+            let job = self.dispatch.pop()?;
+            if let Some(p) = self.partition_of(&job) {
+                p.in_flight += 1;
+                self.busy += 1;
+                return Some(job);
+            }
+        }
     }
 
     /// The offsets worth committing now, per the trigger.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dispatch::Job;
-use crate::handler::{Failure, Outcome, Work, handle_failure, run_batch};
+use crate::handler::{Failure, Outcome, Work, handle_failure, run_attempt, run_batch};
 
 /// How one attempt went.
 pub(crate) struct Completion {
@@ -25,7 +25,9 @@ pub(crate) struct Completion {
 
 /// What a worker is given to do.
 pub(crate) enum Task {
-    /// A batch of jobs to attempt (often a batch of one).
+    /// One job to attempt: the common case, with nothing to allocate.
+    One(Job),
+    /// A batch of jobs to attempt.
     Attempt(Vec<Job>),
     /// A job whose result came later (see [`crate::Pending`]) as a permanent failure: its
     /// failure hook runs on this worker's handler. `took` is its time so far.
@@ -36,19 +38,37 @@ pub(crate) enum Task {
     },
 }
 
+/// The outcomes of a task: one, or one per job of a batch.
+pub(crate) enum Completions {
+    One(Completion),
+    Many(Vec<Completion>),
+}
+
 /// Runs `task` on `handler`; gives the handler back with each job's outcome.
-pub(crate) async fn run<W: Work>(
-    mut handler: W,
-    task: Task,
-    max_retries: u32,
-) -> (W, Vec<Completion>) {
+pub(crate) async fn run<W: Work>(mut handler: W, task: Task, max_retries: u32) -> (W, Completions) {
     match task {
-        Task::Attempt(jobs) => attempt(handler, jobs, max_retries).await,
+        Task::One(job) => {
+            let started = Instant::now();
+            let outcome = if handler.max_batch() == 1 {
+                run_attempt(&mut handler, &job.message, job.attempt, max_retries).await
+            } else {
+                // A batching handler gets every call through its batch entry.
+                let jobs = [(Arc::clone(&job.message), job.attempt)];
+                let mut outcomes = run_batch(&mut handler, &jobs, max_retries).await;
+                outcomes.pop().unwrap_or(Outcome::Retry(None))
+            };
+            let took = started.elapsed();
+            (handler, Completions::One(Completion { job, outcome, took }))
+        }
+        Task::Attempt(jobs) => {
+            let (handler, completions) = attempt(handler, jobs, max_retries).await;
+            (handler, Completions::Many(completions))
+        }
         Task::Fail { job, failure, took } => {
             let started = Instant::now();
             let outcome = handle_failure(&mut handler, &job.message, failure).await;
             let took = took + started.elapsed();
-            (handler, vec![Completion { job, outcome, took }])
+            (handler, Completions::One(Completion { job, outcome, took }))
         }
     }
 }
