@@ -68,22 +68,26 @@ impl PluginHandler {
                     .map_err(ProcessError::retriable)?
             }
         };
-        let calls = batch
-            .iter()
-            .map(|item| {
-                let message = &item.message;
-                let context = CallContext {
-                    tenant: Arc::clone(&self.shared.name),
-                    topic: Arc::clone(&message.topic),
-                    partition: message.partition,
-                    offset: message.offset,
-                };
-                (context, to_plugin_message(message, item.attempt))
-            })
-            .collect();
-        // The thread is put back only once the call returned: if this future is dropped
-        // mid-call, the thread goes with it (and cuts the call short), never left half-used.
-        match thread.call_batch(calls).await {
+        // The records are copied into the guest's types on the plugin thread, not here on the
+        // pool's task, which every message of the tenant goes through.
+        let tenant = Arc::clone(&self.shared.name);
+        let batch: Vec<Attempt> = batch.to_vec();
+        let prepare: wasm::Prepare = Box::new(move || {
+            batch
+                .iter()
+                .map(|item| {
+                    let message = &item.message;
+                    let context = CallContext {
+                        tenant: Arc::clone(&tenant),
+                        topic: Arc::clone(&message.topic),
+                        partition: message.partition,
+                        offset: message.offset,
+                    };
+                    (context, to_plugin_message(message, item.attempt))
+                })
+                .unzip()
+        });
+        match thread.call_prepared(prepare).await {
             Ok(results) => {
                 self.thread = Some(thread);
                 if let Some(last) = results.last() {

@@ -74,5 +74,5 @@ pub use plugin::{CONTRACT_VERSION, LoadError, Plugin, PluginId};
 pub use runtime::{CacheStats, Runtime, RuntimeConfig, RuntimeError};
 pub use sandbox::{Capabilities, SandboxError};
 pub use text::MAX_PLUGIN_TEXT;
-pub use thread::{PluginThread, ThreadError};
+pub use thread::{PluginThread, Prepare, ThreadError};
 pub use version::Version;

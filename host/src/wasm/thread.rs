@@ -34,10 +34,14 @@ pub struct PluginThread {
 
 /// One batch of calls travelling to the thread (often a batch of one), with the way back.
 struct Call {
-    contexts: Vec<CallContext>,
-    messages: Vec<Message>,
+    /// Makes the batch's contexts and messages, on the plugin thread.
+    prepare: Prepare,
     reply: oneshot::Sender<Vec<CallResult>>,
 }
+
+/// Builds a batch's `(contexts, messages)` where it runs, so that copying each record into the
+/// guest's types costs the plugin thread, not the async runtime that sent it.
+pub type Prepare = Box<dyn FnOnce() -> (Vec<CallContext>, Vec<Message>) + Send>;
 
 /// Why a call did not reach its plugin thread or got no answer. Retriable: a fresh thread can
 /// take over.
@@ -114,17 +118,19 @@ impl PluginThread {
         &self,
         calls: Vec<(CallContext, Message)>,
     ) -> Result<Vec<CallResult>, ThreadError> {
+        self.call_prepared(Box::new(move || calls.into_iter().unzip()))
+            .await
+    }
+
+    /// Like [`PluginThread::call_batch`], with the batch made by `prepare` on the plugin thread
+    /// (the host's workers copy each Kafka record into the guest's types there).
+    pub async fn call_prepared(&self, prepare: Prepare) -> Result<Vec<CallResult>, ThreadError> {
         let (reply, result) = oneshot::channel();
         let stopped = || ThreadError::Stopped {
             name: Arc::clone(&self.name),
         };
-        let (contexts, messages) = calls.into_iter().unzip();
         self.calls
-            .send(Call {
-                contexts,
-                messages,
-                reply,
-            })
+            .send(Call { prepare, reply })
             .await
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())
@@ -134,11 +140,8 @@ impl PluginThread {
 /// Runs a batch of calls, unless its caller stops waiting first: then the call in progress is
 /// dropped (which drops the instance mid-call; the next call makes a fresh one).
 async fn serve(instance: &mut PluginInstance, call: Call) {
-    let Call {
-        contexts,
-        messages,
-        mut reply,
-    } = call;
+    let Call { prepare, mut reply } = call;
+    let (contexts, messages) = prepare();
     let results = {
         let running = instance.call_batch_async(&contexts, &messages);
         let abandoned = reply.closed();
