@@ -43,12 +43,10 @@ impl Batching {
         if i.is_multiple_of(31) && attempt == 1 {
             return Err(ProcessError::retriable("try again"));
         }
-        let key = format!(
-            "{}/{}",
-            m.partition,
-            String::from_utf8_lossy(m.key.as_deref().unwrap_or_default())
-        );
-        log.succeeded.entry(key).or_default().push(m.offset);
+        log.succeeded
+            .entry(pool_support::lane(m))
+            .or_default()
+            .push(m.offset);
         Ok(())
     }
 }

@@ -23,10 +23,11 @@ fn payload(m: &Message) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Every result is late: it comes when `gate` opens.
+/// Every result is late: it comes when `gate` opens, holding `holding` bytes until then.
 struct Gated {
     gate: watch::Receiver<bool>,
     handed: Arc<AtomicUsize>,
+    holding: usize,
 }
 
 impl Handler for Gated {
@@ -44,10 +45,13 @@ impl Handler for Gated {
             .iter()
             .map(|_| {
                 let mut gate = self.gate.clone();
-                Processed::Later(Pending::new(async move {
-                    let _ = gate.wait_for(|open| *open).await;
-                    Ok(())
-                }))
+                Processed::Later(
+                    Pending::new(async move {
+                        let _ = gate.wait_for(|open| *open).await;
+                        Ok(())
+                    })
+                    .holding(self.holding),
+                )
             })
             .collect()
     }
@@ -107,6 +111,7 @@ async fn a_worker_goes_on_while_its_results_wait_and_offsets_wait_for_them() {
     let handler = |_| Gated {
         gate: gate.clone(),
         handed: Arc::clone(&handed),
+        holding: 0,
     };
     let (result, ()) = guarded(async {
         tokio::join!(
@@ -159,11 +164,7 @@ impl Handler for LateFailing {
                     if i.is_multiple_of(7) && attempt == 1 {
                         return Err(ProcessError::retriable("not acknowledged"));
                     }
-                    let lane = format!(
-                        "{}/{}",
-                        m.partition,
-                        String::from_utf8_lossy(m.key.as_deref().unwrap_or_default())
-                    );
+                    let lane = pool_support::lane(&m);
                     log.lock()
                         .expect("lock")
                         .succeeded
@@ -318,34 +319,6 @@ async fn shutdown_never_commits_past_a_result_still_to_come() {
 async fn bytes_held_by_late_results_stop_the_intake_until_they_come() {
     const HALF: usize = 500;
     const HELD: usize = 64 * 1024;
-    struct Heavy {
-        gate: watch::Receiver<bool>,
-        handed: Arc<AtomicUsize>,
-    }
-    impl Handler for Heavy {
-        async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
-            unreachable!("a batching handler gets process_batch")
-        }
-        fn max_batch(&self) -> usize {
-            8
-        }
-        async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Processed> {
-            self.handed.fetch_add(batch.len(), AtomicOrdering::SeqCst);
-            batch
-                .iter()
-                .map(|_| {
-                    let mut gate = self.gate.clone();
-                    Processed::Later(
-                        Pending::new(async move {
-                            let _ = gate.wait_for(|open| *open).await;
-                            Ok(())
-                        })
-                        .holding(HELD),
-                    )
-                })
-                .collect()
-        }
-    }
     let cluster = Cluster::new(1, 1);
     cluster.produce(HALF, 10);
     let group = unique_group("pending-bytes");
@@ -387,9 +360,10 @@ async fn bytes_held_by_late_results_stop_the_intake_until_they_come() {
         .await;
         stop.cancel();
     };
-    let handler = |_| Heavy {
+    let handler = |_| Gated {
         gate: gate.clone(),
         handed: Arc::clone(&handed),
+        holding: HELD,
     };
     let (result, ()) = guarded(async {
         tokio::join!(

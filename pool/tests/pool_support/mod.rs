@@ -175,6 +175,15 @@ where
         .0
 }
 
+/// A message's key-order lane as text, `partition/key`, to group what a test saw by lane.
+pub fn lane(m: &Message) -> String {
+    format!(
+        "{}/{}",
+        m.partition,
+        String::from_utf8_lossy(m.key.as_deref().unwrap_or_default())
+    )
+}
+
 /// The committed offset of a partition per the pool's stats.
 pub fn stats_committed(stats: &Stats, partition: i32) -> Option<i64> {
     stats
