@@ -81,6 +81,7 @@ fn metrics_count_processed_messages_and_name_the_plugin() -> anyhow::Result<()> 
         "burrow_rebalances_total",
         "burrow_in_flight",
         "burrow_queued",
+        "burrow_results_awaited",
         "burrow_processing_duration_seconds_count",
         "burrow_offset_gap",
         "burrow_records_emitted_total",

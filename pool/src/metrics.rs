@@ -21,6 +21,7 @@ pub struct Metrics {
     pub(crate) rebalances: IntCounter,
     pub(crate) in_flight: IntGauge,
     pub(crate) queued: IntGauge,
+    pub(crate) awaited: IntGauge,
     pub(crate) duration: Histogram,
     pub(crate) committed_offset: IntGaugeVec,
     pub(crate) gap: IntGaugeVec,
@@ -69,6 +70,10 @@ impl Metrics {
                 "burrow_queued",
                 "Messages received and waiting for a worker",
             )?,
+            awaited: gauge(
+                "burrow_results_awaited",
+                "Messages whose result is still to come (e.g. emits awaiting acks), no worker held",
+            )?,
             duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "burrow_processing_duration_seconds",
@@ -105,6 +110,7 @@ impl Metrics {
             Box::new(self.rebalances.clone()),
             Box::new(self.in_flight.clone()),
             Box::new(self.queued.clone()),
+            Box::new(self.awaited.clone()),
             Box::new(self.duration.clone()),
             Box::new(self.committed_offset.clone()),
             Box::new(self.gap.clone()),

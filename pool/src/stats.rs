@@ -164,6 +164,7 @@ impl Shared {
         if let Some(m) = &self.metrics {
             m.in_flight.set(i64::try_from(busy).unwrap_or(i64::MAX));
             m.queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
+            m.awaited.set(i64::try_from(awaited).unwrap_or(i64::MAX));
         }
     }
 

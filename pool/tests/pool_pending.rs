@@ -69,9 +69,12 @@ async fn a_worker_goes_on_while_its_results_wait_and_offsets_wait_for_them() {
     let config = Config {
         num_workers: 1,
         job_queue_size: 100,
+        enable_metrics: true,
         ..test_config()
     };
-    let pool = Pool::new(cluster.consumer(&group), config).expect("pool");
+    let registry = prometheus::Registry::new();
+    let pool = Pool::with_registry(cluster.consumer(&group), config, &registry, HashMap::new())
+        .expect("pool");
     let (open, gate) = watch::channel(false);
     let handed = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
@@ -94,6 +97,17 @@ async fn a_worker_goes_on_while_its_results_wait_and_offsets_wait_for_them() {
             "every message taken awaits its result"
         );
         assert_eq!(stats.workers_busy, 0, "no worker waits with them");
+        let awaited = registry
+            .gather()
+            .iter()
+            .find(|family| family.name() == "burrow_results_awaited")
+            .and_then(|family| {
+                family
+                    .get_metric()
+                    .first()
+                    .map(|m| m.get_gauge().get_value())
+            });
+        assert_eq!(awaited, Some(taken as f64), "the gauge says so too");
         assert!(cluster.committed(&group).is_empty(), "nothing committed");
         open.send_replace(true);
         until_stats(
