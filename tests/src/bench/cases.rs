@@ -380,13 +380,23 @@ impl<'a> Bench<'a> {
         }
         let gap = median(gaps).context("no runs")?;
         let swaps = median(swaps_done).unwrap_or(0.0);
+        // What the broker alone gives over the same records, with no swap and no host.
+        let (raw_gap, raw_at) = raw_longest_gap(self.broker, long)?;
+        eprintln!(
+            "[{}] B6: raw consumer over the same topic: longest gap {} ms, ending at message {raw_at}",
+            self.kind,
+            raw_gap.as_millis()
+        );
         Ok(Row {
             case: "B6",
             what: "burrow run, hot swap every second: longest gap".into(),
             broker: self.kind,
             messages,
             figure: Figure::Millis(gap),
-            baseline: None,
+            baseline: Some((
+                Figure::Millis(raw_gap.as_secs_f64() * 1000.0),
+                "raw consumer's longest gap, same topic, no swap".into(),
+            )),
             ratio: None,
             goal: Goal::MillisAtMost(50.0),
             // A run without a swap proves nothing.
@@ -678,6 +688,34 @@ fn raw_consumer(broker: &Broker, data: &Dataset, cap: Duration) -> anyhow::Resul
             None => {}
         }
     }
+}
+
+/// A raw consumer over all of `data`: the longest time between two records it received, and
+/// how many it had received when that gap ended. The broker's own pauses show here.
+fn raw_longest_gap(broker: &Broker, data: &Dataset) -> anyhow::Result<(Duration, u64)> {
+    let consumer = consumer(broker)?;
+    consumer.subscribe(&[data.topic.as_str()])?;
+    let (mut seen, mut last, mut longest) = (0u64, None::<Instant>, (Duration::ZERO, 0u64));
+    let end = Instant::now() + Duration::from_secs(300);
+    while seen < data.messages {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                std::hint::black_box(&m);
+                let now = Instant::now();
+                seen += 1;
+                if let Some(last) = last
+                    && now - last > longest.0
+                {
+                    longest = (now - last, seen);
+                }
+                last = Some(now);
+            }
+            Some(Err(e)) => bail!("consuming: {e}"),
+            None if Instant::now() > end => bail!("the raw consumer stalled at {seen}"),
+            None => {}
+        }
+    }
+    Ok(longest)
 }
 
 /// What a pool run's handler wrapper records.
