@@ -480,7 +480,15 @@ impl<W: Work> Coordinator<W> {
                 let held = self.hold(&job, pending.bytes());
                 let (took, since) = (c.took, std::time::Instant::now());
                 self.settling.push(Box::pin(async move {
-                    let result = pending.await;
+                    // A late result that panics is a retriable failure, as a handler that does.
+                    let result = std::panic::AssertUnwindSafe(pending)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(crate::ProcessError::retriable(
+                                "the handler's pending result panicked",
+                            ))
+                        });
                     Settled {
                         job,
                         took: took + since.elapsed(),

@@ -80,9 +80,12 @@ impl Dispatch {
 
     /// The hash of `m`'s lane; `None` in `unordered` mode.
     fn lane_of(&self, m: &Message) -> Option<u64> {
+        if self.ordering == Ordering::Unordered {
+            return None;
+        }
         let mut h = self.hasher.build_hasher();
         match self.ordering {
-            Ordering::Unordered => return None,
+            Ordering::Unordered => {}
             Ordering::Partition => (&*m.topic, m.partition).hash(&mut h),
             Ordering::Key => (&*m.topic, m.partition, m.key.as_deref()).hash(&mut h),
         }

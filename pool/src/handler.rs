@@ -396,20 +396,8 @@ pub(crate) async fn run_batch<W: Work>(
                     Processed::Now(result) => {
                         classify(work, message, *attempt, max_retries, result).await
                     }
-                    Processed::Later(pending) => {
-                        let bytes = pending.bytes();
-                        let guarded =
-                            std::panic::AssertUnwindSafe(pending)
-                                .catch_unwind()
-                                .map(|settled| {
-                                    settled.unwrap_or_else(|_| {
-                                        Err(ProcessError::retriable(
-                                            "the handler's pending result panicked",
-                                        ))
-                                    })
-                                });
-                        Outcome::Settling(Pending::new(guarded).holding(bytes))
-                    }
+                    // Awaited by the coordinator, which also catches a panic in it.
+                    Processed::Later(pending) => Outcome::Settling(pending),
                 };
                 outcomes.push(outcome);
             }

@@ -388,3 +388,60 @@ async fn bytes_held_by_late_results_stop_the_intake_until_they_come() {
     .await;
     result.expect("clean shutdown");
 }
+
+/// A late result that panics is a retriable failure of its message, as a handler that panics
+/// is: it is retried, then done, and everything is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_result_that_panics_is_retried() {
+    const N: usize = 50;
+    struct PanicsOnce;
+    impl Handler for PanicsOnce {
+        async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
+            unreachable!("a batching handler gets process_batch")
+        }
+        fn max_batch(&self) -> usize {
+            8
+        }
+        async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Processed> {
+            batch
+                .iter()
+                .map(|a| {
+                    let first = a.attempt == 1;
+                    Processed::Later(Pending::new(async move {
+                        assert!(!first, "a late result panics on the first attempt");
+                        Ok(())
+                    }))
+                })
+                .collect()
+        }
+    }
+    let cluster = Cluster::new(1, 2);
+    cluster.produce(N, 5);
+    let group = unique_group("pending-panic");
+    let pool = Pool::new(cluster.consumer(&group), test_config()).expect("pool");
+    let stop = CancellationToken::new();
+    let script = async {
+        until_stats(
+            "all done",
+            || pool.stats(),
+            |s| s.messages_processed == N as u64,
+        )
+        .await;
+        until("all committed", || {
+            cluster.committed(&group) == cluster.ends()
+        })
+        .await;
+        stop.cancel();
+    };
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(stop.clone().cancelled_owned(), |_| PanicsOnce),
+            script
+        )
+    })
+    .await;
+    result.expect("clean shutdown");
+    let stats = pool.stats();
+    assert_eq!(stats.messages_retried, N as u64, "each panic was a retry");
+    assert_eq!(stats.messages_failed, 0);
+}
