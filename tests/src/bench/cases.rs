@@ -315,13 +315,14 @@ impl<'a> Bench<'a> {
         ))
     }
 
-    /// B6: the binary under load (the long dataset), its plugin path switched between two
-    /// copies of passthrough every second, ten times: the longest time between two increases of
+    /// B6: the binary under load, its plugin path switched between two copies of passthrough
+    /// every second until it has processed the whole long dataset: the whole of it, because a
+    /// partition reaching its end is when a fetch could stall the others (see `FETCH_DEFAULTS`
+    /// in the pool's consumer). The figure is the longest time between two increases of
     /// `messages_processed`, sampled every 10 ms from `/stats` (so 10 ms is the floor and the
     /// resolution). The host's own count, not an output topic: passthrough emits nothing, and a
     /// swap stalls the count exactly when it stalls the work.
     pub fn b6_swap(&self) -> anyhow::Result<Row> {
-        const SWAPS: usize = 10;
         let long = self.long()?;
         let dir = tempfile::tempdir()?;
         let copies = [
@@ -354,10 +355,6 @@ impl<'a> Bench<'a> {
                 }
                 let due = *next_swap.get_or_insert(now + Duration::from_secs(1));
                 if now >= due {
-                    if swaps == SWAPS {
-                        // A second after the last swap: done.
-                        return Ok(true);
-                    }
                     swaps += 1;
                     tenant.plugin.clone_from(&copies[swaps % 2]);
                     host.rewrite(self.broker, &tenant)?;
@@ -402,7 +399,7 @@ impl<'a> Bench<'a> {
             // A run without a swap proves nothing.
             met: Some(gap <= 50.0 && swaps >= 1.0),
             note: format!(
-                "{swaps:.0} of {SWAPS} swaps applied (burrow_plugin_reloads_total, median run; the host looks every 1 s); /stats sampled every 10 ms"
+                "{swaps:.0} swaps applied, one a second over the whole dataset (burrow_plugin_reloads_total, median run; the host looks every 1 s); /stats sampled every 10 ms"
             ),
         })
     }
