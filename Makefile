@@ -3,16 +3,23 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PLUGIN_TARGET := wasm32-wasip2
 PLUGIN_DIR := target/plugins
-PLUGINS := $(notdir $(wildcard plugins/*))
+# A Rust plugin is a crate (plugins/NAME/Cargo.toml); a Python plugin is plugins/NAME/plugin.py,
+# built with componentize-py by plugin-sdk/python/build.sh (Cargo.toml's workspace excludes it).
+RUST_PLUGINS := $(patsubst plugins/%/Cargo.toml,%,$(wildcard plugins/*/Cargo.toml))
+PYTHON_PLUGINS := $(patsubst plugins/%/plugin.py,%,$(wildcard plugins/*/plugin.py))
+PYTHON_PLUGIN_FILES := $(PYTHON_PLUGINS:%=$(PLUGIN_DIR)/%.wasm)
+# What every Python plugin is built from besides its own files.
+PYTHON_SDK := $(wildcard plugin-sdk/python/burrow_plugin/*.py) plugin-sdk/python/build.sh \
+  plugin-sdk/python/requirements.txt $(wildcard wit/*.wit)
 
-.PHONY: demo test bench plugins setup lint unit clean-plugins broker chaos
+.PHONY: demo test bench plugins setup python lint unit python-unit clean-plugins broker chaos
 
 ## demo: run the main job on an embedded Kafka with the example plugin
 demo: setup plugins
 	$(CARGO) run --release -p burrow -- demo
 
 ## test: every test there is: lint, unit, property, plugin, integration, end-to-end
-test: setup plugins broker lint unit
+test: setup plugins broker lint python-unit unit
 
 # The end-to-end tests (tests/) run the `burrow` binary this same build made (BURROW_BIN), rather
 # than building it again with other features.
@@ -36,14 +43,33 @@ bench: setup plugins broker
 	$(CARGO) build --release -p burrow --bin burrow
 	BURROW_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release/burrow $(CARGO) run --release -p burrow-e2e --bin bench -- $(BENCH_ARGS)
 
-## plugins: build every plugin in plugins/ for wasm32-wasip2 into target/plugins/NAME.wasm
-plugins: setup
-	$(CARGO) build --profile plugin --target $(PLUGIN_TARGET) $(addprefix -p ,$(PLUGINS))
+## python-unit: the Python SDK's and every Python plugin's unit tests, natively (no wasm)
+python-unit:
+	cd plugin-sdk/python && python3 -m unittest discover -b -s tests
+	@for p in $(PYTHON_PLUGINS); do \
+	  echo "python3 -m unittest (plugins/$$p)"; \
+	  (cd plugins/$$p && PYTHONPATH=$(CURDIR)/plugin-sdk/python python3 -m unittest -b) || exit 1; \
+	done
+
+## plugins: build every plugin in plugins/ into target/plugins/NAME.wasm: Rust ones for
+## wasm32-wasip2, Python ones (plugin.py) with componentize-py (rebuilt when their sources change)
+plugins: setup $(PYTHON_PLUGIN_FILES)
+	$(CARGO) build --profile plugin --target $(PLUGIN_TARGET) $(addprefix -p ,$(RUST_PLUGINS))
 	@mkdir -p $(PLUGIN_DIR)
-	@for p in $(PLUGINS); do \
+	@for p in $(RUST_PLUGINS); do \
 	  cp target/$(PLUGIN_TARGET)/plugin/$${p//-/_}.wasm $(PLUGIN_DIR)/$$p.wasm; \
 	  echo "built $(PLUGIN_DIR)/$$p.wasm"; \
 	done
+
+.SECONDEXPANSION:
+$(PYTHON_PLUGIN_FILES): $(PLUGIN_DIR)/%.wasm: $$(wildcard plugins/%/*.py) $(PYTHON_SDK) | python
+	bash plugin-sdk/python/build.sh plugins/$* $@
+	@echo "built $@"
+
+## python: install componentize-py, which builds the Python plugins, into .python/ (idempotent,
+## offline once installed)
+python:
+	@bash scripts/python.sh
 
 ## setup: install the toolchain target and system packages the build needs (idempotent)
 setup:

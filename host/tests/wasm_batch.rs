@@ -10,9 +10,17 @@ use burrow::wasm::{
     CallContext, CallError, CallResult, Deployment, Limits, Message, Outcome, OutputRecord,
     PluginInstance,
 };
-use wasm_support::{LogCapture, chaos, load, runtime, worker};
+use wasm_support::{Chaos, LogCapture, chaos, worker};
 
-/// `actions[i]` for the chaos plugin at offset `10 + i`, value `v{i}`.
+wasm_support::chaos_tests!(
+    a_batch_is_one_call_with_each_messages_own_outcome_and_emits,
+    each_message_of_a_batch_has_its_own_deadline,
+    a_trap_in_a_batch_fails_only_its_message,
+    a_looping_message_in_a_batch_times_out_alone,
+    logs_in_a_batch_name_their_own_message,
+);
+
+/// `actions[i]` for a chaos plugin at offset `10 + i`, value `v{i}`.
 fn batch(actions: &[&str]) -> (Vec<CallContext>, Vec<Message>) {
     actions
         .iter()
@@ -26,9 +34,8 @@ fn batch(actions: &[&str]) -> (Vec<CallContext>, Vec<Message>) {
         .unzip()
 }
 
-fn chaos_worker(limits: Limits) -> anyhow::Result<PluginInstance> {
-    let plugin = load(&runtime()?, "chaos")?;
-    Ok(worker(Deployment::new(plugin).with_limits(limits)).1)
+fn chaos_worker(plugin: Chaos, limits: Limits) -> anyhow::Result<PluginInstance> {
+    Ok(worker(Deployment::new(plugin.plugin()?).with_limits(limits)).1)
 }
 
 fn run(instance: &mut PluginInstance, actions: &[&str]) -> anyhow::Result<Vec<CallResult>> {
@@ -75,9 +82,10 @@ fn plain(outcome: &str) -> (String, Vec<(String, String)>) {
 
 /// A batch is one call into the plugin, and each message comes back with its own outcome and
 /// exactly the records it emitted.
-#[test]
-fn a_batch_is_one_call_with_each_messages_own_outcome_and_emits() -> anyhow::Result<()> {
-    let mut instance = chaos_worker(Limits::default())?;
+fn a_batch_is_one_call_with_each_messages_own_outcome_and_emits(
+    plugin: Chaos,
+) -> anyhow::Result<()> {
+    let mut instance = chaos_worker(plugin, Limits::default())?;
     let results = run(
         &mut instance,
         &[
@@ -105,12 +113,14 @@ fn a_batch_is_one_call_with_each_messages_own_outcome_and_emits() -> anyhow::Res
 
 /// Each message of a batch has the whole deadline to itself: four messages of 150 ms each pass
 /// under a 300 ms deadline, in one call, although the batch takes 600 ms.
-#[test]
-fn each_message_of_a_batch_has_its_own_deadline() -> anyhow::Result<()> {
-    let mut instance = chaos_worker(Limits {
-        timeout: Duration::from_millis(300),
-        ..Limits::default()
-    })?;
+fn each_message_of_a_batch_has_its_own_deadline(plugin: Chaos) -> anyhow::Result<()> {
+    let mut instance = chaos_worker(
+        plugin,
+        Limits {
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    )?;
     let results = run(&mut instance, &["sleep:150"; 4])?;
     assert_eq!(summary(results), vec![plain("Outcome::Commit"); 4]);
     assert_eq!(
@@ -123,9 +133,8 @@ fn each_message_of_a_batch_has_its_own_deadline() -> anyhow::Result<()> {
 
 /// A trap costs only its own message: the batch runs again one by one on a fresh instance, and
 /// the others commit with their own emits, once each.
-#[test]
-fn a_trap_in_a_batch_fails_only_its_message() -> anyhow::Result<()> {
-    let mut instance = chaos_worker(Limits::default())?;
+fn a_trap_in_a_batch_fails_only_its_message(plugin: Chaos) -> anyhow::Result<()> {
+    let mut instance = chaos_worker(plugin, Limits::default())?;
     let results = run(&mut instance, &["emit:out", "trap", "emit:out"])?;
     assert_eq!(
         summary(results),
@@ -144,12 +153,14 @@ fn a_trap_in_a_batch_fails_only_its_message() -> anyhow::Result<()> {
 }
 
 /// A message that never returns fails with a timeout at its own deadline; the rest commit.
-#[test]
-fn a_looping_message_in_a_batch_times_out_alone() -> anyhow::Result<()> {
-    let mut instance = chaos_worker(Limits {
-        timeout: Duration::from_millis(200),
-        ..Limits::default()
-    })?;
+fn a_looping_message_in_a_batch_times_out_alone(plugin: Chaos) -> anyhow::Result<()> {
+    let mut instance = chaos_worker(
+        plugin,
+        Limits {
+            timeout: Duration::from_millis(200),
+            ..Limits::default()
+        },
+    )?;
     let results = run(&mut instance, &["commit", "loop", "emit:out"])?;
     assert_eq!(
         summary(results),
@@ -163,9 +174,8 @@ fn a_looping_message_in_a_batch_times_out_alone() -> anyhow::Result<()> {
 }
 
 /// What a plugin logs during a batch carries the offset of the message it was on.
-#[test]
-fn logs_in_a_batch_name_their_own_message() -> anyhow::Result<()> {
-    let mut instance = chaos_worker(Limits::default())?;
+fn logs_in_a_batch_name_their_own_message(plugin: Chaos) -> anyhow::Result<()> {
+    let mut instance = chaos_worker(plugin, Limits::default())?;
     let logs = LogCapture::default();
     let results = logs.during(|| run(&mut instance, &["log:info:first", "log:warn:second"]))?;
     assert_eq!(summary(results), vec![plain("Outcome::Commit"); 2]);

@@ -5,7 +5,12 @@ mod wasm_support;
 use std::collections::BTreeMap;
 
 use burrow::wasm::{Deployment, Outcome};
-use wasm_support::{chaos, fail_reason, load, message, processed, runtime, worker};
+use wasm_support::{Chaos, chaos, fail_reason, load, message, processed, runtime, worker};
+
+wasm_support::chaos_tests!(
+    each_deployment_sees_its_own_config,
+    emitted_records_belong_to_one_call,
+);
 
 fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -15,10 +20,8 @@ fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// Two deployments of the same plugin answer `config(key)` from their own settings.
-#[test]
-fn each_deployment_sees_its_own_config() -> anyhow::Result<()> {
-    let runtime = runtime()?;
-    let plugin = load(&runtime, "chaos")?;
+fn each_deployment_sees_its_own_config(plugin: Chaos) -> anyhow::Result<()> {
+    let plugin = plugin.plugin()?;
     let (_a, mut tenant_a) =
         worker(Deployment::new(plugin.clone()).with_config(settings(&[("colour", "red")])));
     let (_b, mut tenant_b) =
@@ -57,10 +60,8 @@ fn json_validate_emits_to_the_configured_topic() -> anyhow::Result<()> {
 }
 
 /// Records emitted in one call are not carried over to the next.
-#[test]
-fn emitted_records_belong_to_one_call() -> anyhow::Result<()> {
-    let runtime = runtime()?;
-    let (_slot, mut worker) = worker(Deployment::new(load(&runtime, "chaos")?));
+fn emitted_records_belong_to_one_call(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     assert_eq!(processed(&mut worker, &chaos("emit:out"))?.emitted.len(), 1);
     assert!(processed(&mut worker, &chaos("commit"))?.emitted.is_empty());
     Ok(())

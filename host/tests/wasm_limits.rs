@@ -1,5 +1,5 @@
 //! A runaway plugin is stopped by its deadline, memory cap or fuel, and the same worker goes on
-//! serving on a fresh instance.
+//! serving on a fresh instance: a Rust plugin and a Python one alike.
 
 mod wasm_support;
 
@@ -8,27 +8,37 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use burrow::wasm::{CallError, Deployment, Limits, Outcome};
-use wasm_support::{call_error, chaos, load, outcome, runtime, worker};
+use wasm_support::{Chaos, call_error, chaos, outcome, worker};
+
+wasm_support::chaos_tests!(
+    an_instance_is_reused_across_messages,
+    an_endless_loop_times_out_then_a_fresh_instance_serves,
+    a_call_blocked_in_a_host_call_times_out_then_a_fresh_instance_serves,
+    a_short_blocking_call_within_the_deadline_commits,
+    memory_growth_past_the_cap_is_stopped_then_a_fresh_instance_serves,
+    fuel_runs_out_then_a_fresh_instance_serves,
+    fuel_is_refilled_for_every_call,
+    a_cap_too_small_to_start_is_an_instantiate_error,
+);
 
 /// Bounds a call that should end at a 200 ms deadline: only a hang gets anywhere near it.
 const HANG: Duration = Duration::from_secs(30);
 
 fn limited(
+    plugin: Chaos,
     limits: Limits,
 ) -> anyhow::Result<(
     std::sync::Arc<burrow::wasm::DeploymentSlot>,
     burrow::wasm::PluginInstance,
 )> {
-    let runtime = runtime()?;
     Ok(worker(
-        Deployment::new(load(&runtime, "chaos")?).with_limits(limits),
+        Deployment::new(plugin.plugin()?).with_limits(limits),
     ))
 }
 
 /// A healthy instance is reused: many messages, one instantiation.
-#[test]
-fn an_instance_is_reused_across_messages() -> anyhow::Result<()> {
-    let (_slot, mut worker) = limited(Limits::default())?;
+fn an_instance_is_reused_across_messages(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = limited(plugin, Limits::default())?;
     for _ in 0..5 {
         assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
     }
@@ -37,13 +47,15 @@ fn an_instance_is_reused_across_messages() -> anyhow::Result<()> {
 }
 
 /// `loop` never returns: the deadline stops it, and the next message runs on a new instance.
-#[test]
-fn an_endless_loop_times_out_then_a_fresh_instance_serves() -> anyhow::Result<()> {
+fn an_endless_loop_times_out_then_a_fresh_instance_serves(plugin: Chaos) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(200);
-    let (_slot, mut worker) = limited(Limits {
-        timeout,
-        ..Limits::default()
-    })?;
+    let (_slot, mut worker) = limited(
+        plugin,
+        Limits {
+            timeout,
+            ..Limits::default()
+        },
+    )?;
     assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
     assert_eq!(
         call_error(&mut worker, &chaos("loop"))?,
@@ -56,13 +68,17 @@ fn an_endless_loop_times_out_then_a_fresh_instance_serves() -> anyhow::Result<()
 
 /// `block:60000` sits in a WASI clock poll, inside the host, out of reach of the epoch check:
 /// the deadline still ends the call as a timeout, and the next message runs on a new instance.
-#[test]
-fn a_call_blocked_in_a_host_call_times_out_then_a_fresh_instance_serves() -> anyhow::Result<()> {
+fn a_call_blocked_in_a_host_call_times_out_then_a_fresh_instance_serves(
+    plugin: Chaos,
+) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(200);
-    let (_slot, mut worker) = limited(Limits {
-        timeout,
-        ..Limits::default()
-    })?;
+    let (_slot, mut worker) = limited(
+        plugin,
+        Limits {
+            timeout,
+            ..Limits::default()
+        },
+    )?;
     assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
     // On another thread so that a hang fails the test (after a bound far above the deadline)
     // instead of hanging it.
@@ -81,9 +97,8 @@ fn a_call_blocked_in_a_host_call_times_out_then_a_fresh_instance_serves() -> any
 }
 
 /// A `block` shorter than the deadline is an ordinary call: it commits, on the same instance.
-#[test]
-fn a_short_blocking_call_within_the_deadline_commits() -> anyhow::Result<()> {
-    let (_slot, mut worker) = limited(Limits::default())?;
+fn a_short_blocking_call_within_the_deadline_commits(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = limited(plugin, Limits::default())?;
     assert_eq!(outcome(&mut worker, &chaos("block:10"))?, Outcome::Commit);
     assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
     assert_eq!(worker.instantiations(), 1);
@@ -92,13 +107,17 @@ fn a_short_blocking_call_within_the_deadline_commits() -> anyhow::Result<()> {
 
 /// `oom` grows memory without end: the cap stops it, and the next message runs on a new
 /// instance.
-#[test]
-fn memory_growth_past_the_cap_is_stopped_then_a_fresh_instance_serves() -> anyhow::Result<()> {
+fn memory_growth_past_the_cap_is_stopped_then_a_fresh_instance_serves(
+    plugin: Chaos,
+) -> anyhow::Result<()> {
     let memory = 16 * 1024 * 1024;
-    let (_slot, mut worker) = limited(Limits {
-        memory,
-        ..Limits::default()
-    })?;
+    let (_slot, mut worker) = limited(
+        plugin,
+        Limits {
+            memory,
+            ..Limits::default()
+        },
+    )?;
     assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
     assert_eq!(
         call_error(&mut worker, &chaos("oom"))?,
@@ -110,14 +129,16 @@ fn memory_growth_past_the_cap_is_stopped_then_a_fresh_instance_serves() -> anyho
 }
 
 /// With fuel set, an endless loop runs dry before any deadline, and the worker recovers.
-#[test]
-fn fuel_runs_out_then_a_fresh_instance_serves() -> anyhow::Result<()> {
+fn fuel_runs_out_then_a_fresh_instance_serves(plugin: Chaos) -> anyhow::Result<()> {
     let fuel = 10_000_000;
-    let (_slot, mut worker) = limited(Limits {
-        fuel: Some(fuel),
-        timeout: Duration::from_secs(600),
-        ..Limits::default()
-    })?;
+    let (_slot, mut worker) = limited(
+        plugin,
+        Limits {
+            fuel: Some(fuel),
+            timeout: Duration::from_secs(600),
+            ..Limits::default()
+        },
+    )?;
     assert_eq!(
         call_error(&mut worker, &chaos("loop"))?,
         CallError::FuelExhausted { limit: fuel }
@@ -127,12 +148,14 @@ fn fuel_runs_out_then_a_fresh_instance_serves() -> anyhow::Result<()> {
 }
 
 /// Fuel is per call: many cheap calls under a small budget never run dry.
-#[test]
-fn fuel_is_refilled_for_every_call() -> anyhow::Result<()> {
-    let (_slot, mut worker) = limited(Limits {
-        fuel: Some(1_000_000),
-        ..Limits::default()
-    })?;
+fn fuel_is_refilled_for_every_call(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = limited(
+        plugin,
+        Limits {
+            fuel: Some(1_000_000),
+            ..Limits::default()
+        },
+    )?;
     for _ in 0..20 {
         assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
     }
@@ -140,12 +163,14 @@ fn fuel_is_refilled_for_every_call() -> anyhow::Result<()> {
 }
 
 /// A cap below what the plugin needs to start is an instantiation error, not a crash.
-#[test]
-fn a_cap_too_small_to_start_is_an_instantiate_error() -> anyhow::Result<()> {
-    let (_slot, mut worker) = limited(Limits {
-        memory: 64 * 1024,
-        ..Limits::default()
-    })?;
+fn a_cap_too_small_to_start_is_an_instantiate_error(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = limited(
+        plugin,
+        Limits {
+            memory: 64 * 1024,
+            ..Limits::default()
+        },
+    )?;
     let err = call_error(&mut worker, &chaos("commit"))?;
     assert!(matches!(err, CallError::Instantiate(_)), "{err:?}");
     Ok(())

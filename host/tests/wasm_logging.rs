@@ -1,11 +1,20 @@
 //! What a plugin logs or prints reaches the host's `tracing` log, line by line, tagged with the
-//! plugin and the message it was processing.
+//! plugin and the message it was processing: from a Rust plugin and from a Python one.
 
 mod wasm_support;
 
 use burrow::wasm::{MAX_PLUGIN_TEXT, Outcome};
 use serde_json::Value;
-use wasm_support::{LogCapture, chaos, outcome, worker_for};
+use wasm_support::{Chaos, LogCapture, chaos, outcome};
+
+wasm_support::chaos_tests!(
+    log_import_becomes_a_tagged_tracing_event,
+    stdout_and_stderr_are_captured_into_the_log,
+    output_is_not_repeated_by_the_next_call,
+    log_text_is_escaped_so_it_cannot_forge_a_log_line,
+    printed_control_characters_are_escaped,
+    a_long_log_message_is_capped,
+);
 
 fn field<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
     line.get("fields").and_then(|f| f.get(name))
@@ -20,9 +29,8 @@ fn lines_with_message(capture: &LogCapture, text: &str) -> Vec<Value> {
 }
 
 /// `log(level, msg)` is an event at that level with plugin, tenant, topic, partition, offset.
-#[test]
-fn log_import_becomes_a_tagged_tracing_event() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn log_import_becomes_a_tagged_tracing_event(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let capture = LogCapture::default();
     let result = capture.during(|| outcome(&mut worker, &chaos("log:warn:disk nearly full")))?;
     assert_eq!(result, Outcome::Commit);
@@ -31,7 +39,10 @@ fn log_import_becomes_a_tagged_tracing_event() -> anyhow::Result<()> {
     let line = &lines[0];
     assert_eq!(line["level"], "WARN");
     assert_eq!(line["target"], "burrow::plugin");
-    assert_eq!(field(line, "plugin").and_then(Value::as_str), Some("chaos"));
+    assert_eq!(
+        field(line, "plugin").and_then(Value::as_str),
+        Some(plugin.name())
+    );
     assert_eq!(
         field(line, "tenant").and_then(Value::as_str),
         Some("tenant-a")
@@ -43,9 +54,8 @@ fn log_import_becomes_a_tagged_tracing_event() -> anyhow::Result<()> {
 }
 
 /// stdout and stderr are captured, one event per line, marked with their stream.
-#[test]
-fn stdout_and_stderr_are_captured_into_the_log() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn stdout_and_stderr_are_captured_into_the_log(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let capture = LogCapture::default();
     let result = capture.during(|| outcome(&mut worker, &chaos("print:hello from the guest")))?;
     assert_eq!(result, Outcome::Commit);
@@ -64,9 +74,8 @@ fn stdout_and_stderr_are_captured_into_the_log() -> anyhow::Result<()> {
 }
 
 /// Output is drained after each call: a reused instance does not repeat earlier lines.
-#[test]
-fn output_is_not_repeated_by_the_next_call() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn output_is_not_repeated_by_the_next_call(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let capture = LogCapture::default();
     capture.during(|| -> anyhow::Result<()> {
         outcome(&mut worker, &chaos("print:once"))?;
@@ -80,9 +89,8 @@ fn output_is_not_repeated_by_the_next_call() -> anyhow::Result<()> {
 
 /// A `log` message with a newline and an escape sequence stays one event, escaped: a plugin
 /// cannot forge a host log line or colour the operator's terminal.
-#[test]
-fn log_text_is_escaped_so_it_cannot_forge_a_log_line() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn log_text_is_escaped_so_it_cannot_forge_a_log_line(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let capture = LogCapture::default();
     let forged = "ok\n2026-01-01T00:00:00Z  INFO burrow: all good\u{1b}[2K";
     capture.during(|| outcome(&mut worker, &chaos(&format!("log:info:{forged}"))))?;
@@ -97,9 +105,8 @@ fn log_text_is_escaped_so_it_cannot_forge_a_log_line() -> anyhow::Result<()> {
 }
 
 /// A control character in printed output is escaped too (each line is its own event already).
-#[test]
-fn printed_control_characters_are_escaped() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn printed_control_characters_are_escaped(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let capture = LogCapture::default();
     capture.during(|| outcome(&mut worker, &chaos("print:bell\u{7}\rover")))?;
     assert_eq!(
@@ -112,9 +119,8 @@ fn printed_control_characters_are_escaped() -> anyhow::Result<()> {
 }
 
 /// A huge `log` message is capped at `MAX_PLUGIN_TEXT` bytes, saying how much was cut.
-#[test]
-fn a_long_log_message_is_capped() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn a_long_log_message_is_capped(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let capture = LogCapture::default();
     let text = "x".repeat(100_000);
     capture.during(|| outcome(&mut worker, &chaos(&format!("log:warn:{text}"))))?;

@@ -1,14 +1,27 @@
-//! Every chaos action maps to the outcome (or call error) the host must see.
+//! Every chaos action maps to the outcome (or call error) the host must see, from the Rust
+//! plugin and from its Python twin.
 
 mod wasm_support;
 
 use burrow::wasm::{CallError, MAX_PLUGIN_TEXT, Outcome};
-use wasm_support::{call_error, chaos, fail_reason, outcome, processed, worker_for};
+use wasm_support::{Chaos, LogCapture, call_error, chaos, fail_reason, outcome, processed};
+
+wasm_support::chaos_tests!(
+    commit_and_no_action_commit,
+    fail_carries_the_reason,
+    retry_with_and_without_a_hint,
+    attempt_reaches_the_plugin,
+    a_panic_is_a_trap_with_its_message,
+    a_short_busy_wait_commits,
+    emit_returns_the_record_with_the_outcome,
+    an_unknown_action_fails_naming_it,
+    a_fail_reason_is_escaped,
+    a_long_fail_reason_is_capped,
+);
 
 /// A message without an action header, and `commit`, commit.
-#[test]
-fn commit_and_no_action_commit() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn commit_and_no_action_commit(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     assert_eq!(
         outcome(&mut worker, &wasm_support::message(b"x"))?,
         Outcome::Commit
@@ -18,9 +31,8 @@ fn commit_and_no_action_commit() -> anyhow::Result<()> {
 }
 
 /// `fail` is a permanent failure carrying the plugin's reason.
-#[test]
-fn fail_carries_the_reason() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn fail_carries_the_reason(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     assert_eq!(
         fail_reason(&mut worker, &chaos("fail"))?,
         "chaos: asked to fail"
@@ -29,9 +41,8 @@ fn fail_carries_the_reason() -> anyhow::Result<()> {
 }
 
 /// `retry` has no delay hint, `retry-after:MS` hints MS milliseconds.
-#[test]
-fn retry_with_and_without_a_hint() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn retry_with_and_without_a_hint(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     assert_eq!(outcome(&mut worker, &chaos("retry"))?, Outcome::Retry(None));
     assert_eq!(
         outcome(&mut worker, &chaos("retry-after:250"))?,
@@ -41,9 +52,8 @@ fn retry_with_and_without_a_hint() -> anyhow::Result<()> {
 }
 
 /// The plugin sees the attempt number: `retry-then-commit:2` retries twice, then commits.
-#[test]
-fn attempt_reaches_the_plugin() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn attempt_reaches_the_plugin(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let mut msg = chaos("retry-then-commit:2");
     let mut outcomes = Vec::new();
     for attempt in 1..=3 {
@@ -57,18 +67,41 @@ fn attempt_reaches_the_plugin() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A guest panic is a trap reported with the panic message, not a host crash; the worker goes
-/// on with a fresh instance.
-#[test]
-fn a_panic_is_a_trap_with_its_message() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
-    match call_error(&mut worker, &chaos("trap"))? {
-        CallError::Trap { message } => assert!(
+/// A guest panic (Rust), or an exception the SDK does not catch (Python: a `BaseException` that
+/// is not an `Exception`), is a trap, not a host crash; the worker goes on with a fresh
+/// instance, and the guest's own account of it (panic message, traceback) is in the log.
+fn a_panic_is_a_trap_with_its_message(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
+    let capture = LogCapture::default();
+    let err = capture.during(|| call_error(&mut worker, &chaos("trap")))?;
+    let CallError::Trap { message } = err else {
+        anyhow::bail!("expected a trap, got {err:?}");
+    };
+    match plugin {
+        // The host finds the panic message in stderr and puts it in the trap's.
+        Chaos::Rust => assert!(
             message.contains("chaos: asked to trap"),
             "trap message: {message}"
         ),
-        other => anyhow::bail!("expected a trap, got {other:?}"),
+        // componentize-py prints the traceback, then panics with a fixed text: that text is
+        // what the host finds; the exception is only in the traceback.
+        Chaos::Python => assert!(
+            message.contains("Python function threw an unexpected exception"),
+            "trap message: {message}"
+        ),
     }
+    let stderr: Vec<String> = capture
+        .lines()
+        .into_iter()
+        .filter(|line| line["fields"]["stream"] == "stderr")
+        .filter_map(|line| line["fields"]["message"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        stderr
+            .iter()
+            .any(|line| line.contains("chaos: asked to trap")),
+        "stderr: {stderr:#?}"
+    );
     // The trapped instance was thrown away; a fresh one serves the next message.
     assert_eq!(outcome(&mut worker, &chaos("commit"))?, Outcome::Commit);
     assert_eq!(worker.instantiations(), 2);
@@ -76,17 +109,15 @@ fn a_panic_is_a_trap_with_its_message() -> anyhow::Result<()> {
 }
 
 /// `sleep:MS` (a busy-wait well inside the deadline) commits.
-#[test]
-fn a_short_busy_wait_commits() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn a_short_busy_wait_commits(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     assert_eq!(outcome(&mut worker, &chaos("sleep:10"))?, Outcome::Commit);
     Ok(())
 }
 
 /// `emit:TOPIC` commits and hands back the record; the record is the message value.
-#[test]
-fn emit_returns_the_record_with_the_outcome() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn emit_returns_the_record_with_the_outcome(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let done = processed(&mut worker, &chaos("emit:out"))?;
     assert_eq!(done.outcome, Outcome::Commit);
     assert_eq!(done.emitted.len(), 1);
@@ -96,9 +127,8 @@ fn emit_returns_the_record_with_the_outcome() -> anyhow::Result<()> {
 }
 
 /// An unknown action is the plugin's own `fail`, naming it.
-#[test]
-fn an_unknown_action_fails_naming_it() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn an_unknown_action_fails_naming_it(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let reason = fail_reason(&mut worker, &chaos("dance"))?;
     assert!(reason.contains("dance"), "{reason}");
     Ok(())
@@ -106,9 +136,8 @@ fn an_unknown_action_fails_naming_it() -> anyhow::Result<()> {
 
 /// A `fail` reason is plugin text bound for logs and dead-letter headers: a newline in it is
 /// escaped, so it cannot start a forged log line.
-#[test]
-fn a_fail_reason_is_escaped() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn a_fail_reason_is_escaped(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     assert_eq!(
         fail_reason(&mut worker, &chaos("config:a\nINFO forged"))?,
         "config a\\nINFO forged = <none>"
@@ -117,9 +146,8 @@ fn a_fail_reason_is_escaped() -> anyhow::Result<()> {
 }
 
 /// A huge `fail` reason is capped at `MAX_PLUGIN_TEXT` bytes, saying how much was cut.
-#[test]
-fn a_long_fail_reason_is_capped() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn a_long_fail_reason_is_capped(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let key = "k".repeat(1 << 20);
     let reason = fail_reason(&mut worker, &chaos(&format!("config:{key}")))?;
     // The plugin's reason is `config KEY = <none>`: 1 MiB + 16 bytes.

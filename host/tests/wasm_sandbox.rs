@@ -1,17 +1,24 @@
 //! A plugin sees no files and no environment unless its deployment grants them, and then only
-//! what was granted.
+//! what was granted: a Rust plugin and a Python one alike.
 
 mod wasm_support;
 
 use std::collections::BTreeMap;
 
 use burrow::wasm::{Capabilities, Deployment};
-use wasm_support::{chaos, fail_reason, load, runtime, worker, worker_for};
+use wasm_support::{Chaos, chaos, fail_reason, worker};
+
+wasm_support::chaos_tests!(
+    host_files_are_invisible_by_default,
+    host_environment_is_invisible_by_default,
+    a_granted_env_var_is_visible,
+    a_granted_dir_is_readable_and_nothing_else,
+    a_missing_granted_dir_is_an_instantiate_error,
+);
 
 /// Reading a host file fails by default, even one every process may read.
-#[test]
-fn host_files_are_invisible_by_default() -> anyhow::Result<()> {
-    let (_slot, mut worker) = worker_for("chaos")?;
+fn host_files_are_invisible_by_default(plugin: Chaos) -> anyhow::Result<()> {
+    let (_slot, mut worker) = plugin.worker()?;
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     for path in ["/etc/passwd", manifest] {
         let reason = fail_reason(&mut worker, &chaos(&format!("read-file:{path}")))?;
@@ -24,13 +31,12 @@ fn host_files_are_invisible_by_default() -> anyhow::Result<()> {
 }
 
 /// The host's environment does not leak in.
-#[test]
-fn host_environment_is_invisible_by_default() -> anyhow::Result<()> {
+fn host_environment_is_invisible_by_default(plugin: Chaos) -> anyhow::Result<()> {
     assert!(
         std::env::var_os("PATH").is_some(),
         "the test needs PATH set on the host"
     );
-    let (_slot, mut worker) = worker_for("chaos")?;
+    let (_slot, mut worker) = plugin.worker()?;
     assert_eq!(
         fail_reason(&mut worker, &chaos("env:PATH"))?,
         "env PATH: unset"
@@ -39,15 +45,13 @@ fn host_environment_is_invisible_by_default() -> anyhow::Result<()> {
 }
 
 /// A granted variable is visible; others still are not.
-#[test]
-fn a_granted_env_var_is_visible() -> anyhow::Result<()> {
-    let runtime = runtime()?;
+fn a_granted_env_var_is_visible(plugin: Chaos) -> anyhow::Result<()> {
     let capabilities = Capabilities {
         env: BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
         ..Capabilities::default()
     };
     let (_slot, mut worker) =
-        worker(Deployment::new(load(&runtime, "chaos")?).with_capabilities(capabilities));
+        worker(Deployment::new(plugin.plugin()?).with_capabilities(capabilities));
     assert_eq!(
         fail_reason(&mut worker, &chaos("env:GREETING"))?,
         "env GREETING: set to hello"
@@ -60,19 +64,17 @@ fn a_granted_env_var_is_visible() -> anyhow::Result<()> {
 }
 
 /// A granted directory is readable at its own path; files outside it are not.
-#[test]
-fn a_granted_dir_is_readable_and_nothing_else() -> anyhow::Result<()> {
+fn a_granted_dir_is_readable_and_nothing_else(plugin: Chaos) -> anyhow::Result<()> {
     let granted = tempfile::tempdir()?;
     let other = tempfile::tempdir()?;
     std::fs::write(granted.path().join("rules.txt"), b"12345")?;
     std::fs::write(other.path().join("secret.txt"), b"shh")?;
-    let runtime = runtime()?;
     let capabilities = Capabilities {
         read_only_dirs: vec![granted.path().to_path_buf()],
         ..Capabilities::default()
     };
     let (_slot, mut worker) =
-        worker(Deployment::new(load(&runtime, "chaos")?).with_capabilities(capabilities));
+        worker(Deployment::new(plugin.plugin()?).with_capabilities(capabilities));
     let inside = granted.path().join("rules.txt");
     let outside = other.path().join("secret.txt");
     assert_eq!(
@@ -91,15 +93,13 @@ fn a_granted_dir_is_readable_and_nothing_else() -> anyhow::Result<()> {
 }
 
 /// A granted directory that does not exist fails the call (instantiation), not the host.
-#[test]
-fn a_missing_granted_dir_is_an_instantiate_error() -> anyhow::Result<()> {
-    let runtime = runtime()?;
+fn a_missing_granted_dir_is_an_instantiate_error(plugin: Chaos) -> anyhow::Result<()> {
     let capabilities = Capabilities {
         read_only_dirs: vec!["/nonexistent/burrow-test".into()],
         ..Capabilities::default()
     };
     let (_slot, mut worker) =
-        worker(Deployment::new(load(&runtime, "chaos")?).with_capabilities(capabilities));
+        worker(Deployment::new(plugin.plugin()?).with_capabilities(capabilities));
     let err = wasm_support::call_error(&mut worker, &chaos("commit"))?;
     assert!(
         err.to_string().contains("/nonexistent/burrow-test"),

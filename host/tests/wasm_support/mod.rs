@@ -1,8 +1,10 @@
 //! Shared helpers for the `wasm_*` integration tests: finding the real plugins, building
-//! messages for the `chaos` plugin, calling and unpacking results.
+//! messages for the `chaos` plugins, calling and unpacking results, and [`chaos_tests!`], which
+//! runs a test body against both chaos plugins, the Rust one and its Python twin.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use anyhow::{Context, bail};
 use burrow::wasm::{
@@ -38,6 +40,79 @@ pub fn worker_for(name: &str) -> anyhow::Result<(Arc<DeploymentSlot>, PluginInst
     Ok(worker(Deployment::new(load(&runtime, name)?)))
 }
 
+/// The two builds of the chaos test plugin: one action table (the `burrow-action` header), one
+/// in each SDK. Tests that inject faults run against both, so a Python plugin is held to what
+/// the host promises a Rust one, and every difference between them is spelled out in a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chaos {
+    /// `plugins/chaos`, on the Rust SDK.
+    Rust,
+    /// `plugins/chaos-py`, on the Python SDK, built with componentize-py.
+    Python,
+}
+
+impl Chaos {
+    /// The plugin's name: its file in `target/plugins/` and the name the host reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Chaos::Rust => "chaos",
+            Chaos::Python => "chaos-py",
+        }
+    }
+
+    /// The plugin, compiled once per test binary on one shared runtime (as the host shares one
+    /// engine), because compiling the Python plugin takes seconds.
+    pub fn plugin(self) -> anyhow::Result<Plugin> {
+        static RUNTIME: LazyLock<Result<Runtime, String>> =
+            LazyLock::new(|| runtime().map_err(|e| format!("{e:#}")));
+        static LOADED: LazyLock<Mutex<HashMap<&'static str, Plugin>>> =
+            LazyLock::new(Mutex::default);
+        let runtime = RUNTIME.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Held while compiling: tests asking for the same plugin wait instead of compiling it
+        // again.
+        let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(plugin) = loaded.get(self.name()) {
+            return Ok(plugin.clone());
+        }
+        let plugin = load(runtime, self.name())?;
+        loaded.insert(self.name(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// A worker on this plugin with default limits and no settings.
+    pub fn worker(self) -> anyhow::Result<(Arc<DeploymentSlot>, PluginInstance)> {
+        Ok(worker(Deployment::new(self.plugin()?)))
+    }
+}
+
+/// For each test body `fn NAME(plugin: Chaos) -> anyhow::Result<()>` named, the tests
+/// `rust::NAME` and `python::NAME`: the same assertions against both chaos plugins. Where the
+/// two must differ, the body says so with a `match` on `plugin`.
+#[allow(unused_macros)] // each test binary uses a different subset
+macro_rules! chaos_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod rust {
+            $(
+                #[test]
+                fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::wasm_support::Chaos::Rust)
+                }
+            )+
+        }
+
+        mod python {
+            $(
+                #[test]
+                fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::wasm_support::Chaos::Python)
+                }
+            )+
+        }
+    };
+}
+#[allow(unused_imports)] // likewise
+pub(crate) use chaos_tests;
+
 pub fn message(value: &[u8]) -> Message {
     Message {
         topic: "in".into(),
@@ -51,7 +126,7 @@ pub fn message(value: &[u8]) -> Message {
     }
 }
 
-/// A message asking the chaos plugin for `action`.
+/// A message asking a chaos plugin for `action`.
 pub fn chaos(action: &str) -> Message {
     let mut msg = message(b"payload");
     msg.headers.push(Header {

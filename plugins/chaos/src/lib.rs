@@ -11,6 +11,8 @@
 //! | `trap`                   | panics (a trap in the host)                                   |
 //! | `loop`                   | never returns (the host's deadline must stop it)              |
 //! | `oom`                    | allocates and touches memory until allocation fails, then aborts |
+//! | `leak:KIB`               | allocates KIB KiB and keeps it for the instance's life, then commits |
+//! | `count`                  | fails, reporting `count N`: the messages this instance has seen, this one included |
 //! | `sleep:MS`               | busy-waits MS milliseconds, then commits                      |
 //! | `block:MS`               | sleeps MS ms in a host call (WASI clock poll), then commits   |
 //! | `emit:TOPIC`             | emits the message value to TOPIC, then commits                |
@@ -28,6 +30,7 @@
 //! The probes (`read-file`, `env`, `config`) fail on purpose: a `fail` reason is the one string
 //! a test can read back from the host, and it must not be mistaken for a commit.
 //! A header that is not UTF-8, an unknown action or a malformed argument fails, naming it.
+use std::cell::Cell;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -36,7 +39,13 @@ use burrow_plugin::{Level, Message, Outcome, Record};
 /// The header that carries the action.
 const ACTION_HEADER: &str = "burrow-action";
 
+thread_local! {
+    /// Messages this instance has seen: instance state, gone with the instance.
+    static SEEN: Cell<u64> = const { Cell::new(0) };
+}
+
 fn process(msg: &Message) -> Outcome {
+    SEEN.with(|seen| seen.set(seen.get() + 1));
     let action = match msg.header_str(ACTION_HEADER) {
         Ok(Some(text)) => text,
         Ok(None) => "commit",
@@ -60,6 +69,8 @@ enum Action<'a> {
     Trap,
     Loop,
     Oom,
+    Leak(usize),
+    Count,
     Sleep(Duration),
     Block(Duration),
     Emit(&'a str),
@@ -86,6 +97,8 @@ impl<'a> Action<'a> {
             ("trap", None) => Action::Trap,
             ("loop", None) => Action::Loop,
             ("oom", None) => Action::Oom,
+            ("leak", Some(kib)) => Action::Leak(number(text, kib)?),
+            ("count", None) => Action::Count,
             ("sleep", Some(ms)) => Action::Sleep(millis(text, ms)?),
             ("block", Some(ms)) => Action::Block(millis(text, ms)?),
             ("emit", Some(topic)) => Action::Emit(topic),
@@ -116,6 +129,11 @@ impl<'a> Action<'a> {
             Action::Trap => panic!("chaos: asked to trap"),
             Action::Loop => spin_forever(),
             Action::Oom => exhaust_memory(),
+            Action::Leak(kib) => {
+                leak(kib);
+                Outcome::Commit
+            }
+            Action::Count => Outcome::fail(format!("count {}", SEEN.with(Cell::get))),
             Action::Sleep(duration) => {
                 busy_wait(duration);
                 Outcome::Commit
@@ -191,6 +209,13 @@ fn exhaust_memory() -> ! {
         block.resize(BLOCK, 0xa5);
         hoard.push(black_box(block));
     }
+}
+
+/// Keeps `kib` KiB of touched memory for as long as the instance lives, as a garbage-collected
+/// guest's heap would: linear memory never shrinks.
+fn leak(kib: usize) {
+    let block = vec![0x5a_u8; kib * 1024];
+    std::mem::forget(black_box(block));
 }
 
 /// Burns CPU for `duration` (the point is to hold the instance, not to yield).
