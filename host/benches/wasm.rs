@@ -12,14 +12,14 @@
 //! not a test: nothing here asserts a speed.
 
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use burrow::wasm::{
-    CallContext, Deployment, DeploymentSlot, Message, Outcome, PluginInstance, PluginThread,
-    Runtime, RuntimeConfig,
+    CallContext, CodeCache, Deployment, DeploymentSlot, Message, Outcome, PluginInstance,
+    PluginThread, Runtime, RuntimeConfig,
 };
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         count(threaded),
         count(threaded_batches)
     );
+    languages()?;
     Ok(())
 }
 
@@ -325,4 +326,65 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cpu}, {cores} cores")
+}
+
+/// Rust and Python, the same work (json-validate and its Python twin) on 100 B: calls/s on a
+/// reused instance and in batches, instances/s, the instance's memory after a call, and the
+/// load (compile) time without a cache, into an empty cache, and from it.
+fn languages() -> anyhow::Result<()> {
+    println!("\nRust and Python, the same work (json-validate), 100 B");
+    println!(
+        "| plugin             | size     | reused/s | batch of {BATCH}/s | fresh/s | memory  | compile | cached load |"
+    );
+    println!(
+        "|--------------------|----------|----------|-----------------|---------|---------|---------|-------------|"
+    );
+    for plugin in ["json-validate", "json-validate-py"] {
+        let path = plugin_path(plugin)?;
+        let size = std::fs::metadata(&path)?.len();
+        let (compile, cached) = load_times(&path)?;
+        let runtime = Runtime::new(&RuntimeConfig::default())?;
+        let slot = Arc::new(DeploymentSlot::new(Deployment::new(
+            runtime.load_file(&path)?,
+        )));
+        let msg = message(json_object(100));
+        check_agrees(&slot, native_json_validate, &msg)?;
+        let mut instance = PluginInstance::new(Arc::clone(&slot));
+        let reused = rate(|| call(&mut instance, &msg));
+        let memory = instance.memory().unwrap_or(0);
+        let batch = batch_rate(&mut PluginInstance::new(Arc::clone(&slot)), &msg)?;
+        let fresh = rate(|| {
+            instance.reset();
+            call(&mut instance, &msg)
+        });
+        println!(
+            "| {plugin:<18} | {:>5.1} MiB | {:>8} | {:>15} | {:>7} | {:>4.1} MiB | {:>5.2} s | {:>8.0} ms |",
+            size as f64 / MIB,
+            count(reused),
+            count(batch),
+            count(fresh),
+            memory as f64 / MIB,
+            compile.as_secs_f64(),
+            cached.as_secs_f64() * 1000.0,
+        );
+    }
+    Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Loading `path` with a fresh cache directory: the first load compiles (and fills the cache),
+/// a second runtime on the same directory loads from it, as a restarted host does.
+fn load_times(path: &Path) -> anyhow::Result<(Duration, Duration)> {
+    let dir = tempfile::tempdir()?;
+    let cache = RuntimeConfig {
+        cache: CodeCache::Dir(dir.path().to_owned()),
+    };
+    let timed = |config: &RuntimeConfig| -> anyhow::Result<Duration> {
+        let runtime = Runtime::new(config)?;
+        let started = Instant::now();
+        runtime.load_file(path)?;
+        Ok(started.elapsed())
+    };
+    Ok((timed(&cache)?, timed(&cache)?))
 }

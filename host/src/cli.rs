@@ -10,7 +10,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use burrow::config::{ConfigError, HostConfig};
+use burrow::plugin_test::{self, Summary, TestError, TestOptions};
 use burrow::preflight;
+use burrow::project::{self, Language, ProjectError};
 use burrow::wasm::{LoadError, Plugin, Runtime, RuntimeConfig, RuntimeError};
 
 /// Run sandboxed WebAssembly plugins over Kafka streams.
@@ -44,6 +46,34 @@ pub enum Command {
     Demo(DemoArgs),
     /// Load a plugin, check it against the plugin contract, and describe it.
     Check(CheckArgs),
+    /// Run records from a file through a plugin on the real runtime, without Kafka.
+    Test(TestArgs),
+    /// Write a new plugin project: the one function, a unit test, sample records, a README.
+    New(NewArgs),
+    /// Build the plugin project in a directory into NAME.wasm, and check it.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The project's directory; its last component names the plugin (`my-filter`).
+    pub name: PathBuf,
+    /// The plugin's language.
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: Lang,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project's directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +98,9 @@ pub struct DemoArgs {
     /// How many sample messages to produce.
     #[arg(long, default_value_t = 200_000)]
     pub messages: usize,
-    /// The json-validate plugin (default: next to the binary, or target/plugins).
+    /// The plugin (default: json-validate, next to the binary or in target/plugins). Another
+    /// plugin gets the same traffic and the `output-topic` setting; the demo then checks only
+    /// that every message was committed.
     #[arg(long)]
     pub plugin: Option<PathBuf>,
 }
@@ -77,6 +109,88 @@ pub struct DemoArgs {
 pub struct CheckArgs {
     /// The plugin's `.wasm` file (a component built for wasm32-wasip2).
     pub plugin: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The plugin's `.wasm` file.
+    pub plugin: PathBuf,
+    /// The records: one JSON object per line (`key`, `value`, `headers`, and optionally
+    /// `topic`, `partition`, `offset`, `timestamp`, `attempt`). A string is its UTF-8 bytes,
+    /// `{"base64": "..."}` raw bytes, any other JSON its text.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Compare with these lines (a saved `--json` run): exit non-zero on any difference.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// Print one JSON object per record (outcome, reason, emits; no timings) instead of a
+    /// table; the summary goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Fail the run if a record uses more fuel than this (deterministic, unlike time).
+    #[arg(long)]
+    pub max_fuel: Option<u64>,
+    /// A plugin setting, `key=value`, as a tenant's `[tenant.config]` gives it (repeatable;
+    /// over `--from`'s).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = setting)]
+    pub settings: Vec<(String, String)>,
+    /// Take limits, settings, sandbox grants and output topics from this config's tenant.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// The tenant of `--from` (needed when it has several).
+    #[arg(long, requires = "from")]
+    pub tenant: Option<String>,
+}
+
+/// `key=value`.
+fn setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, found {text:?}")),
+    }
+}
+
+/// Writes the project and says what to do next.
+pub fn new(args: &NewArgs) -> Result<String, ProjectError> {
+    let language = match args.lang {
+        Lang::Rust => Language::Rust,
+        Lang::Python => Language::Python,
+    };
+    let created = project::create(&args.name, language)?;
+    let dir = created.dir.display();
+    let unit = match language {
+        Language::Rust => "cargo test",
+        Language::Python => "python3 -m unittest",
+    };
+    let mut lines = vec![format!("created {dir}:")];
+    lines.extend(created.files.iter().map(|f| format!("  {}", f.display())));
+    lines.push(format!(
+        "next: cd {dir} && {unit} && burrow build && burrow test *.wasm --input sample.jsonl"
+    ));
+    Ok(lines.join("\n"))
+}
+
+/// Why `burrow build` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error("built {}, but it is not a usable plugin: {source}", path.display())]
+    Check { path: PathBuf, source: CheckError },
+}
+
+/// Builds the project, then loads the result as `burrow check` does: a build that does not
+/// meet the contract is a failed build.
+pub fn build(args: &BuildArgs) -> Result<String, BuildError> {
+    let path = project::build(&args.dir)?;
+    let report = check(&CheckArgs {
+        plugin: path.clone(),
+    })
+    .map_err(|source| BuildError::Check {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(format!("wrote {}\n{report}", path.display()))
 }
 
 /// Why `burrow check` failed.
@@ -196,4 +310,200 @@ pub fn validate(args: &ValidateArgs) -> Result<String, ValidateError> {
         config.tenants.len()
     ));
     Ok(lines.join("\n"))
+}
+
+/// Why `burrow test` exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum TestFailure {
+    #[error(transparent)]
+    Run(#[from] TestError),
+    #[error("cannot read {}: {source}", path.display())]
+    Expect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// What went wrong, each part on its own (differences, fuel, unreadable lines).
+    #[error("{}", .0.join("; "))]
+    Failed(Vec<String>),
+}
+
+/// Runs the records through the plugin, printing a row (or a JSON line) per record as it
+/// comes, then the summary, then any difference from `--expect` and any record over budget.
+pub fn test(args: &TestArgs) -> Result<(), TestFailure> {
+    let options = TestOptions {
+        plugin: args.plugin.clone(),
+        input: args.input.clone(),
+        settings: args.settings.iter().cloned().collect(),
+        from: args.from.clone(),
+        tenant: args.tenant.clone(),
+    };
+    // Read before the run: a missing golden file is found before minutes of records.
+    let expected = match &args.expect {
+        Some(path) => {
+            Some(
+                std::fs::read_to_string(path).map_err(|source| TestFailure::Expect {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    if !args.json {
+        println!("{}", row::HEADER);
+    }
+    let results = plugin_test::run(&options, |tested| {
+        if args.json {
+            println!("{}", tested.to_json());
+        } else {
+            print!("{}", row::Row(tested));
+        }
+    })?;
+    let summary = Summary::of(&results);
+    if args.json {
+        eprintln!("{summary}");
+    } else {
+        println!("\n{summary}");
+    }
+    let mut failed = Vec::new();
+    if summary.bad_lines > 0 {
+        failed.push(format!(
+            "{} of {} could not be read",
+            plural(summary.bad_lines, "input line"),
+            args.input.display()
+        ));
+    }
+    if let Some(budget) = args.max_fuel {
+        let over = plugin_test::over_budget(&results, budget);
+        for (line, fuel) in &over {
+            eprintln!(
+                "line {line}: used {} fuel, over the budget of {}",
+                plugin_test::thousands(*fuel),
+                plugin_test::thousands(budget)
+            );
+        }
+        if !over.is_empty() {
+            failed.push(format!(
+                "{} used more than {} fuel",
+                plural(over.len(), "record"),
+                plugin_test::thousands(budget)
+            ));
+        }
+    }
+    if let (Some(expected), Some(path)) = (expected, &args.expect) {
+        let found = plugin_test::differences(&results, &expected)
+            .map_err(|e| TestFailure::Failed(vec![format!("{}: {e}", path.display())]))?;
+        for difference in &found {
+            eprintln!("{difference}");
+        }
+        if !found.is_empty() {
+            let verb = if found.len() == 1 {
+                "differs"
+            } else {
+                "differ"
+            };
+            failed.push(format!(
+                "{} {verb} from {}",
+                plural(found.len(), "line"),
+                path.display()
+            ));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(TestFailure::Failed(failed))
+    }
+}
+
+/// `1 record`, `2 records`; `1 input line`, `2 input lines`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The table `burrow test` prints without `--json`.
+mod row {
+    use std::fmt;
+
+    use burrow::plugin_test::records::bytes_value;
+    use burrow::plugin_test::verdict::Verdict;
+    use burrow::plugin_test::{Tested, millis, thousands};
+
+    pub const HEADER: &str = "line   offset  outcome      time        fuel  detail";
+
+    /// How much of a reason or an emitted value a row shows.
+    const DETAIL: usize = 100;
+
+    /// One record's row, and a line per emitted record under it.
+    pub struct Row<'a>(pub &'a Tested);
+
+    impl fmt::Display for Row<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let line = self.0.line;
+            let ran = match &self.0.record {
+                Ok(ran) => ran,
+                Err(error) => {
+                    return writeln!(
+                        f,
+                        "{line:<6} {:>6}  {:<10} {:>10} {:>11}  {}",
+                        "-",
+                        "bad input",
+                        "-",
+                        "-",
+                        cut(error)
+                    );
+                }
+            };
+            let fuel = ran.fuel.map_or("-".into(), thousands);
+            let detail = match &ran.verdict {
+                Verdict::Commit { emits } if emits.is_empty() => String::new(),
+                Verdict::Commit { emits } => format!("{} emitted", emits.len()),
+                Verdict::Retry { delay_ms: Some(ms) } => format!("after {ms} ms"),
+                Verdict::Retry { delay_ms: None } => "after the tenant's backoff".into(),
+                Verdict::Fail { reason } | Verdict::Error { reason, .. } => cut(reason),
+            };
+            writeln!(
+                f,
+                "{line:<6} {:>6}  {:<10} {:>10} {fuel:>11}  {detail}",
+                ran.offset,
+                ran.verdict.name(),
+                millis(ran.time)
+            )?;
+            if let Verdict::Commit { emits } = &ran.verdict {
+                for emit in emits {
+                    let key = emit.key.as_deref().map_or("-".into(), shown);
+                    let value = shown(&emit.value);
+                    writeln!(
+                        f,
+                        "{:>50}→ {}  key {}  {}",
+                        "",
+                        emit.topic,
+                        cut(&key),
+                        cut(&value)
+                    )?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Bytes as text if they are UTF-8, else as `{"base64": …}`.
+    fn shown(bytes: &[u8]) -> String {
+        match bytes_value(bytes) {
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        }
+    }
+
+    /// The first [`DETAIL`] characters, with `…` if there were more.
+    fn cut(text: &str) -> String {
+        match text.char_indices().nth(DETAIL) {
+            Some((at, _)) => format!("{}…", &text[..at]),
+            None => text.to_owned(),
+        }
+    }
 }

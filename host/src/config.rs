@@ -43,7 +43,8 @@ pub struct HostConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
-    /// Where compiled plugins are cached; keyed by content hash, safe to delete.
+    /// Where compiled plugins are cached; keyed by content hash, safe to delete. Unset: the
+    /// user's cache directory; empty: no cache.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
     /// The tenants this host serves, each with its own consumer group and plugin.
@@ -236,6 +237,14 @@ pub struct LimitsConfig {
     /// Host directories the plugin may read, mounted read-only at the same path.
     #[serde(default)]
     pub read_dirs: Vec<PathBuf>,
+    /// Replace a worker's instance with a fresh one after it has processed this many
+    /// messages. None by default.
+    pub recycle_after_messages: Option<u64>,
+    /// Replace a worker's instance with a fresh one once its linear memory has grown past this
+    /// (`"48MiB"`): a garbage-collected guest's heap only grows. Below `memory`. None by
+    /// default.
+    #[serde(default, deserialize_with = "units::opt_size")]
+    pub recycle_memory_above: Option<ByteSize>,
 }
 
 impl Default for LimitsConfig {
@@ -246,6 +255,8 @@ impl Default for LimitsConfig {
             fuel: None,
             env: BTreeMap::new(),
             read_dirs: Vec::new(),
+            recycle_after_messages: None,
+            recycle_memory_above: None,
         }
     }
 }
@@ -476,6 +487,7 @@ impl HostConfig {
         }
         if let Some(dir) = &mut self.cache_dir
             && dir.is_relative()
+            && !dir.as_os_str().is_empty()
         {
             *dir = base.join(&*dir);
         }
@@ -663,6 +675,23 @@ impl LimitsConfig {
             issues.push(issue(
                 format!("{at}.fuel"),
                 "must be greater than 0 (omit it for no fuel limit)",
+            ));
+        }
+        if self.recycle_after_messages == Some(0) {
+            issues.push(issue(
+                format!("{at}.recycle_after_messages"),
+                "must be greater than 0 (omit it to keep instances)",
+            ));
+        }
+        if let Some(mark) = self.recycle_memory_above
+            && mark >= self.memory
+        {
+            issues.push(issue(
+                format!("{at}.recycle_memory_above"),
+                format!(
+                    "{mark} is not below the memory cap ({}): an instance would hit the cap first",
+                    self.memory
+                ),
             ));
         }
         for (j, dir) in self.read_dirs.iter().enumerate() {

@@ -24,13 +24,17 @@
 //! - [`reload`] — what a changed config file means for a running host.
 //! - [`admin`] — the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/stats`.
 //! - [`demo_data`] — the sample traffic of `burrow demo`.
+//! - [`plugin_test`] — `burrow test`: records from a file through a plugin, no Kafka.
+//! - [`project`] — plugin projects: `burrow new` writes one, `burrow build` builds it.
 
 pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod demo_data;
 pub mod kafka;
+pub mod plugin_test;
 pub mod preflight;
+pub mod project;
 pub mod reload;
 pub mod supervisor;
 pub mod tenant;

@@ -61,6 +61,9 @@ fn run(command: &Command) -> anyhow::Result<()> {
             println!("{report}");
         }
         Command::Validate(args) => println!("{}", cli::validate(args)?),
+        Command::Test(args) => cli::test(args)?,
+        Command::New(args) => println!("{}", cli::new(args)?),
+        Command::Build(args) => println!("{}", cli::build(args)?),
         Command::Run(args) => {
             let options = RunOptions {
                 watch_interval: args.watch_interval,

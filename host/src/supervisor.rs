@@ -29,7 +29,7 @@ use crate::config::{ConfigError, HostConfig, TenantConfig};
 use crate::preflight;
 use crate::reload::{self, Change};
 use crate::tenant::{self, RunningTenant};
-use crate::wasm::{Deployment, LoadError, Runtime, RuntimeConfig, RuntimeError};
+use crate::wasm::{CodeCache, Deployment, LoadError, Runtime, RuntimeConfig, RuntimeError};
 
 /// How often the config and plugin files are checked for changes by default.
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -256,7 +256,7 @@ impl Supervisor {
         let config_stamp = stamp(path, None);
         let config = HostConfig::load(path)?;
         let runtime = Runtime::new(&RuntimeConfig {
-            cache_dir: config.cache_dir.clone(),
+            cache: CodeCache::from_setting(config.cache_dir.as_deref()),
         })?;
         let plugin_stamps: HashMap<String, Option<Stamp>> = config
             .tenants

@@ -167,6 +167,27 @@ fn demo_shows_every_message_produced_and_committed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Another plugin runs the demo's traffic too: every message committed, no expectations on
+/// what it emitted.
+#[test]
+fn demo_runs_another_plugin() -> anyhow::Result<()> {
+    let mut command = burrow();
+    command
+        .args(["demo", "--messages", "300", "--plugin"])
+        .arg(plugin_path("passthrough")?);
+    let (status, stdout, stderr) = run_to_end(command)?;
+    assert!(status.success(), "exit {status}:\n{stdout}{stderr}");
+    assert!(
+        stdout.contains("committed                     300        300"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("emitted                         0          -"),
+        "{stdout}"
+    );
+    Ok(())
+}
+
 /// Runs `burrow SUBCOMMAND --config path` to the end: (succeeded, stderr).
 fn run_config(subcommand: &str, path: &Path) -> anyhow::Result<(bool, String)> {
     let mut command = burrow();

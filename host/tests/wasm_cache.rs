@@ -3,7 +3,7 @@
 
 mod wasm_support;
 
-use burrow::wasm::{CacheStats, Deployment, Outcome, Runtime, RuntimeConfig};
+use burrow::wasm::{CacheStats, CodeCache, Deployment, Outcome, Runtime, RuntimeConfig};
 use wasm_support::{chaos, load, outcome, worker};
 
 /// Miss, then hit in the same runtime, then hit in a fresh runtime on the same directory; the
@@ -12,7 +12,7 @@ use wasm_support::{chaos, load, outcome, worker};
 fn second_load_is_a_cache_hit_even_after_a_restart() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = RuntimeConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
+        cache: CodeCache::Dir(dir.path().to_path_buf()),
     };
 
     let first = Runtime::new(&config)?;
@@ -37,13 +37,40 @@ fn second_load_is_a_cache_hit_even_after_a_restart() -> anyhow::Result<()> {
 fn different_plugins_do_not_share_an_entry() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let runtime = Runtime::new(&RuntimeConfig {
-        cache_dir: Some(dir.path().to_path_buf()),
+        cache: CodeCache::Dir(dir.path().to_path_buf()),
     })?;
     load(&runtime, "chaos")?;
     load(&runtime, "passthrough")?;
     assert_eq!(
         runtime.cache_stats(),
         Some(CacheStats { hits: 0, misses: 2 })
+    );
+    Ok(())
+}
+
+/// `cache_dir` unset is the user's cache; empty is none; anything else is that directory.
+#[test]
+fn the_setting_maps_to_a_cache() {
+    use std::path::Path;
+    assert_eq!(CodeCache::from_setting(None), CodeCache::User);
+    assert_eq!(CodeCache::from_setting(Some(Path::new(""))), CodeCache::Off);
+    assert_eq!(
+        CodeCache::from_setting(Some(Path::new("/var/cache/burrow"))),
+        CodeCache::Dir("/var/cache/burrow".into())
+    );
+}
+
+/// A directory the operator named that cannot be used is an error naming it.
+#[test]
+fn an_unusable_cache_dir_is_refused() -> anyhow::Result<()> {
+    let file = tempfile::NamedTempFile::new()?;
+    let err = Runtime::new(&RuntimeConfig {
+        cache: CodeCache::Dir(file.path().join("sub")),
+    })
+    .expect_err("a directory under a file cannot be made");
+    assert!(
+        err.to_string().contains(&file.path().display().to_string()),
+        "{err}"
     );
     Ok(())
 }

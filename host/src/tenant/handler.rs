@@ -122,14 +122,8 @@ impl PluginHandler {
         &self,
         emitted: Vec<wasm::OutputRecord>,
     ) -> Result<Vec<OutRecord>, ProcessError> {
-        if let Some(bad) = emitted
-            .iter()
-            .find(|r| !self.shared.output_topics.contains(&r.topic))
-        {
-            return Err(ProcessError::permanent(format!(
-                "plugin emitted to topic {:?}, which is not in this tenant's output_topics {:?}",
-                bad.topic, self.shared.output_topics
-            )));
+        if let Some(why) = super::refused_emit(&self.shared.output_topics, &emitted) {
+            return Err(ProcessError::permanent(why));
         }
         Ok(emitted.into_iter().map(to_out_record).collect())
     }

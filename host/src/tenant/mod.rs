@@ -21,7 +21,9 @@ use crate::config::{FailurePolicy, HostConfig, TenantConfig};
 use crate::kafka::Consumer;
 use crate::kafka::producer::{ProduceError, Producer};
 use crate::pool::{Pool, PoolError, Stats, StatsHandle};
-use crate::wasm::{Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Runtime};
+use crate::wasm::{
+    self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Recycle, Runtime,
+};
 
 pub use handler::PluginHandler;
 pub use metrics::TenantMetrics;
@@ -107,6 +109,16 @@ pub struct RunningTenant {
     consumer_context: Arc<crate::kafka::PoolContext>,
 }
 
+/// Why a committing message's emits may not be produced: one goes to a topic outside the
+/// tenant's `output_topics` (then the message fails, for good). `None` if all may.
+pub fn refused_emit(output_topics: &[String], emitted: &[wasm::OutputRecord]) -> Option<String> {
+    let bad = emitted.iter().find(|r| !output_topics.contains(&r.topic))?;
+    Some(format!(
+        "plugin emitted to topic {:?}, which is not in this tenant's output_topics {:?}",
+        bad.topic, output_topics
+    ))
+}
+
 /// The deployment a tenant's config describes, with `plugin` loaded.
 pub fn deployment(runtime: &Runtime, config: &TenantConfig) -> Result<Deployment, LoadError> {
     let plugin = runtime.load_file(&config.plugin)?;
@@ -123,6 +135,10 @@ pub fn deployment(runtime: &Runtime, config: &TenantConfig) -> Result<Deployment
         .with_capabilities(Capabilities {
             env: config.limits.env.clone(),
             read_only_dirs: config.limits.read_dirs.clone(),
+        })
+        .with_recycling(Recycle {
+            after_messages: config.limits.recycle_after_messages,
+            above_memory: config.limits.recycle_memory_above.map(|b| b.as_u64()),
         }))
 }
 
@@ -405,7 +421,7 @@ on_failure = "skip"
         );
         let config = HostConfig::parse(&text, std::iter::empty())?;
         config.validate()?;
-        let runtime = Runtime::new(&RuntimeConfig { cache_dir: None })?;
+        let runtime = Runtime::new(&RuntimeConfig::default())?;
         let tenant = RunningTenant::start(&config, &config.tenants[0], &runtime)?;
         until("3 processed and committed", || {
             let stats = tenant.stats();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::limits::Limits;
+use super::limits::{Limits, Recycle};
 use super::plugin::{LoadError, Plugin};
 use super::runtime::Runtime;
 use super::sandbox::Capabilities;
@@ -26,6 +26,7 @@ pub struct Deployment {
     /// `Arc` because every instance serves it through the `config` import.
     config: Arc<BTreeMap<String, String>>,
     capabilities: Capabilities,
+    recycle: Recycle,
 }
 
 impl Deployment {
@@ -36,6 +37,7 @@ impl Deployment {
             limits: Limits::default(),
             config: Arc::default(),
             capabilities: Capabilities::default(),
+            recycle: Recycle::default(),
         }
     }
 
@@ -52,6 +54,12 @@ impl Deployment {
 
     pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
+        self
+    }
+
+    /// When workers replace their instances although nothing failed.
+    pub fn with_recycling(mut self, recycle: Recycle) -> Self {
+        self.recycle = recycle;
         self
     }
 
@@ -77,6 +85,10 @@ impl Deployment {
 
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    pub fn recycle(&self) -> Recycle {
+        self.recycle
     }
 
     pub(crate) fn shared_config(&self) -> Arc<BTreeMap<String, String>> {

@@ -46,6 +46,10 @@ pub struct PluginInstance {
     instantiations: u64,
     /// How many calls entered the plugin (a batch is one): lets tests see how a batch ran.
     guest_calls: u64,
+    /// The fuel the last single-message call used, under a fuel limit (`burrow test`).
+    fuel_used: Option<u64>,
+    /// How many instances were replaced because the deployment's [`Recycle`](super::Recycle) said so.
+    recycled: u64,
     /// The executor of the blocking [`PluginInstance::call`], made on its first use: a handle
     /// driven by a plugin thread brings its own executor and never builds this one.
     executor: Option<tokio::runtime::Runtime>,
@@ -56,6 +60,16 @@ struct Live {
     deployment: Arc<Deployment>,
     store: Store<StoreState>,
     processor: Processor,
+    /// Messages this instance has processed.
+    messages: u64,
+}
+
+impl Live {
+    /// Whether the deployment wants this instance replaced (see [`Recycle`](super::Recycle)).
+    fn recycle_due(&self) -> bool {
+        let memory = self.store.data().limiter.size();
+        self.deployment.recycle().due(self.messages, memory)
+    }
 }
 
 impl std::fmt::Debug for PluginInstance {
@@ -78,6 +92,8 @@ impl PluginInstance {
             live: None,
             instantiations: 0,
             guest_calls: 0,
+            fuel_used: None,
+            recycled: 0,
             executor: None,
         }
     }
@@ -195,6 +211,49 @@ impl PluginInstance {
         self.live = None;
     }
 
+    /// Replaces the instance with a fresh one now if the deployment's [`Recycle`](super::Recycle) says it is
+    /// due: what a plugin thread does after it has answered a call, so the next call does not
+    /// wait for the new instance. A fresh instance that cannot start is left to the next call
+    /// to report.
+    pub async fn renew_if_due(&mut self) {
+        if !self.live.as_ref().is_some_and(Live::recycle_due) {
+            return;
+        }
+        let deployment = self.slot.current();
+        self.live = None;
+        self.recycled += 1;
+        if let Ok(fresh) = self.instantiate(&deployment).await {
+            self.live = Some(fresh);
+        }
+    }
+
+    /// The linear memory the current instance holds, in bytes (all of its memories); `None`
+    /// before the first call or after a failure.
+    pub fn memory(&self) -> Option<u64> {
+        self.live
+            .as_ref()
+            .map(|live| live.store.data().limiter.size())
+    }
+
+    /// How many instances were replaced because they were due (see [`Recycle`](super::Recycle)).
+    pub fn recycled(&self) -> u64 {
+        self.recycled
+    }
+
+    /// The instance for a call on `deployment`, if this handle holds one of it that is not due
+    /// for recycling (one that is due is dropped, and counted).
+    fn take_live(&mut self, deployment: &Arc<Deployment>) -> Option<Live> {
+        let live = self.live.take()?;
+        if !Arc::ptr_eq(&live.deployment, deployment) {
+            return None;
+        }
+        if live.recycle_due() {
+            self.recycled += 1;
+            return None;
+        }
+        Some(live)
+    }
+
     /// How many instances this handle has created so far.
     pub fn instantiations(&self) -> u64 {
         self.instantiations
@@ -206,15 +265,23 @@ impl PluginInstance {
         self.guest_calls
     }
 
+    /// The fuel the last [`PluginInstance::call`] (or `call_async`) used: `None` without a fuel
+    /// limit, or if the call never entered the plugin. Deterministic for a given plugin and
+    /// message, where wall time is not.
+    pub fn fuel_used(&self) -> Option<u64> {
+        self.fuel_used
+    }
+
     async fn call_on(
         &mut self,
         deployment: &Arc<Deployment>,
         context: &CallContext,
         message: &Message,
     ) -> Result<Processed, CallError> {
-        let mut live = match self.live.take() {
-            Some(live) if Arc::ptr_eq(&live.deployment, deployment) => live,
-            _ => self.instantiate(deployment).await?,
+        self.fuel_used = None;
+        let mut live = match self.take_live(deployment) {
+            Some(live) => live,
+            None => self.instantiate(deployment).await?,
         };
         // From here until the instance is put back, a dropped future (cancelled caller) drops
         // `live` with it: a half-run instance is never called again.
@@ -229,8 +296,12 @@ impl PluginInstance {
         .await;
         let trace = live.store.data_mut().end_call();
         host::log_output(live.store.data(), &trace.stdout, &trace.stderr);
+        self.fuel_used = limits
+            .fuel
+            .map(|fuel| fuel.saturating_sub(live.store.get_fuel().unwrap_or(0)));
         match called {
             Ok(Ok(outcome)) => {
+                live.messages += 1;
                 self.live = Some(live);
                 Ok(Processed {
                     outcome: checked(outcome),
@@ -260,9 +331,9 @@ impl PluginInstance {
         contexts: &[CallContext],
         messages: &[Message],
     ) -> Result<Vec<Processed>, String> {
-        let mut live = match self.live.take() {
-            Some(live) if Arc::ptr_eq(&live.deployment, deployment) => live,
-            _ => self
+        let mut live = match self.take_live(deployment) {
+            Some(live) => live,
+            None => self
                 .instantiate(deployment)
                 .await
                 .map_err(|e| e.to_string())?,
@@ -318,6 +389,7 @@ impl PluginInstance {
                 messages.len()
             ));
         }
+        live.messages += messages.len() as u64;
         self.live = Some(live);
         Ok(outcomes
             .into_iter()
@@ -357,6 +429,7 @@ impl PluginInstance {
             deployment: Arc::clone(deployment),
             store,
             processor,
+            messages: 0,
         })
     }
 }

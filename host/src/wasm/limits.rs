@@ -33,6 +33,25 @@ impl Default for Limits {
     }
 }
 
+/// When a worker replaces its instance with a fresh one although nothing failed. A guest whose
+/// memory only grows (a garbage-collected language keeps its heap) stays inside its cap this
+/// way; and state a plugin keeps between messages starts over. Never, by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recycle {
+    /// After the instance has processed this many messages.
+    pub after_messages: Option<u64>,
+    /// Once the instance's linear memory (all of its memories) has grown past this many bytes.
+    pub above_memory: Option<u64>,
+}
+
+impl Recycle {
+    /// Whether an instance that has processed `messages` and holds `memory` bytes is due.
+    pub fn due(&self, messages: u64, memory: u64) -> bool {
+        self.after_messages.is_some_and(|n| messages >= n)
+            || self.above_memory.is_some_and(|bytes| memory > bytes)
+    }
+}
+
 /// Tables hold function references; a guest growing one without bound would eat host memory
 /// the memory cap does not see. A Rust plugin needs a few hundred entries.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -43,6 +62,8 @@ pub(crate) struct MemoryCap {
     limit: usize,
     /// Set when a growth past `limit` was refused; read and cleared after each call.
     hit: bool,
+    /// The instance's linear memory, all its memories together (they only grow).
+    size: usize,
 }
 
 /// The error that traps a guest growing past its cap (the limiter records the hit too).
@@ -58,7 +79,13 @@ impl MemoryCap {
         Self {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             hit: false,
+            size: 0,
         }
+    }
+
+    /// The bytes of linear memory the instance holds now.
+    pub(crate) fn size(&self) -> u64 {
+        self.size as u64
     }
 
     /// Whether the cap was hit since the last call to this method.
@@ -70,7 +97,7 @@ impl MemoryCap {
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -83,7 +110,11 @@ impl ResourceLimiter for MemoryCap {
             .into());
         }
         // The module's own declared maximum: an ordinary failed `memory.grow`, not our cap.
-        Ok(maximum.is_none_or(|max| desired <= max))
+        let allowed = maximum.is_none_or(|max| desired <= max);
+        if allowed {
+            self.size += desired.saturating_sub(current);
+        }
+        Ok(allowed)
     }
 
     fn table_growing(
@@ -108,6 +139,35 @@ mod tests {
         assert!(cap.memory_growing(1024, 2048, None).is_err());
         assert!(cap.take_hit());
         assert!(!cap.take_hit());
+    }
+
+    #[test]
+    fn the_size_adds_up_every_memory() {
+        let mut cap = MemoryCap::new(1 << 20);
+        assert!(cap.memory_growing(0, 4096, None).is_ok_and(|ok| ok));
+        assert!(cap.memory_growing(0, 1024, None).is_ok_and(|ok| ok));
+        assert!(cap.memory_growing(4096, 8192, None).is_ok_and(|ok| ok));
+        assert_eq!(cap.size(), 8192 + 1024);
+        // Refused growths are not counted.
+        assert!(cap.memory_growing(8192, 1 << 21, None).is_err());
+        assert!(
+            cap.memory_growing(1024, 4096, Some(2048))
+                .is_ok_and(|ok| !ok)
+        );
+        assert_eq!(cap.size(), 8192 + 1024);
+    }
+
+    #[test]
+    fn recycling_is_due_past_either_mark() {
+        let never = Recycle::default();
+        assert!(!never.due(u64::MAX, u64::MAX));
+        let both = Recycle {
+            after_messages: Some(3),
+            above_memory: Some(100),
+        };
+        assert!(!both.due(2, 100));
+        assert!(both.due(3, 0));
+        assert!(both.due(0, 101));
     }
 
     #[test]

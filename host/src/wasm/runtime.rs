@@ -19,9 +19,64 @@ use super::ticker::EpochTicker;
 /// How to build the [`Runtime`].
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeConfig {
-    /// Where compiled plugins are cached, keyed by content and compiler settings. `None`
-    /// compiles every plugin at every load.
-    pub cache_dir: Option<PathBuf>,
+    /// Where compiled plugins are kept between loads and runs.
+    pub cache: CodeCache,
+}
+
+/// Where compiled plugins are cached, keyed by content and compiler settings (safe to delete).
+/// A cached plugin loads in milliseconds; a large one (a Python plugin: ~17 MiB, ~7 s) takes
+/// seconds to compile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CodeCache {
+    /// Compile every plugin at every load.
+    #[default]
+    Off,
+    /// The user's cache directory (`$XDG_CACHE_HOME/burrow`, else `~/.cache/burrow`). A
+    /// directory that cannot be used is logged and the runtime compiles without a cache: a
+    /// default must not stop a host from starting.
+    User,
+    /// This directory; one that cannot be used is an error.
+    Dir(PathBuf),
+}
+
+impl CodeCache {
+    /// The host config's `cache_dir`: unset is the user's cache, an empty path none, anything
+    /// else that directory.
+    pub fn from_setting(cache_dir: Option<&Path>) -> Self {
+        match cache_dir {
+            None => Self::User,
+            Some(dir) if dir.as_os_str().is_empty() => Self::Off,
+            Some(dir) => Self::Dir(dir.to_owned()),
+        }
+    }
+
+    /// The user's cache directory for Burrow, if the platform has one.
+    pub fn user_dir() -> Option<PathBuf> {
+        dirs::cache_dir().map(|dir| dir.join("burrow"))
+    }
+
+    /// The cache to give the engines.
+    fn open(&self) -> Result<Option<Cache>, RuntimeError> {
+        match self {
+            Self::Off => Ok(None),
+            Self::Dir(dir) => open_cache(dir).map(Some),
+            Self::User => {
+                let Some(dir) = Self::user_dir() else {
+                    tracing::warn!(
+                        "no user cache directory (HOME unset?): plugins are compiled at every start; set cache_dir"
+                    );
+                    return Ok(None);
+                };
+                match open_cache(&dir) {
+                    Ok(cache) => Ok(Some(cache)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "plugins are compiled at every start; set cache_dir to a writable directory");
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Why the runtime could not start.
@@ -75,7 +130,7 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
-        let cache = config.cache_dir.as_deref().map(open_cache).transpose()?;
+        let cache = config.cache.open()?;
         let engine_of = |fuel: bool| {
             let mut engine_config = Config::new();
             engine_config

@@ -154,6 +154,8 @@ async fn serve(instance: &mut PluginInstance, call: Call) {
         // The caller may have gone since; nothing to do then.
         Some(results) => {
             let _ = reply.send(results);
+            // Between calls, not inside one: the next call finds the fresh instance ready.
+            instance.renew_if_due().await;
         }
         None => instance.reset(),
     }

@@ -52,7 +52,7 @@ pub struct TenantSpec {
     pub output: Option<String>,
     /// `[tenant.pool]` lines (`key = value`), for a case that is about a setting.
     pub pool: Vec<String>,
-    /// `cache_dir` at the top of the file (compiled-code cache).
+    /// `cache_dir` at the top of the file (compiled-code cache); `None` writes `""`, no cache.
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -73,9 +73,10 @@ impl TenantSpec {
     fn render(&self, broker: &Broker, admin: SocketAddr) -> String {
         let q = |s: &str| serde_json::Value::from(s).to_string();
         let mut s = String::new();
-        if let Some(dir) = &self.cache_dir {
-            let _ = writeln!(s, "cache_dir = {}", q(&dir.to_string_lossy()));
-        }
+        // No cache unless the case asks for one: every other case starts as a first start does,
+        // whatever an earlier run left in the user's cache.
+        let cache_dir = self.cache_dir.as_deref().unwrap_or(Path::new(""));
+        let _ = writeln!(s, "cache_dir = {}", q(&cache_dir.to_string_lossy()));
         let _ = writeln!(s, "[kafka]\nbrokers = {}", q(&broker.bootstrap));
         let options: Vec<(&str, &str)> = broker
             .client_options
