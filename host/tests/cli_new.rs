@@ -38,15 +38,35 @@ fn workspace_dir(name: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     Ok((dir, project))
 }
 
-/// The demo's traffic on its embedded broker through the built plugin: every message committed.
-fn demo_commits_everything(project: &Path, wasm: &str) -> anyhow::Result<()> {
+/// What both templates promise, once built (`report` is `burrow build`'s): the build checked
+/// against the contract; on the samples, the first record committed and emitted in capitals,
+/// the empty one failed, the one not UTF-8 failed; on the demo's embedded broker, every message
+/// committed. Returns the sample run's `--json` lines.
+fn behaves_as_its_readme_says(
+    project: &Path,
+    report: &str,
+    wasm: &str,
+) -> anyhow::Result<Vec<Value>> {
+    assert!(
+        report.contains("ok       implements burrow:plugin/processor"),
+        "{report}"
+    );
+    let lines = sample_run(project, wasm)?;
+    assert_eq!(lines[0]["outcome"], "commit");
+    assert_eq!(
+        lines[0]["emits"],
+        json!([{"topic": "shouted", "key": "k1", "value": "HELLO", "headers": []}])
+    );
+    assert_eq!(lines[1]["reason"], "empty value");
+    assert_eq!(lines[2]["outcome"], "fail");
+
     let out = burrow(&["demo", "--messages", "300", "--plugin", wasm], project)?;
     let stdout = ok(&out, "burrow demo");
     assert!(
         stdout.contains("committed                     300        300"),
         "{stdout}"
     );
-    Ok(())
+    Ok(lines)
 }
 
 /// The sample records through the built plugin, as `--json` lines.
@@ -106,20 +126,8 @@ fn a_new_rust_plugin_builds_tests_and_runs() -> anyhow::Result<()> {
         report.starts_with(&format!("wrote {}", project.join("shout.wasm").display())),
         "{report}"
     );
-    assert!(
-        report.contains("ok       implements burrow:plugin/processor"),
-        "{report}"
-    );
-
-    let lines = sample_run(&project, "shout.wasm")?;
-    assert_eq!(lines[0]["outcome"], "commit");
-    assert_eq!(
-        lines[0]["emits"],
-        json!([{"topic": "shouted", "key": "k1", "value": "HELLO", "headers": []}])
-    );
-    assert_eq!(lines[1]["reason"], "empty value");
-    assert_eq!(lines[2]["outcome"], "fail");
-    demo_commits_everything(&project, "shout.wasm")
+    behaves_as_its_readme_says(&project, &report, "shout.wasm")?;
+    Ok(())
 }
 
 #[test]
@@ -150,19 +158,7 @@ fn a_new_python_plugin_builds_tests_and_runs() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&tests.stderr).contains("Ran 2 tests"));
 
     let report = ok(&burrow(&["build"], &project)?, "burrow build");
-    assert!(
-        report.contains("ok       implements burrow:plugin/processor"),
-        "{report}"
-    );
-
-    let lines = sample_run(&project, "shout-py.wasm")?;
-    assert_eq!(lines[0]["outcome"], "commit");
-    assert_eq!(
-        lines[0]["emits"],
-        json!([{"topic": "shouted", "key": "k1", "value": "HELLO", "headers": []}])
-    );
-    assert_eq!(lines[1]["reason"], "empty value");
-    assert_eq!(lines[2]["outcome"], "fail");
+    let lines = behaves_as_its_readme_says(&project, &report, "shout-py.wasm")?;
     assert!(
         lines[2]["reason"]
             .as_str()
@@ -171,7 +167,7 @@ fn a_new_python_plugin_builds_tests_and_runs() -> anyhow::Result<()> {
         "{}",
         lines[2]
     );
-    demo_commits_everything(&project, "shout-py.wasm")
+    Ok(())
 }
 
 /// A directory that is not empty is refused; a directory that is no project cannot be built;

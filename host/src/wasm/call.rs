@@ -104,14 +104,28 @@ pub(crate) fn classify(
     }
 }
 
-/// Adds a Rust panic's message (which the guest writes to stderr before aborting) to the trap
-/// description: "unreachable executed" alone tells an operator nothing. The message is plugin
-/// text, escaped and capped like a log line.
+/// Adds why the guest gave up to the trap description ("unreachable executed" alone tells an
+/// operator nothing): a Python exception that escaped the SDK (componentize-py prints its
+/// traceback, then panics with a fixed text), else a Rust panic's message (which the guest
+/// writes to stderr before aborting). Plugin text, escaped and capped like a log line.
 fn with_panic(trap: String, stderr: &str) -> String {
-    match panic_message(stderr) {
-        Some(panic) => format!("{trap} ({})", plugin_text(&panic)),
+    match python_exception(stderr).or_else(|| panic_message(stderr)) {
+        Some(why) => format!("{trap} ({})", plugin_text(&why)),
         None => trap,
     }
+}
+
+/// The exception line of the last Python traceback in `stderr`: after `Traceback (most recent
+/// call last):`, the last line that is not indented (the frames are) before the runtime's own
+/// panic. `plugin.Trap: chaos: asked to trap`.
+fn python_exception(stderr: &str) -> Option<String> {
+    let (_, traceback) = stderr.rsplit_once("Traceback (most recent call last):")?;
+    traceback
+        .lines()
+        .take_while(|line| !line.starts_with("thread '"))
+        .filter(|line| !line.trim().is_empty() && !line.starts_with(char::is_whitespace))
+        .last()
+        .map(|line| line.trim().to_owned())
 }
 
 /// `thread '<unnamed>' panicked at src/lib.rs:7:5:\nboom` → `panicked at src/lib.rs:7:5: boom`.
@@ -126,6 +140,23 @@ fn panic_message(stderr: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_python_exception_is_taken_from_its_traceback() {
+        let stderr = "Traceback (most recent call last):\n  File \"plugin.py\", line 150, in process\n    raise Trap(\"chaos: asked to trap\")\nplugin.Trap: chaos: asked to trap\n\nthread '<unnamed>' panicked at runtime/src/lib.rs:1280:25:\nPython function threw an unexpected exception\n";
+        assert_eq!(
+            python_exception(stderr).as_deref(),
+            Some("plugin.Trap: chaos: asked to trap")
+        );
+        assert!(
+            with_panic("wasm trap: unreachable".into(), stderr)
+                .ends_with("(plugin.Trap: chaos: asked to trap)")
+        );
+        assert_eq!(
+            python_exception("thread 'x' panicked at a.rs:1:1:\nboom\n"),
+            None
+        );
+    }
 
     #[test]
     fn panic_message_is_taken_from_rust_panic_output() {
