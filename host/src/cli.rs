@@ -13,6 +13,7 @@ use burrow::config::{ConfigError, HostConfig};
 use burrow::plugin_test::{self, Summary, TestError, TestOptions};
 use burrow::preflight;
 use burrow::project::{self, Language, ProjectError};
+use burrow::replay;
 use burrow::wasm::{LoadError, Plugin, Runtime, RuntimeConfig, RuntimeError};
 
 /// Run sandboxed WebAssembly plugins over Kafka streams.
@@ -52,6 +53,35 @@ pub enum Command {
     New(NewArgs),
     /// Build the plugin project in a directory into NAME.wasm, and check it.
     Build(BuildArgs),
+    /// Run a range of a tenant's input through its plugin and a candidate, and compare; no
+    /// output, no dead letters, no commits.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The host's config file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The tenant (needed when the config has several).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The candidate version's `.wasm`.
+    #[arg(long)]
+    pub plugin: PathBuf,
+    /// From this time (`2026-11-01T00:00Z`) or this long ago (`1h`).
+    #[arg(long, value_parser = replay::parse_time)]
+    pub from: i64,
+    /// Up to (not including) this time, or this long ago. Default: each partition's end when
+    /// the replay starts.
+    #[arg(long, value_parser = replay::parse_time, conflicts_with = "count")]
+    pub to: Option<i64>,
+    /// At most this many records.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Exit non-zero if the versions differ on any record.
+    #[arg(long)]
+    pub fail_on_diff: bool,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +221,32 @@ pub fn build(args: &BuildArgs) -> Result<String, BuildError> {
         source,
     })?;
     Ok(format!("wrote {}\n{report}", path.display()))
+}
+
+/// Why `burrow replay` exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayFailure {
+    #[error(transparent)]
+    Run(#[from] replay::ReplayError),
+    #[error("{0} records differ between the versions (--fail-on-diff)")]
+    Differ(u64),
+}
+
+/// Runs the replay and prints its report.
+pub fn replay(args: &ReplayArgs) -> Result<(), ReplayFailure> {
+    let report = replay::run(&replay::ReplayOptions {
+        config: args.config.clone(),
+        tenant: args.tenant.clone(),
+        candidate: args.plugin.clone(),
+        from_ms: args.from,
+        to_ms: args.to,
+        count: args.count,
+    })?;
+    println!("{report}");
+    match report.differing() {
+        n if n > 0 && args.fail_on_diff => Err(ReplayFailure::Differ(n)),
+        _ => Ok(()),
+    }
 }
 
 /// Why `burrow check` failed.

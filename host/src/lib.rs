@@ -26,6 +26,7 @@
 //! - [`demo_data`] — the sample traffic of `burrow demo`.
 //! - [`plugin_test`] — `burrow test`: records from a file through a plugin, no Kafka.
 //! - [`project`] — plugin projects: `burrow new` writes one, `burrow build` builds it.
+//! - [`replay`] — `burrow replay`: a range of a tenant's input through two versions, compared.
 
 pub mod admin;
 pub mod config;
@@ -36,6 +37,7 @@ pub mod plugin_test;
 pub mod preflight;
 pub mod project;
 pub mod reload;
+pub mod replay;
 pub mod supervisor;
 pub mod tenant;
 pub mod wasm;

@@ -64,6 +64,7 @@ fn run(command: &Command) -> anyhow::Result<()> {
         Command::Test(args) => cli::test(args)?,
         Command::New(args) => println!("{}", cli::new(args)?),
         Command::Build(args) => println!("{}", cli::build(args)?),
+        Command::Replay(args) => cli::replay(args)?,
         Command::Run(args) => {
             let options = RunOptions {
                 watch_interval: args.watch_interval,

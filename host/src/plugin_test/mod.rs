@@ -105,7 +105,7 @@ pub fn run(options: &TestOptions, mut each: impl FnMut(&Tested)) -> Result<Vec<T
         path: options.input.clone(),
         source,
     })?;
-    let mut instance = PluginInstance::new(Arc::clone(&setup.slot));
+    let mut instance = setup.runner.instance();
     let mut results = Vec::new();
     let mut index = 0;
     for (n, text) in input.lines().enumerate() {
@@ -125,38 +125,33 @@ pub fn run(options: &TestOptions, mut each: impl FnMut(&Tested)) -> Result<Vec<T
     Ok(results)
 }
 
-/// The tenant a run stands in for: its deployment, topic and output topics.
+/// The tenant a run stands in for, and its plugin.
 struct Setup {
-    slot: Arc<DeploymentSlot>,
-    name: Arc<str>,
+    runner: Runner,
     defaults: Defaults,
-    /// The tenant's `output_topics`, when a config names them (`--from`).
-    output_topics: Option<Vec<String>>,
 }
 
 impl Setup {
     fn new(options: &TestOptions) -> Result<Self, TestError> {
-        let (mut tenant, cache, output_topics) = match &options.from {
+        let (tenant, cache, check_emits) = match &options.from {
             Some(path) => {
                 let config = HostConfig::load(path)?;
                 let tenant = pick_tenant(path, &config, options.tenant.as_deref())?.clone();
-                let output_topics = Some(tenant.output_topics.clone());
                 (
                     tenant,
                     CodeCache::from_setting(config.cache_dir.as_deref()),
-                    output_topics,
+                    true,
                 )
             }
-            None => (standalone_tenant(), CodeCache::User, None),
+            None => (standalone_tenant(), CodeCache::User, false),
         };
-        tenant.plugin.clone_from(&options.plugin);
-        tenant.config.extend(options.settings.clone());
-        tenant.limits.fuel = Some(tenant.limits.fuel.unwrap_or(UNMETERED));
         let runtime = Runtime::new(&RuntimeConfig { cache })?;
-        let deployment = tenant::deployment(&runtime, &tenant)?;
+        let mut runner = Runner::new(&runtime, &tenant, &options.plugin, &options.settings)?;
+        if !check_emits {
+            runner.output_topics = None;
+        }
         Ok(Self {
-            slot: Arc::new(DeploymentSlot::new(deployment)),
-            name: tenant.name.as_str().into(),
+            runner,
             defaults: Defaults {
                 topic: tenant
                     .topics
@@ -164,12 +159,56 @@ impl Setup {
                     .cloned()
                     .unwrap_or_else(|| "test".into()),
             },
-            output_topics,
         })
     }
 
-    /// One record through the plugin, as a worker would call it.
     fn call(&self, instance: &mut PluginInstance, message: &crate::wasm::Message) -> Ran {
+        self.runner.call(instance, message)
+    }
+}
+
+/// A plugin run as a tenant's worker runs it, one record at a time, without Kafka: the
+/// tenant's limits, settings, sandbox and `output_topics`, fuel always counted. What `burrow
+/// test` and `burrow replay` call records through.
+pub struct Runner {
+    slot: Arc<DeploymentSlot>,
+    name: Arc<str>,
+    /// The tenant's `output_topics`, checked on every commit; `None` allows any topic.
+    output_topics: Option<Vec<String>>,
+}
+
+impl Runner {
+    /// `plugin` under `tenant`'s settings (with `settings` over its own).
+    pub fn new(
+        runtime: &Runtime,
+        tenant: &TenantConfig,
+        plugin: &Path,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<Self, LoadError> {
+        let mut tenant = tenant.clone();
+        tenant.plugin = plugin.to_owned();
+        tenant.config.extend(settings.clone());
+        tenant.limits.fuel = Some(tenant.limits.fuel.unwrap_or(UNMETERED));
+        let deployment = tenant::deployment(runtime, &tenant)?;
+        Ok(Self {
+            slot: Arc::new(DeploymentSlot::new(deployment)),
+            name: tenant.name.as_str().into(),
+            output_topics: Some(tenant.output_topics),
+        })
+    }
+
+    /// A worker's handle on the plugin: reuse it across records, as a worker does.
+    pub fn instance(&self) -> PluginInstance {
+        PluginInstance::new(Arc::clone(&self.slot))
+    }
+
+    /// The plugin's version (content hash).
+    pub fn version(&self) -> crate::wasm::Version {
+        self.slot.version()
+    }
+
+    /// One record through the plugin, as a worker would call it.
+    pub fn call(&self, instance: &mut PluginInstance, message: &crate::wasm::Message) -> Ran {
         let ran = |verdict, time, fuel| Ran {
             offset: message.offset,
             verdict,
@@ -199,7 +238,7 @@ impl Setup {
 }
 
 /// The tenant `name` of `config`, or its only tenant.
-fn pick_tenant<'a>(
+pub(crate) fn pick_tenant<'a>(
     path: &Path,
     config: &'a HostConfig,
     name: Option<&str>,
@@ -245,7 +284,7 @@ fn standalone_tenant() -> TenantConfig {
 /// Counts per outcome, time percentiles and fuel of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
-    /// (outcome, records), in the order outcomes first appeared.
+    /// (outcome, records), commits first, call errors last (see [`Verdict::RANK`]).
     pub outcomes: Vec<(&'static str, usize)>,
     pub bad_lines: usize,
     pub p50: Option<Duration>,
@@ -268,6 +307,7 @@ impl Summary {
                 None => outcomes.push((name, 1)),
             }
         }
+        outcomes.sort_by_key(|(name, _)| Verdict::RANK.iter().position(|n| n == name));
         let mut times: Vec<Duration> = ran.iter().map(|r| r.time).collect();
         times.sort_unstable();
         let fuels: Vec<u64> = ran.iter().filter_map(|r| r.fuel).collect();

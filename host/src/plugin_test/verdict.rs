@@ -27,6 +27,18 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every outcome name, in the order summaries list them.
+    pub const RANK: [&'static str; 8] = [
+        "commit",
+        "retry",
+        "fail",
+        "trap",
+        "timeout",
+        "memory",
+        "fuel",
+        "instantiate",
+    ];
+
     /// A committing record whose emits `refused` (the tenant's `output_topics`) turns into the
     /// failure `burrow run` would make of it.
     pub fn of_outcome(outcome: Outcome, emits: Vec<OutputRecord>, refused: Option<String>) -> Self {

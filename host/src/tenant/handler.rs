@@ -330,7 +330,7 @@ impl PluginHandler {
 
 /// The plugin's view of a Kafka message. One copy of key, value and headers: the plugin gets
 /// its own, as the component model requires.
-fn to_plugin_message(message: &Message, attempt: u32) -> wasm::Message {
+pub fn to_plugin_message(message: &Message, attempt: u32) -> wasm::Message {
     wasm::Message {
         topic: message.topic.to_string(),
         partition: message.partition,

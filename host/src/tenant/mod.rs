@@ -25,7 +25,7 @@ use crate::wasm::{
     self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Recycle, Runtime,
 };
 
-pub use handler::PluginHandler;
+pub use handler::{PluginHandler, to_plugin_message};
 pub use metrics::TenantMetrics;
 
 /// What every worker of a tenant shares.

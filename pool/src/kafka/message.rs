@@ -72,7 +72,9 @@ impl Message {
     }
 
     /// Copies a fetched record; `topic` is the interned topic name (one allocation per topic).
-    pub(crate) fn from_borrowed(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
+    /// Never fails, whatever the producer wrote (see the module docs): for tools that read a
+    /// topic themselves as the pool would (`burrow replay`).
+    pub fn from_borrowed(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
         Self {
             topic,
             partition: m.partition(),
