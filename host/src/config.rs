@@ -204,6 +204,28 @@ pub struct TenantConfig {
     /// The plugin's own settings, read by the plugin through `config(key)`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// A candidate version running beside the live one (`[tenant.rollout]`).
+    #[serde(default)]
+    pub rollout: Option<RolloutConfig>,
+}
+
+/// `[tenant.rollout]`: a candidate version of the tenant's plugin.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// The candidate's `.wasm`, relative to the config file's directory.
+    pub plugin: PathBuf,
+    /// How it runs beside the live version.
+    pub mode: RolloutMode,
+}
+
+/// How a candidate runs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub enum RolloutMode {
+    /// On the same messages as the live version, after it and never in its way; its outcomes
+    /// and emits have no effect, they are compared with the live version's.
+    Shadow,
 }
 
 /// What happens to a message that failed for good.
@@ -292,6 +314,7 @@ macro_rules! keyword_enum {
 keyword_enum!(OrderingSetting { "unordered" => Unordered, "partition" => Partition, "key" => Key });
 keyword_enum!(LogFormat { "text" => Text, "json" => Json });
 keyword_enum!(FailurePolicy { "dead-letter" => DeadLetter, "skip" => Skip, "halt" => Halt });
+keyword_enum!(RolloutMode { "shadow" => Shadow });
 
 /// librdkafka properties Burrow owns: letting a user set them would break the delivery
 /// guarantee (auto commit) or tenant isolation (group id).
@@ -483,6 +506,11 @@ impl HostConfig {
         for tenant in &mut self.tenants {
             if tenant.plugin.is_relative() {
                 tenant.plugin = base.join(&tenant.plugin);
+            }
+            if let Some(rollout) = &mut tenant.rollout
+                && rollout.plugin.is_relative()
+            {
+                rollout.plugin = base.join(&rollout.plugin);
             }
         }
         if let Some(dir) = &mut self.cache_dir

@@ -27,6 +27,7 @@
 //! - [`plugin_test`] — `burrow test`: records from a file through a plugin, no Kafka.
 //! - [`project`] — plugin projects: `burrow new` writes one, `burrow build` builds it.
 //! - [`replay`] — `burrow replay`: a range of a tenant's input through two versions, compared.
+//! - [`rollout`] — a candidate version beside a tenant's live one: today, in shadow.
 
 pub mod admin;
 pub mod config;
@@ -38,6 +39,7 @@ pub mod preflight;
 pub mod project;
 pub mod reload;
 pub mod replay;
+pub mod rollout;
 pub mod supervisor;
 pub mod tenant;
 pub mod wasm;

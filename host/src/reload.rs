@@ -112,6 +112,11 @@ fn restart_keys(
     if old_host.pool_settings_for(old) != new_host.pool_settings_for(new) {
         keys.push("pool");
     }
+    // The shadow's threads are made with the tenant (a swap of the candidate, like a swap of
+    // the live version, is to come).
+    if old.rollout != new.rollout {
+        keys.push("rollout");
+    }
     keys
 }
 
@@ -198,6 +203,23 @@ mod tests {
             vec![Change::Restart {
                 tenant: "a".into(),
                 keys: vec!["pool"]
+            }]
+        );
+    }
+
+    /// A new or changed rollout restarts the tenant (its shadow is made with it).
+    #[test]
+    fn a_rollout_change_restarts_the_tenant() {
+        let old = host(&tenant("a", ""));
+        let new = host(&tenant(
+            "a",
+            "[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"shadow\"",
+        ));
+        assert_eq!(
+            plan(&old, &new, never),
+            vec![Change::Restart {
+                tenant: "a".into(),
+                keys: vec!["rollout"]
             }]
         );
     }

@@ -25,7 +25,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::config::{ConfigError, HostConfig};
-use crate::plugin_test::verdict::Verdict;
 use crate::plugin_test::{self, Runner, Summary, TestError, Tested};
 use crate::pool::kafka::Message;
 use crate::tenant;
@@ -143,7 +142,7 @@ pub fn run(options: &ReplayOptions) -> Result<Report, ReplayError> {
         let plugin_message = tenant::to_plugin_message(&message, 1);
         let a = live.call(&mut live_instance, &plugin_message);
         let b = candidate.call(&mut candidate_instance, &plugin_message);
-        if let Some(kind) = difference(&a.verdict, &b.verdict) {
+        if let Some(kind) = a.verdict.difference(&b.verdict) {
             *differences.entry(kind).or_default() += 1;
             if samples.len() < SAMPLES {
                 samples.push(Difference {
@@ -175,21 +174,6 @@ pub fn run(options: &ReplayOptions) -> Result<Report, ReplayError> {
         candidate: Summary::of(&candidate_runs),
         differences,
         samples,
-    })
-}
-
-/// How two verdicts on one record differ, if they do: the outcome first, then what it carries.
-pub fn difference(live: &Verdict, candidate: &Verdict) -> Option<&'static str> {
-    if live == candidate {
-        return None;
-    }
-    if live.name() != candidate.name() {
-        return Some("outcome");
-    }
-    Some(match live {
-        Verdict::Commit { .. } => "emits",
-        Verdict::Retry { .. } => "retry delay",
-        Verdict::Fail { .. } | Verdict::Error { .. } => "reason",
     })
 }
 
@@ -382,37 +366,6 @@ fn indent(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wasm::{Outcome, OutputRecord};
-
-    #[test]
-    fn differences_are_named_by_what_differs() {
-        let commit = |topic: &str| {
-            Verdict::of_outcome(
-                Outcome::Commit,
-                vec![OutputRecord {
-                    topic: topic.into(),
-                    key: None,
-                    value: b"v".to_vec(),
-                    headers: Vec::new(),
-                }],
-                None,
-            )
-        };
-        let fail = |reason: &str| Verdict::Fail {
-            reason: reason.into(),
-        };
-        assert_eq!(difference(&commit("a"), &commit("a")), None);
-        assert_eq!(difference(&commit("a"), &commit("b")), Some("emits"));
-        assert_eq!(difference(&commit("a"), &fail("x")), Some("outcome"));
-        assert_eq!(difference(&fail("x"), &fail("y")), Some("reason"));
-        assert_eq!(
-            difference(
-                &Verdict::Retry { delay_ms: None },
-                &Verdict::Retry { delay_ms: Some(5) }
-            ),
-            Some("retry delay")
-        );
-    }
 
     #[test]
     fn times_are_rfc3339_with_or_without_seconds_or_a_duration_ago() {

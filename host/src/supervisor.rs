@@ -28,6 +28,7 @@ use crate::config::secret;
 use crate::config::{ConfigError, HostConfig, TenantConfig};
 use crate::preflight;
 use crate::reload::{self, Change};
+use crate::rollout;
 use crate::tenant::{self, RunningTenant};
 use crate::wasm::{CodeCache, Deployment, LoadError, Runtime, RuntimeConfig, RuntimeError};
 
@@ -272,7 +273,8 @@ impl Supervisor {
         let secrets = config.secrets();
         tenants.lock().secrets.clone_from(&secrets);
         for (tenant, deployment) in config.tenants.iter().zip(deployments) {
-            let running = RunningTenant::start_deployed(&config, tenant, deployment)
+            let observer = rollout::observer(&runtime, tenant);
+            let running = RunningTenant::start_observed(&config, tenant, deployment, observer)
                 .map_err(|e| HostError::Tenant(secret::redact(&e.to_string(), &secrets)))?;
             tenants.lock().running.insert(tenant.name.clone(), running);
         }
@@ -369,7 +371,9 @@ impl Supervisor {
         // Compiling a plugin takes a while: keep this worker thread's other tasks moving.
         let started = tokio::task::block_in_place(|| {
             let deployment = self.checked_deployment(tenant).map_err(|e| e.to_string())?;
-            RunningTenant::start_deployed(&effective, tenant, deployment).map_err(|e| e.to_string())
+            let observer = rollout::observer(&self.runtime, tenant);
+            RunningTenant::start_observed(&effective, tenant, deployment, observer)
+                .map_err(|e| e.to_string())
         });
         let mut tenants = self.tenants.lock();
         match started {

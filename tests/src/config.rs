@@ -192,6 +192,8 @@ pub struct Tenant {
     pub limits: Vec<(String, Value)>,
     pub pool: Vec<(String, Value)>,
     pub config: Vec<(String, String)>,
+    /// `[tenant.rollout]`: the candidate's plugin and mode.
+    pub rollout: Option<(PathBuf, String)>,
 }
 
 impl Tenant {
@@ -208,7 +210,14 @@ impl Tenant {
             limits: Vec::new(),
             pool: Vec::new(),
             config: Vec::new(),
+            rollout: None,
         }
+    }
+
+    /// A candidate version, `plugin`, running in `mode` (`shadow`).
+    pub fn rollout(mut self, plugin: &Path, mode: &str) -> Self {
+        self.rollout = Some((plugin.to_owned(), mode.to_owned()));
+        self
     }
 
     /// Permanent failures go to `topic`.
@@ -282,6 +291,11 @@ impl Tenant {
             for (k, v) in &self.config {
                 let _ = writeln!(s, "{} = {}", quote(k), quote(v));
             }
+        }
+        if let Some((plugin, mode)) = &self.rollout {
+            let _ = writeln!(s, "[tenant.rollout]");
+            let _ = writeln!(s, "plugin = {}", quote(&plugin.to_string_lossy()));
+            let _ = writeln!(s, "mode = {}", quote(mode));
         }
     }
 }

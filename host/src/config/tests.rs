@@ -145,6 +145,24 @@ fn bad_values_name_their_key() {
     );
 }
 
+/// `[tenant.rollout]`: the candidate's path is resolved like the plugin's; a mode other than
+/// `shadow` is refused, naming the key and the value.
+#[test]
+fn rollout_is_parsed_and_checked() {
+    let text = format!("{MINIMAL}[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"shadow\"\n");
+    let config = parse(&text).expect("a shadow rollout");
+    let rollout = config.tenants[0].rollout.as_ref().expect("the rollout");
+    assert_eq!(rollout.mode, crate::config::RolloutMode::Shadow);
+    assert!(rollout.plugin.ends_with("v2.wasm"));
+
+    let canary = format!("{MINIMAL}[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"canary\"\n");
+    let shown = parse(&canary).expect_err("not a mode yet").to_string();
+    assert!(
+        shown.contains("tenant[0].rollout.mode") && shown.contains("canary"),
+        "{shown}"
+    );
+}
+
 /// Environment variables override file keys, with numbers and durations parsed.
 #[test]
 fn environment_overrides_file() {

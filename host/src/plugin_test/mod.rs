@@ -25,8 +25,8 @@ use serde_json::Value;
 use crate::config::{ConfigError, HostConfig, LimitsConfig, TenantConfig};
 use crate::tenant;
 use crate::wasm::{
-    CallContext, CodeCache, DeploymentSlot, LoadError, PluginInstance, Runtime, RuntimeConfig,
-    RuntimeError,
+    CallContext, CallError, CodeCache, DeploymentSlot, LoadError, PluginInstance, Processed,
+    Runtime, RuntimeConfig, RuntimeError,
 };
 use records::Defaults;
 use verdict::Verdict;
@@ -207,6 +207,21 @@ impl Runner {
         self.slot.version()
     }
 
+    /// What a worker's call result means, as this plugin's verdict would: a commit whose
+    /// emits go outside the tenant's `output_topics` is the failure `burrow run` makes of it.
+    pub fn verdict_of(&self, result: Result<Processed, CallError>) -> Verdict {
+        match result {
+            Ok(processed) => {
+                let refused = self
+                    .output_topics
+                    .as_deref()
+                    .and_then(|allowed| tenant::refused_emit(allowed, &processed.emitted));
+                Verdict::of_outcome(processed.outcome, processed.emitted, refused)
+            }
+            Err(error) => Verdict::of_error(&error),
+        }
+    }
+
     /// One record through the plugin, as a worker would call it.
     pub fn call(&self, instance: &mut PluginInstance, message: &crate::wasm::Message) -> Ran {
         let ran = |verdict, time, fuel| Ran {
@@ -223,17 +238,7 @@ impl Runner {
         let started = Instant::now();
         let result = instance.call(&context, message).result;
         let time = started.elapsed();
-        let verdict = match result {
-            Ok(processed) => {
-                let refused = self
-                    .output_topics
-                    .as_deref()
-                    .and_then(|allowed| tenant::refused_emit(allowed, &processed.emitted));
-                Verdict::of_outcome(processed.outcome, processed.emitted, refused)
-            }
-            Err(error) => Verdict::of_error(&error),
-        };
-        ran(verdict, time, instance.fuel_used())
+        ran(self.verdict_of(result), time, instance.fuel_used())
     }
 }
 
@@ -278,6 +283,7 @@ fn standalone_tenant() -> TenantConfig {
         limits: LimitsConfig::default(),
         pool: Default::default(),
         config: BTreeMap::new(),
+        rollout: None,
     }
 }
 

@@ -66,6 +66,22 @@ impl Verdict {
         }
     }
 
+    /// How `other` (a candidate's verdict on the same record) differs from this one, if it
+    /// does: `outcome`, else what the outcome carries (`emits`, `retry delay`, `reason`).
+    pub fn difference(&self, other: &Verdict) -> Option<&'static str> {
+        if self == other {
+            return None;
+        }
+        if self.name() != other.name() {
+            return Some("outcome");
+        }
+        Some(match self {
+            Self::Commit { .. } => "emits",
+            Self::Retry { .. } => "retry delay",
+            Self::Fail { .. } | Self::Error { .. } => "reason",
+        })
+    }
+
     /// `commit`, `retry`, `fail`, or the kind of call error.
     pub fn name(&self) -> &'static str {
         match self {
@@ -141,6 +157,31 @@ mod tests {
                 reason: "not allowed".into()
             }
         );
+    }
+
+    #[test]
+    fn differences_are_named_by_what_differs() {
+        let commit = |topic: &str| {
+            Verdict::of_outcome(
+                Outcome::Commit,
+                vec![OutputRecord {
+                    topic: topic.into(),
+                    key: None,
+                    value: b"v".to_vec(),
+                    headers: Vec::new(),
+                }],
+                None,
+            )
+        };
+        let fail = |reason: &str| Verdict::Fail {
+            reason: reason.into(),
+        };
+        assert_eq!(commit("a").difference(&commit("a")), None);
+        assert_eq!(commit("a").difference(&commit("b")), Some("emits"));
+        assert_eq!(commit("a").difference(&fail("x")), Some("outcome"));
+        assert_eq!(fail("x").difference(&fail("y")), Some("reason"));
+        let retry = |delay_ms| Verdict::Retry { delay_ms };
+        assert_eq!(retry(None).difference(&retry(Some(5))), Some("retry delay"));
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl PluginHandler {
         // pool's task, which every message of the tenant goes through.
         let tenant = Arc::clone(&self.shared.name);
         let batch: Vec<Attempt> = batch.to_vec();
+        let observed = self.shared.observer.as_ref().map(|_| batch.clone());
         let prepare: wasm::Prepare = Box::new(move || {
             batch
                 .iter()
@@ -92,6 +93,9 @@ impl PluginHandler {
                 self.thread = Some(thread);
                 if let Some(last) = results.last() {
                     self.last_plugin = Some(last.plugin.clone());
+                }
+                if let (Some(observer), Some(attempts)) = (&self.shared.observer, observed) {
+                    observer.offer(attempts, results.iter().map(|r| r.result.clone()).collect());
                 }
                 Ok(results)
             }
@@ -397,6 +401,7 @@ mod tests {
             dead_letter_topic: None,
             on_failure: FailurePolicy::Skip,
             metrics: crate::tenant::TenantMetrics::register(&Registry::new(), "t")?,
+            observer: None,
         }))
     }
 

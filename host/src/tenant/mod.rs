@@ -20,13 +20,27 @@ use tracing::Instrument as _;
 use crate::config::{FailurePolicy, HostConfig, TenantConfig};
 use crate::kafka::Consumer;
 use crate::kafka::producer::{ProduceError, Producer};
-use crate::pool::{Pool, PoolError, Stats, StatsHandle};
+use crate::pool::{Attempt, Pool, PoolError, Stats, StatsHandle};
 use crate::wasm::{
     self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Recycle, Runtime,
 };
 
 pub use handler::{PluginHandler, to_plugin_message};
 pub use metrics::TenantMetrics;
+
+/// Sees every batch the tenant's plugin answered, after the answer, without a say in it: a
+/// candidate version in shadow (`crate::rollout`). Defined here so the tenant need not know
+/// what watches it.
+pub trait Observer: Send + Sync {
+    /// The messages of a batch and the live plugin's results, in order. Must not wait.
+    fn offer(&self, attempts: Vec<Attempt>, live: Vec<Result<wasm::Processed, wasm::CallError>>);
+
+    /// What it has seen, for `/stats`.
+    fn report(&self) -> serde_json::Value;
+
+    /// Its metrics, registered in the tenant's registry when the tenant starts.
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;
+}
 
 /// What every worker of a tenant shares.
 pub(crate) struct Shared {
@@ -38,6 +52,7 @@ pub(crate) struct Shared {
     dead_letter_topic: Option<String>,
     on_failure: FailurePolicy,
     metrics: TenantMetrics,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// Why a tenant could not start. Like every Burrow error, its message includes its cause, so
@@ -170,7 +185,7 @@ impl RunningTenant {
     ) -> Result<Self, TenantError> {
         let started = deployment(runtime, tenant)
             .map_err(StartError::from)
-            .and_then(|d| Self::try_start(host, tenant, d));
+            .and_then(|d| Self::try_start(host, tenant, d, None));
         started.map_err(|e| TenantError {
             tenant: tenant.name.clone(),
             error: Box::new(e),
@@ -184,7 +199,17 @@ impl RunningTenant {
         tenant: &TenantConfig,
         deployment: Deployment,
     ) -> Result<Self, TenantError> {
-        Self::try_start(host, tenant, deployment).map_err(|e| TenantError {
+        Self::start_observed(host, tenant, deployment, None)
+    }
+
+    /// Like [`RunningTenant::start_deployed`], with `observer` shown every answered batch.
+    pub fn start_observed(
+        host: &HostConfig,
+        tenant: &TenantConfig,
+        deployment: Deployment,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Self, TenantError> {
+        Self::try_start(host, tenant, deployment, observer).map_err(|e| TenantError {
             tenant: tenant.name.clone(),
             error: Box::new(e),
         })
@@ -194,6 +219,7 @@ impl RunningTenant {
         host: &HostConfig,
         tenant: &TenantConfig,
         deployment: Deployment,
+        observer: Option<Arc<dyn Observer>>,
     ) -> Result<Self, StartError> {
         let name = tenant.name.clone();
         let consumer = Consumer::from_config(&consumer_config(host, tenant))?;
@@ -202,6 +228,9 @@ impl RunningTenant {
         let producer = Producer::new(&host.kafka.brokers, &host.kafka.options)?;
         let registry = Registry::new();
         let metrics = TenantMetrics::register(&registry, &name)?;
+        for collector in observer.iter().flat_map(|o| o.collectors()) {
+            registry.register(collector)?;
+        }
         let plugin = deployment.plugin().id().clone();
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
@@ -215,6 +244,7 @@ impl RunningTenant {
             dead_letter_topic: tenant.dead_letter_topic.clone(),
             on_failure: tenant.on_failure,
             metrics,
+            observer,
         });
         let stats = pool.stats_handle();
         #[cfg(test)]
@@ -322,13 +352,17 @@ impl RunningTenant {
 
     /// A summary for `/stats`.
     pub fn report(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut report = serde_json::json!({
             "plugin": self.plugin(),
             "topics": self.config.topics,
             "group_id": self.config.group_id,
             "status": self.status(),
             "pool": self.stats(),
-        })
+        });
+        if let Some(observer) = &self.shared.observer {
+            report["rollout"] = observer.report();
+        }
+        report
     }
 }
 

@@ -1,0 +1,91 @@
+//! A candidate version in shadow, on the real broker, through the real binary: it runs on every
+//! message beside the live version, its differences are counted exactly, and nothing of its
+//! reaches any topic.
+
+use burrow_e2e::broker::Broker;
+use burrow_e2e::config::{HostConfig, Tenant};
+use burrow_e2e::kafka::{self, Out};
+use burrow_e2e::plugins::plugin_path;
+use burrow_e2e::process::{Burrow, metric};
+use burrow_e2e::{unique, wait_for};
+
+const PARTITIONS: i32 = 4;
+const MESSAGES: u64 = 500;
+
+/// Live: passthrough commits everything. Candidate: json-validate, which fails the tenth of
+/// the messages that are not JSON. The shadow counts exactly 450 agreements and 50 outcome
+/// differences; the live version commits all 500; the dead-letter topic stays empty (the
+/// candidate's failures have no effect).
+#[test]
+fn a_shadow_counts_every_difference_and_has_no_effect() -> anyhow::Result<()> {
+    let broker = Broker::shared()?;
+    let (input, dlq) = (unique("shadow-in"), unique("shadow-dlq"));
+    kafka::create_topics(broker, &[(&input, PARTITIONS), (&dlq, 1)])?;
+    let group = unique("shadow");
+    let dir = tempfile::tempdir()?;
+    let config = HostConfig::new(broker)
+        .tenant(
+            Tenant::new("orders", &group, &[&input], &plugin_path("passthrough")?)
+                .dead_letters(&dlq)
+                .rollout(&plugin_path("json-validate")?, "shadow"),
+        )
+        .write(dir.path())?;
+    let mut burrow = Burrow::start(&config)?;
+    burrow.wait_ready()?;
+
+    let records: Vec<Out> = (0..MESSAGES)
+        .map(|id| {
+            if id % 10 == 0 {
+                Out::value("not json").key(format!("k{id}"))
+            } else {
+                Out::numbered(id)
+            }
+        })
+        .collect();
+    let positions = kafka::produce(broker, &input, &records)?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&positions))?;
+
+    let results = |burrow: &Burrow| -> anyhow::Result<serde_json::Value> {
+        Ok(burrow.tenant("orders")?["rollout"]["results"].clone())
+    };
+    wait_for("the shadow to compare every message", || {
+        let r = results(&burrow)?;
+        let seen: u64 = r
+            .as_object()
+            .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
+            .unwrap_or(0);
+        Ok((seen >= MESSAGES).then_some(()))
+    })?;
+    let r = results(&burrow)?;
+    assert_eq!(r["agree"], 450, "{r}");
+    assert_eq!(r["outcome"], 50, "{r}");
+    assert_eq!(r["skipped"], 0, "{r}");
+    assert_eq!(r["emits"], 0, "{r}");
+    let rollout = burrow.tenant("orders")?["rollout"].clone();
+    let sample = &rollout["differing_samples"][0];
+    assert_eq!(sample["live"]["outcome"], "commit", "{rollout}");
+    assert_eq!(sample["candidate"]["outcome"], "fail", "{rollout}");
+
+    let metrics = burrow.metrics()?;
+    let shadow = |result: &str| {
+        metric(
+            &metrics,
+            "burrow_shadow_messages_total",
+            &[("tenant", "orders"), ("result", result)],
+        )
+    };
+    assert_eq!(shadow("agree"), Some(450.0), "{metrics}");
+    assert_eq!(shadow("outcome"), Some(50.0), "{metrics}");
+
+    // The live version decided: every message committed, nothing dead-lettered.
+    assert_eq!(burrow.tenant("orders")?["pool"]["messages_failed"], 0);
+    assert!(
+        kafka::end_offsets(broker, &dlq)?
+            .values()
+            .all(|&end| end == 0),
+        "the candidate's failures reached the dead-letter topic"
+    );
+    let status = burrow.terminate()?;
+    assert!(status.success(), "burrow exited with {status}");
+    Ok(())
+}
