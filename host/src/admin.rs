@@ -1,4 +1,9 @@
-//! The admin HTTP listener: `/metrics` (Prometheus text), `/healthz`, `/readyz`, `/stats`.
+//! The admin HTTP listener: `/metrics` (Prometheus text), `/healthz`, `/readyz`, `/stats`, and
+//! the control endpoints `POST /tenants/{name}/pause` and `/resume`.
+//!
+//! Reading endpoints are open (on loopback by default). Control endpoints answer only a request
+//! bearing `Authorization: Bearer <admin.token>`; with no token configured they refuse every
+//! request, so a host is never controllable by accident. The token is compared in constant time.
 //!
 //! It binds loopback by default (`admin.listen`): metrics and stats describe tenants' traffic
 //! and are not for the whole network unless the operator says so. The listener knows nothing
@@ -8,8 +13,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
 use std::collections::BTreeMap;
@@ -17,6 +22,7 @@ use std::collections::BTreeMap;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, TextEncoder};
 use serde::Serialize;
+use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 
 /// What the admin endpoints report; implemented by the host.
@@ -28,20 +34,37 @@ pub trait Status: Send + Sync + 'static {
     /// Every metric to expose. Families of the same name from several sources (one registry
     /// per tenant) are merged before encoding.
     fn metrics(&self) -> Vec<MetricFamily>;
+    /// Does `action` to tenant `tenant`; `Err` says why not (no such tenant).
+    fn control(&self, tenant: &str, action: Control) -> Result<(), String>;
+}
+
+/// What a control endpoint asks of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Take no new message (see `burrow_pool::Pauser`).
+    Pause,
+    Resume,
 }
 
 #[derive(Clone)]
 struct AdminState {
     status: Arc<dyn Status>,
+    /// `admin.token`; `None` turns the control endpoints off.
+    token: Option<Arc<str>>,
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown` completes.
+/// Serves the admin endpoints on `listener` until `shutdown` completes; `token` (the config's
+/// `admin.token`) opens the control endpoints.
 pub async fn serve(
     listener: TcpListener,
     status: Arc<dyn Status>,
+    token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(AdminState { status });
+    let app = router(AdminState {
+        status,
+        token: token.map(Arc::from),
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -53,6 +76,8 @@ fn router(state: AdminState) -> Router {
         .route("/healthz", routing::get(healthz))
         .route("/readyz", routing::get(readyz))
         .route("/stats", routing::get(stats))
+        .route("/tenants/{name}/pause", routing::post(pause))
+        .route("/tenants/{name}/resume", routing::post(resume))
         .with_state(state)
 }
 
@@ -105,6 +130,54 @@ async fn stats(State(state): State<AdminState>) -> Response {
     axum::Json(state.status.stats()).into_response()
 }
 
+async fn pause(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    control(&state, &name, &headers, Control::Pause)
+}
+
+async fn resume(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    control(&state, &name, &headers, Control::Resume)
+}
+
+/// Checks the bearer token, then does `action`.
+fn control(state: &AdminState, tenant: &str, headers: &HeaderMap, action: Control) -> Response {
+    let Some(token) = &state.token else {
+        return (
+            StatusCode::FORBIDDEN,
+            "control endpoints are off: set admin.token (or BURROW__ADMIN__TOKEN) to use them\n",
+        )
+            .into_response();
+    };
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !bool::from(offered.as_bytes().ct_eq(token.as_bytes())) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid `Authorization: Bearer <admin.token>` header is required\n",
+        )
+            .into_response();
+    }
+    match state.status.control(tenant, action) {
+        Ok(()) => (
+            StatusCode::OK,
+            format!("tenant {tenant}: {action:?}d\n").to_lowercase(),
+        )
+            .into_response(),
+        Err(why) => (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
+    }
+}
+
 /// A plain HTTP/1.1 GET of `path` from an admin listener, returning the body of a 200
 /// response. For the demo and tests, which want the real listener and nothing in between.
 pub async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
@@ -149,6 +222,7 @@ mod tests {
     struct FakeStatus {
         ready: AtomicBool,
         registries: Vec<Registry>,
+        paused: AtomicBool,
     }
 
     impl Status for FakeStatus {
@@ -165,6 +239,14 @@ mod tests {
         fn metrics(&self) -> Vec<MetricFamily> {
             self.registries.iter().flat_map(Registry::gather).collect()
         }
+        fn control(&self, tenant: &str, action: Control) -> Result<(), String> {
+            if tenant != "orders" {
+                return Err(format!("no tenant {tenant}"));
+            }
+            self.paused
+                .store(action == Control::Pause, Ordering::SeqCst);
+            Ok(())
+        }
     }
 
     /// A registry like a tenant's: one counter, labelled with the tenant.
@@ -179,11 +261,88 @@ mod tests {
         registry
     }
 
-    async fn start(status: Arc<FakeStatus>) -> std::net::SocketAddr {
+    async fn start(status: Arc<FakeStatus>, token: Option<&str>) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(serve(listener, status, std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            status,
+            token.map(str::to_owned),
+            std::future::pending(),
+        ));
         addr
+    }
+
+    /// `POST path` with an optional bearer token: status code and body.
+    async fn post(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: burrow\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        let code = response[9..12].parse().expect("status");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
+    }
+
+    fn fake() -> Arc<FakeStatus> {
+        Arc::new(FakeStatus {
+            ready: AtomicBool::new(true),
+            registries: Vec::new(),
+            paused: AtomicBool::new(false),
+        })
+    }
+
+    /// Without a configured token every control request is refused, whatever it carries.
+    #[tokio::test]
+    async fn control_is_off_without_a_token() {
+        let status = fake();
+        let addr = start(status.clone(), None).await;
+        let (code, body) = post(addr, "/tenants/orders/pause", Some("anything")).await;
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("set admin.token"), "{body}");
+        assert!(!status.paused.load(Ordering::SeqCst));
+    }
+
+    /// With a token: no header or a wrong one is 401 and changes nothing; the right one
+    /// pauses and resumes; an unknown tenant is 404; reading stays open.
+    #[tokio::test]
+    async fn control_needs_the_token() {
+        let status = fake();
+        let addr = start(status.clone(), Some("s3cret-token")).await;
+        assert_eq!(post(addr, "/tenants/orders/pause", None).await.0, 401);
+        assert_eq!(
+            post(addr, "/tenants/orders/pause", Some("s3cret-tokeN"))
+                .await
+                .0,
+            401
+        );
+        assert!(!status.paused.load(Ordering::SeqCst));
+
+        let (code, body) = post(addr, "/tenants/orders/pause", Some("s3cret-token")).await;
+        assert_eq!((code, body.as_str()), (200, "tenant orders: paused\n"));
+        assert!(status.paused.load(Ordering::SeqCst));
+        assert_eq!(
+            post(addr, "/tenants/orders/resume", Some("s3cret-token"))
+                .await
+                .0,
+            200
+        );
+        assert!(!status.paused.load(Ordering::SeqCst));
+        assert_eq!(
+            post(addr, "/tenants/nobody/pause", Some("s3cret-token"))
+                .await
+                .0,
+            404
+        );
+        assert_eq!(get_with_status(addr, "/stats").await.expect("get").0, 200);
     }
 
     /// Every endpoint answers on a real socket with the content the host gave it.
@@ -192,8 +351,9 @@ mod tests {
         let status = Arc::new(FakeStatus {
             ready: AtomicBool::new(false),
             registries: vec![tenant_registry("a", 3), tenant_registry("b", 5)],
+            paused: AtomicBool::new(false),
         });
-        let addr = start(status.clone()).await;
+        let addr = start(status.clone(), None).await;
 
         let (code, body) = get_with_status(addr, "/metrics").await.expect("get");
         assert_eq!(code, 200);

@@ -133,20 +133,35 @@ pub enum OrderingSetting {
     Key,
 }
 
-/// `[admin]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// `[admin]`. Its `Debug` hides the token.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address of the HTTP listener. Loopback by default: metrics and stats are not for the
     /// whole network unless you say so.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// The bearer token the control endpoints (`POST /tenants/{name}/pause`, `/resume`)
+    /// require; without one they refuse everything. Set it from the environment
+    /// (`BURROW__ADMIN__TOKEN`) rather than the file. Never printed.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            token: None,
         }
     }
 }
@@ -452,6 +467,7 @@ impl HostConfig {
             .chain(plugin_settings)
             .filter(|(key, _)| secret::is_secret_key(key))
             .map(|(_, value)| value.clone())
+            .chain(self.admin.token.clone())
             .collect()
     }
 

@@ -164,6 +164,20 @@ impl Status for SharedTenants {
             .flat_map(|t| t.registry().gather())
             .collect()
     }
+
+    fn control(&self, tenant: &str, action: admin::Control) -> Result<(), String> {
+        let tenants = self.lock();
+        let running = tenants
+            .running
+            .get(tenant)
+            .ok_or_else(|| format!("no running tenant {tenant:?}"))?;
+        match action {
+            admin::Control::Pause => running.pauser().pause(),
+            admin::Control::Resume => running.pauser().resume(),
+        }
+        tracing::info!(tenant, ?action, "tenant control from the admin endpoint");
+        Ok(())
+    }
 }
 
 /// Options of a host run that are not in the config file.
@@ -229,6 +243,7 @@ pub async fn run(
     let admin = tokio::spawn(admin::serve(
         listener,
         Arc::new(supervisor.tenants.clone()),
+        supervisor.config.admin.token.clone(),
         admin_stop.clone().cancelled_owned(),
     ));
     tracing::info!(admin = ?addr, tenants = supervisor.config.tenants.len(), "burrow is running");

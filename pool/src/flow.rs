@@ -18,6 +18,9 @@
 //!   bound (the *common half*);
 //! - a partition alone has the whole bound.
 //!
+//! A paused pool gives no partition credit: nothing more is taken, everything fetched waits in
+//! librdkafka, and the poll thread keeps polling, so the consumer stays in its group.
+//!
 //! So the total never exceeds the bound (the common half plus every share), and a partition stuck
 //! behind one message holds at most half the bound (or its share, if larger): the others keep
 //! theirs. Bytes are
@@ -39,6 +42,8 @@ pub(crate) struct Credit {
     partitions: AtomicUsize,
     /// The poll thread, woken when a partition it left for lack of credit gets some back.
     poller: OnceLock<Thread>,
+    /// Set while the pool is paused ([`crate::Pauser`]): no partition has credit.
+    paused: Arc<AtomicBool>,
 }
 
 /// One partition's part of the bound.
@@ -59,7 +64,14 @@ impl Credit {
             bytes: AtomicUsize::new(0),
             partitions: AtomicUsize::new(0),
             poller: OnceLock::new(),
+            paused: Arc::default(),
         }
+    }
+
+    /// The same bound, with no credit for any partition while `paused` is set.
+    pub(crate) fn pausable(mut self, paused: Arc<AtomicBool>) -> Self {
+        self.paused = paused;
+        self
     }
 
     /// Names the thread to wake when credit comes back; the poll thread calls it first thing.
@@ -93,6 +105,9 @@ impl Credit {
 
     /// How many messages the poll thread may take from `flow`'s partition now (0: none).
     pub(crate) fn allowance(&self, flow: &Flow) -> usize {
+        if self.paused.load(Ordering::Acquire) {
+            return 0;
+        }
         let partitions = self.partitions.load(Ordering::Acquire).max(1);
         let messages = flow.messages.load(Ordering::Acquire);
         let total = self.messages.load(Ordering::Acquire);

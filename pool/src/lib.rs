@@ -171,6 +171,30 @@ pub struct Pool {
     shared: Arc<Shared>,
     /// Where the metrics live, if enabled.
     registry: Option<Registry>,
+    /// Set while paused (see [`Pauser`]).
+    paused: Arc<AtomicBool>,
+}
+
+/// Pauses and resumes a pool from anywhere (an admin endpoint, a signal handler). While paused
+/// the pool takes no new message from any partition: what is in flight or waiting to retry
+/// finishes and commits, what librdkafka fetched waits there (its prefetch limits stop the
+/// fetching), and the consumer keeps polling, so it stays in its group and rebalances go on.
+#[derive(Debug, Clone)]
+pub struct Pauser(Arc<AtomicBool>);
+
+impl Pauser {
+    pub fn pause(&self) {
+        self.0.store(true, AtomicOrdering::Release);
+    }
+
+    /// Takes messages again within the poll thread's next round (a few ms).
+    pub fn resume(&self) {
+        self.0.store(false, AtomicOrdering::Release);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.0.load(AtomicOrdering::Acquire)
+    }
 }
 
 impl Pool {
@@ -221,12 +245,18 @@ impl Pool {
             config,
             shared,
             registry,
+            paused: Arc::default(),
         })
     }
 
     /// The stats now. Callable while `run` is going.
     pub fn stats(&self) -> Stats {
         self.shared.snapshot()
+    }
+
+    /// A handle to pause and resume this pool, before or while it runs.
+    pub fn pauser(&self) -> Pauser {
+        Pauser(Arc::clone(&self.paused))
     }
 
     /// A handle to read the stats from another task.
@@ -293,10 +323,13 @@ impl Pool {
         }
         let context = Arc::clone(self.consumer.inner().context());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let credit = Arc::new(Credit::new(
-            self.config.job_queue_size,
-            usize::try_from(self.config.max_buffered_bytes).unwrap_or(usize::MAX),
-        ));
+        let credit = Arc::new(
+            Credit::new(
+                self.config.job_queue_size,
+                usize::try_from(self.config.max_buffered_bytes).unwrap_or(usize::MAX),
+            )
+            .pausable(Arc::clone(&self.paused)),
+        );
         let link = Link {
             events: events_tx,
             credit: Arc::clone(&credit),

@@ -163,6 +163,11 @@ impl Admin {
         http_get(self.addr, path).with_context(|| format!("GET {path} on {}", self.addr))
     }
 
+    /// `POST path` with a bearer `token`, if given: status code and body.
+    pub fn post(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
+        http_post(self.addr, path, token).with_context(|| format!("POST {path} on {}", self.addr))
+    }
+
     /// `/stats` as JSON.
     pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
         let (code, body) = self.get("/stats")?;
@@ -359,11 +364,31 @@ pub fn tail(log: &str) -> String {
 
 /// A one-shot HTTP/1.0 GET: status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(addr, "GET", path, "")
+}
+
+/// A one-shot HTTP/1.0 POST with no body, with `Authorization: Bearer token` if given: status
+/// code and body.
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    http_request(addr, "POST", path, &format!("{auth}Content-Length: 0\r\n"))
+}
+
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )?;
     let mut reader = std::io::BufReader::new(stream);
     let mut status = String::new();

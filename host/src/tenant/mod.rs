@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 use crate::config::{FailurePolicy, HostConfig, TenantConfig};
 use crate::kafka::Consumer;
 use crate::kafka::producer::{ProduceError, Producer};
-use crate::pool::{Attempt, Pool, PoolError, Stats, StatsHandle};
+use crate::pool::{Attempt, Pauser, Pool, PoolError, Stats, StatsHandle};
 use crate::wasm::{
     self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Recycle, Runtime,
 };
@@ -113,6 +113,8 @@ pub struct RunningTenant {
     /// The configuration it runs with.
     pub config: TenantConfig,
     shared: Arc<Shared>,
+    /// Pauses and resumes its pool (the admin's control endpoints).
+    pauser: Pauser,
     stats: StatsHandle,
     /// Its own registry: dropped with the tenant, so a restarted tenant registers afresh.
     registry: Registry,
@@ -236,6 +238,7 @@ impl RunningTenant {
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
         let pool_config = host.pool_settings_for(tenant).to_pool_config();
         let pool = Pool::with_registry(consumer, pool_config, &registry, labels)?;
+        let pauser = pool.pauser();
         let shared = Arc::new(Shared {
             name: name.as_str().into(),
             slot: Arc::new(DeploymentSlot::new(deployment)),
@@ -263,6 +266,7 @@ impl RunningTenant {
         Ok(Self {
             config: tenant.clone(),
             shared,
+            pauser,
             stats,
             registry,
             status,
@@ -271,6 +275,12 @@ impl RunningTenant {
             #[cfg(test)]
             consumer_context,
         })
+    }
+
+    /// Stops taking new messages (in-flight ones finish and commit; the consumer stays in its
+    /// group), or takes them again.
+    pub fn pauser(&self) -> &Pauser {
+        &self.pauser
     }
 
     /// The tenant's name.
@@ -357,6 +367,7 @@ impl RunningTenant {
             "topics": self.config.topics,
             "group_id": self.config.group_id,
             "status": self.status(),
+            "paused": self.pauser.is_paused(),
             "pool": self.stats(),
         });
         if let Some(observer) = &self.shared.observer {
