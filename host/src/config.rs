@@ -232,6 +232,9 @@ pub struct RolloutConfig {
     pub plugin: PathBuf,
     /// How it runs beside the live version.
     pub mode: RolloutMode,
+    /// Where each message on which the versions differ is described (a JSON record keyed
+    /// `topic/partition@offset`: the difference, both outcomes, both emits). None by default.
+    pub diff_topic: Option<String>,
 }
 
 /// How a candidate runs.
@@ -682,6 +685,17 @@ impl TenantConfig {
             }
         }
         self.limits.validate(&format!("{at}.limits"), issues);
+        if let Some(topic) = self.rollout.as_ref().and_then(|r| r.diff_topic.as_ref()) {
+            let key = format!("{at}.rollout.diff_topic");
+            if !is_valid_topic(topic) {
+                issues.push(issue(key, bad_topic(topic)));
+            } else if self.topics.contains(topic) {
+                issues.push(issue(
+                    key,
+                    format!("{topic:?} is also an input topic; differences would be consumed"),
+                ));
+            }
+        }
     }
 
     fn validate_failure_policy(&self, at: &str, issues: &mut Vec<ConfigIssue>) {

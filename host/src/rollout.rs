@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus::{IntCounterVec, Opts};
 use serde_json::Value;
 
-use crate::config::{RolloutMode, TenantConfig};
+use crate::config::{HostConfig, RolloutMode, TenantConfig};
+use crate::kafka::producer::{OutRecord, Producer};
 use crate::plugin_test::Runner;
 use crate::plugin_test::verdict::Verdict;
 use crate::pool::Attempt;
@@ -39,12 +40,27 @@ struct Offer {
 
 /// What watches `tenant` for its rollout, if it has one: a shadow of the candidate, or, when
 /// the candidate cannot be loaded, a report of why (the live version runs on regardless).
-pub fn observer(runtime: &Runtime, tenant: &TenantConfig) -> Option<Arc<dyn Observer>> {
+pub fn observer(
+    runtime: &Runtime,
+    host: &HostConfig,
+    tenant: &TenantConfig,
+) -> Option<Arc<dyn Observer>> {
     let rollout = tenant.rollout.as_ref()?;
     let RolloutMode::Shadow = rollout.mode;
-    let started = Runner::new(runtime, tenant, &rollout.plugin, &BTreeMap::new())
-        .map_err(|e| e.to_string())
-        .and_then(|candidate| Shadow::start(&tenant.name, candidate).map_err(|e| e.to_string()));
+    let diffs = rollout.diff_topic.as_ref().map(|topic| {
+        Producer::new(&host.kafka.brokers, &host.kafka.options).map(|p| (p, topic.clone()))
+    });
+    let started = diffs
+        .transpose()
+        .map_err(|e| format!("the diff_topic producer: {e}"))
+        .and_then(|diffs| {
+            Runner::new(runtime, tenant, &rollout.plugin, &BTreeMap::new())
+                .map_err(|e| e.to_string())
+                .map(|candidate| (candidate, diffs))
+        })
+        .and_then(|(candidate, diffs)| {
+            Shadow::start(&tenant.name, candidate, diffs).map_err(|e| e.to_string())
+        });
     Some(match started {
         Ok(shadow) => Arc::new(shadow),
         Err(why) => {
@@ -90,8 +106,13 @@ struct Counts {
 }
 
 impl Shadow {
-    /// Starts the shadow thread running `candidate`.
-    fn start(tenant: &str, candidate: Runner) -> Result<Self, ShadowError> {
+    /// Starts the shadow thread running `candidate`, describing each difference to `diffs`'s
+    /// topic if given.
+    fn start(
+        tenant: &str,
+        candidate: Runner,
+        diffs: Option<(Producer, String)>,
+    ) -> Result<Self, ShadowError> {
         let results = IntCounterVec::new(
             Opts::new(
                 "burrow_shadow_messages_total",
@@ -116,6 +137,11 @@ impl Shadow {
             .name(format!("burrow-shadow-{}", tenant.replace('\0', "?")))
             .spawn(move || {
                 let mut instance = candidate.instance();
+                // The producer's futures want a runtime; this thread's own, used for nothing else.
+                let Ok(executor) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    tracing::error!("the shadow cannot start its executor; it compares nothing");
+                    return;
+                };
                 while let Ok(offer) = queue.recv() {
                     thread_waiting.fetch_sub(offer.attempts.len() as u64, Ordering::Relaxed);
                     for (attempt, live) in offer.attempts.iter().zip(offer.live) {
@@ -123,7 +149,20 @@ impl Shadow {
                         let live = candidate.verdict_of(live);
                         let ran = candidate.call(&mut instance, &message);
                         thread_counts.timed(&ran);
-                        thread_counts.record(&message, &live, &ran.verdict);
+                        let Some(sample) = thread_counts.record(&message, &live, &ran.verdict) else {
+                            continue;
+                        };
+                        if let Some((producer, topic)) = &diffs {
+                            let record = OutRecord {
+                                topic: topic.clone(),
+                                key: Some(format!("{}/{}@{}", message.topic, message.partition, message.offset).into_bytes()),
+                                value: Some(sample.to_string().into_bytes()),
+                                headers: Vec::new(),
+                            };
+                            if let Err(e) = executor.block_on(producer.send(&record)) {
+                                tracing::warn!(error = %e, "a shadow difference could not be produced to the diff_topic");
+                            }
+                        }
                     }
                 }
             })
@@ -209,10 +248,16 @@ impl Counts {
             .fetch_add(ran.fuel.unwrap_or(0), Ordering::Relaxed);
     }
 
-    fn record(&self, message: &crate::wasm::Message, live: &Verdict, candidate: &Verdict) {
+    /// Counts one comparison; for a difference, keeps it as a sample and returns it.
+    fn record(
+        &self,
+        message: &crate::wasm::Message,
+        live: &Verdict,
+        candidate: &Verdict,
+    ) -> Option<Value> {
         let Some(kind) = live.difference(candidate) else {
             self.results.with_label_values(&["agree"]).inc();
-            return;
+            return None;
         };
         self.results.with_label_values(&[kind]).inc();
         let sample = serde_json::json!({
@@ -227,7 +272,8 @@ impl Counts {
         if samples.len() == SAMPLES {
             samples.pop_front();
         }
-        samples.push_back(sample);
+        samples.push_back(sample.clone());
+        Some(sample)
     }
 }
 

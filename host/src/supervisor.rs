@@ -288,7 +288,7 @@ impl Supervisor {
         let secrets = config.secrets();
         tenants.lock().secrets.clone_from(&secrets);
         for (tenant, deployment) in config.tenants.iter().zip(deployments) {
-            let observer = rollout::observer(&runtime, tenant);
+            let observer = rollout::observer(&runtime, &config, tenant);
             let running = RunningTenant::start_observed(&config, tenant, deployment, observer)
                 .map_err(|e| HostError::Tenant(secret::redact(&e.to_string(), &secrets)))?;
             tenants.lock().running.insert(tenant.name.clone(), running);
@@ -386,7 +386,7 @@ impl Supervisor {
         // Compiling a plugin takes a while: keep this worker thread's other tasks moving.
         let started = tokio::task::block_in_place(|| {
             let deployment = self.checked_deployment(tenant).map_err(|e| e.to_string())?;
-            let observer = rollout::observer(&self.runtime, tenant);
+            let observer = rollout::observer(&self.runtime, &effective, tenant);
             RunningTenant::start_observed(&effective, tenant, deployment, observer)
                 .map_err(|e| e.to_string())
         });

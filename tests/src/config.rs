@@ -192,8 +192,8 @@ pub struct Tenant {
     pub limits: Vec<(String, Value)>,
     pub pool: Vec<(String, Value)>,
     pub config: Vec<(String, String)>,
-    /// `[tenant.rollout]`: the candidate's plugin and mode.
-    pub rollout: Option<(PathBuf, String)>,
+    /// `[tenant.rollout]`: the candidate's plugin, mode, and `diff_topic`.
+    pub rollout: Option<(PathBuf, String, Option<String>)>,
 }
 
 impl Tenant {
@@ -216,7 +216,15 @@ impl Tenant {
 
     /// A candidate version, `plugin`, running in `mode` (`shadow`).
     pub fn rollout(mut self, plugin: &Path, mode: &str) -> Self {
-        self.rollout = Some((plugin.to_owned(), mode.to_owned()));
+        self.rollout = Some((plugin.to_owned(), mode.to_owned(), None));
+        self
+    }
+
+    /// The rollout's `diff_topic` (after [`Tenant::rollout`]).
+    pub fn diff_topic(mut self, topic: &str) -> Self {
+        if let Some(rollout) = &mut self.rollout {
+            rollout.2 = Some(topic.to_owned());
+        }
         self
     }
 
@@ -292,10 +300,13 @@ impl Tenant {
                 let _ = writeln!(s, "{} = {}", quote(k), quote(v));
             }
         }
-        if let Some((plugin, mode)) = &self.rollout {
+        if let Some((plugin, mode, diff_topic)) = &self.rollout {
             let _ = writeln!(s, "[tenant.rollout]");
             let _ = writeln!(s, "plugin = {}", quote(&plugin.to_string_lossy()));
             let _ = writeln!(s, "mode = {}", quote(mode));
+            if let Some(topic) = diff_topic {
+                let _ = writeln!(s, "diff_topic = {}", quote(topic));
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! A candidate version in shadow, on the real broker, through the real binary: it runs on every
-//! message beside the live version, its differences are counted exactly, and nothing of its
-//! reaches any topic.
+//! message beside the live version, its differences are counted exactly and described on the
+//! diff topic, and nothing of its own reaches any topic.
 
 use burrow_e2e::broker::Broker;
 use burrow_e2e::config::{HostConfig, Tenant};
@@ -14,20 +14,25 @@ const MESSAGES: u64 = 500;
 
 /// Live: passthrough commits everything. Candidate: json-validate, which fails the tenth of
 /// the messages that are not JSON. The shadow counts exactly 450 agreements and 50 outcome
-/// differences; the live version commits all 500; the dead-letter topic stays empty (the
-/// candidate's failures have no effect).
+/// differences, each described once on the diff topic; the live version commits all 500; the
+/// dead-letter topic stays empty (the candidate's failures have no effect).
 #[test]
 fn a_shadow_counts_every_difference_and_has_no_effect() -> anyhow::Result<()> {
     let broker = Broker::shared()?;
-    let (input, dlq) = (unique("shadow-in"), unique("shadow-dlq"));
-    kafka::create_topics(broker, &[(&input, PARTITIONS), (&dlq, 1)])?;
+    let (input, dlq, diffs) = (
+        unique("shadow-in"),
+        unique("shadow-dlq"),
+        unique("shadow-diffs"),
+    );
+    kafka::create_topics(broker, &[(&input, PARTITIONS), (&dlq, 1), (&diffs, 1)])?;
     let group = unique("shadow");
     let dir = tempfile::tempdir()?;
     let config = HostConfig::new(broker)
         .tenant(
             Tenant::new("orders", &group, &[&input], &plugin_path("passthrough")?)
                 .dead_letters(&dlq)
-                .rollout(&plugin_path("json-validate")?, "shadow"),
+                .rollout(&plugin_path("json-validate")?, "shadow")
+                .diff_topic(&diffs),
         )
         .write(dir.path())?;
     let mut burrow = Burrow::start(&config)?;
@@ -76,6 +81,26 @@ fn a_shadow_counts_every_difference_and_has_no_effect() -> anyhow::Result<()> {
     };
     assert_eq!(shadow("agree"), Some(450.0), "{metrics}");
     assert_eq!(shadow("outcome"), Some(50.0), "{metrics}");
+
+    // Each difference described once on the diff topic: the ids that are not JSON.
+    let described = kafka::read_exactly_after(broker, &diffs, 50)?;
+    let mut offsets: Vec<(String, i64)> = described
+        .iter()
+        .map(|r| {
+            let sample: serde_json::Value =
+                serde_json::from_slice(r.value.as_deref().unwrap_or_default())
+                    .expect("a JSON description");
+            assert_eq!(sample["difference"], "outcome", "{sample}");
+            assert_eq!(sample["candidate"]["outcome"], "fail", "{sample}");
+            (
+                sample["partition"].to_string(),
+                sample["offset"].as_i64().expect("an offset"),
+            )
+        })
+        .collect();
+    offsets.sort();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 50, "each difference once");
 
     // The live version decided: every message committed, nothing dead-lettered.
     assert_eq!(burrow.tenant("orders")?["pool"]["messages_failed"], 0);
