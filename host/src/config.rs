@@ -235,6 +235,8 @@ pub struct RolloutConfig {
     /// Where each message on which the versions differ is described (a JSON record keyed
     /// `topic/partition@offset`: the difference, both outcomes, both emits). None by default.
     pub diff_topic: Option<String>,
+    /// With `canary`: the share of keys (0 < share < 1) the candidate serves.
+    pub share: Option<f64>,
 }
 
 /// How a candidate runs.
@@ -244,6 +246,8 @@ pub enum RolloutMode {
     /// On the same messages as the live version, after it and never in its way; its outcomes
     /// and emits have no effect, they are compared with the live version's.
     Shadow,
+    /// For real, on a stable share of keys (by key hash: one key always sees one version).
+    Canary,
 }
 
 /// What happens to a message that failed for good.
@@ -332,7 +336,7 @@ macro_rules! keyword_enum {
 keyword_enum!(OrderingSetting { "unordered" => Unordered, "partition" => Partition, "key" => Key });
 keyword_enum!(LogFormat { "text" => Text, "json" => Json });
 keyword_enum!(FailurePolicy { "dead-letter" => DeadLetter, "skip" => Skip, "halt" => Halt });
-keyword_enum!(RolloutMode { "shadow" => Shadow });
+keyword_enum!(RolloutMode { "shadow" => Shadow, "canary" => Canary });
 
 /// librdkafka properties Burrow owns: letting a user set them would break the delivery
 /// guarantee (auto commit) or tenant isolation (group id).
@@ -685,6 +689,9 @@ impl TenantConfig {
             }
         }
         self.limits.validate(&format!("{at}.limits"), issues);
+        if let Some(rollout) = &self.rollout {
+            rollout.validate(&format!("{at}.rollout"), issues);
+        }
         if let Some(topic) = self.rollout.as_ref().and_then(|r| r.diff_topic.as_ref()) {
             let key = format!("{at}.rollout.diff_topic");
             if !is_valid_topic(topic) {
@@ -712,6 +719,31 @@ impl TenantConfig {
                 format!("{topic:?} is also an input topic; dead letters would be consumed again"),
             )),
             _ => {}
+        }
+    }
+}
+
+impl RolloutConfig {
+    fn validate(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
+        match (self.mode, self.share) {
+            (RolloutMode::Canary, None) => issues.push(issue(
+                format!("{at}.share"),
+                "is required with mode = \"canary\" (the share of keys the candidate serves, e.g. 0.1)",
+            )),
+            (RolloutMode::Canary, Some(share)) if !(share > 0.0 && share < 1.0) => issues.push(
+                issue(format!("{at}.share"), format!("{share} is not between 0 and 1")),
+            ),
+            (RolloutMode::Shadow, Some(_)) => issues.push(issue(
+                format!("{at}.share"),
+                "applies to mode = \"canary\" only (a shadow sees every message)",
+            )),
+            _ => {}
+        }
+        if self.mode == RolloutMode::Canary && self.diff_topic.is_some() {
+            issues.push(issue(
+                format!("{at}.diff_topic"),
+                "applies to mode = \"shadow\" only (a canary's messages run on one version)",
+            ));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Rollouts: a candidate version of a tenant's plugin beside the live one
-//! (`[tenant.rollout]`). Today's mode is the shadow: the candidate runs on the same messages
-//! as the live version, is compared with it, and has no effect.
+//! (`[tenant.rollout]`). In shadow, the candidate runs on the same messages as the live
+//! version, is compared with it, and has no effect (this module). As a canary, it serves a
+//! stable share of keys for real ([`canary`] loads it; the tenant's workers route by key hash).
 //!
 //! After a worker's live call returns, it offers the messages and the live verdicts to the
 //! shadow without waiting: a bounded queue, and when it is full the messages are skipped (and
@@ -24,7 +25,7 @@ use crate::kafka::producer::{OutRecord, Producer};
 use crate::plugin_test::Runner;
 use crate::plugin_test::verdict::Verdict;
 use crate::pool::Attempt;
-use crate::tenant::{Observer, to_plugin_message};
+use crate::tenant::{Canary, Observer, to_plugin_message};
 use crate::wasm::{CallError, Processed, Runtime};
 
 /// Messages the shadow may be behind by before it skips.
@@ -46,7 +47,9 @@ pub fn observer(
     tenant: &TenantConfig,
 ) -> Option<Arc<dyn Observer>> {
     let rollout = tenant.rollout.as_ref()?;
-    let RolloutMode::Shadow = rollout.mode;
+    let RolloutMode::Shadow = rollout.mode else {
+        return None;
+    };
     let diffs = rollout.diff_topic.as_ref().map(|topic| {
         Producer::new(&host.kafka.brokers, &host.kafka.options).map(|p| (p, topic.clone()))
     });
@@ -68,6 +71,25 @@ pub fn observer(
             Arc::new(Unavailable(why))
         }
     })
+}
+
+/// The canary of `tenant`'s rollout, if it has one: its candidate loaded under the tenant's
+/// limits and settings. A candidate that cannot load is logged and the live version serves
+/// every key.
+pub fn canary(runtime: &Runtime, tenant: &TenantConfig) -> Option<Canary> {
+    let rollout = tenant.rollout.as_ref()?;
+    let (RolloutMode::Canary, Some(share)) = (rollout.mode, rollout.share) else {
+        return None;
+    };
+    let mut candidate = tenant.clone();
+    candidate.plugin.clone_from(&rollout.plugin);
+    match crate::tenant::deployment(runtime, &candidate) {
+        Ok(candidate) => Some(Canary { candidate, share }),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant.name, candidate = %rollout.plugin.display(), error = %e, "the canary candidate cannot load; the live version serves every key");
+            None
+        }
+    }
 }
 
 /// A rollout whose candidate could not start: says why in `/stats`, sees nothing.

@@ -289,8 +289,10 @@ impl Supervisor {
         tenants.lock().secrets.clone_from(&secrets);
         for (tenant, deployment) in config.tenants.iter().zip(deployments) {
             let observer = rollout::observer(&runtime, &config, tenant);
-            let running = RunningTenant::start_observed(&config, tenant, deployment, observer)
-                .map_err(|e| HostError::Tenant(secret::redact(&e.to_string(), &secrets)))?;
+            let canary = rollout::canary(&runtime, tenant);
+            let running =
+                RunningTenant::start_observed(&config, tenant, deployment, observer, canary)
+                    .map_err(|e| HostError::Tenant(secret::redact(&e.to_string(), &secrets)))?;
             tenants.lock().running.insert(tenant.name.clone(), running);
         }
         Ok(Self {
@@ -387,7 +389,8 @@ impl Supervisor {
         let started = tokio::task::block_in_place(|| {
             let deployment = self.checked_deployment(tenant).map_err(|e| e.to_string())?;
             let observer = rollout::observer(&self.runtime, &effective, tenant);
-            RunningTenant::start_observed(&effective, tenant, deployment, observer)
+            let canary = rollout::canary(&self.runtime, tenant);
+            RunningTenant::start_observed(&effective, tenant, deployment, observer, canary)
                 .map_err(|e| e.to_string())
         });
         let mut tenants = self.tenants.lock();

@@ -194,6 +194,8 @@ pub struct Tenant {
     pub config: Vec<(String, String)>,
     /// `[tenant.rollout]`: the candidate's plugin, mode, and `diff_topic`.
     pub rollout: Option<(PathBuf, String, Option<String>)>,
+    /// `[tenant.rollout] share`, for a canary.
+    pub rollout_share: Option<f64>,
 }
 
 impl Tenant {
@@ -211,6 +213,7 @@ impl Tenant {
             pool: Vec::new(),
             config: Vec::new(),
             rollout: None,
+            rollout_share: None,
         }
     }
 
@@ -306,6 +309,9 @@ impl Tenant {
             let _ = writeln!(s, "mode = {}", quote(mode));
             if let Some(topic) = diff_topic {
                 let _ = writeln!(s, "diff_topic = {}", quote(topic));
+            }
+            if let Some(share) = self.rollout_share {
+                let _ = writeln!(s, "share = {share}");
             }
         }
     }

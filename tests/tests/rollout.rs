@@ -114,3 +114,65 @@ fn a_shadow_counts_every_difference_and_has_no_effect() -> anyhow::Result<()> {
     assert!(status.success(), "burrow exited with {status}");
     Ok(())
 }
+
+/// A canary on half the keys, for real: live json-validate forwards its messages to the output
+/// topic, the candidate (passthrough) commits its own without emitting. Every message is
+/// committed once; each key's messages went to one version only (all of them in the output, or
+/// none); both versions served some keys; the counts add up.
+#[test]
+fn a_canary_serves_its_share_of_keys_and_never_splits_one() -> anyhow::Result<()> {
+    const KEYS: u64 = 40;
+    let broker = Broker::shared()?;
+    let (input, output, dlq) = (
+        unique("canary-in"),
+        unique("canary-out"),
+        unique("canary-dlq"),
+    );
+    kafka::create_topics(broker, &[(&input, PARTITIONS), (&output, 1), (&dlq, 1)])?;
+    let group = unique("canary");
+    let dir = tempfile::tempdir()?;
+    let mut tenant = Tenant::new("orders", &group, &[&input], &plugin_path("json-validate")?)
+        .dead_letters(&dlq)
+        .output(&output)
+        .config("output-topic", &output)
+        .rollout(&plugin_path("passthrough")?, "canary");
+    tenant.rollout_share = Some(0.5);
+    let config = HostConfig::new(broker).tenant(tenant).write(dir.path())?;
+    let mut burrow = Burrow::start(&config)?;
+    burrow.wait_ready()?;
+
+    let records: Vec<Out> = (0..MESSAGES)
+        .map(|id| Out::numbered(id).key(format!("key{}", id % KEYS)))
+        .collect();
+    let positions = kafka::produce(broker, &input, &records)?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&positions))?;
+
+    let rollout = burrow.tenant("orders")?["rollout"].clone();
+    let (live, candidate) = (
+        rollout["messages"]["live"].as_u64().unwrap_or(0),
+        rollout["messages"]["candidate"].as_u64().unwrap_or(0),
+    );
+    assert_eq!(live + candidate, MESSAGES, "{rollout}");
+    assert!(live > 0 && candidate > 0, "both versions serve: {rollout}");
+
+    // The output holds exactly the live version's messages: whole keys, each once.
+    let forwarded = kafka::read_exactly_after(broker, &output, live as usize)?;
+    let mut per_key: std::collections::BTreeMap<String, u64> = Default::default();
+    for record in &forwarded {
+        let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
+        *per_key.entry(key).or_default() += 1;
+    }
+    for (key, n) in &per_key {
+        let k: u64 = key.trim_start_matches("key").parse()?;
+        let produced = (0..MESSAGES).filter(|id| id % KEYS == k).count() as u64;
+        assert_eq!(*n, produced, "key {key} split between the versions");
+    }
+    assert!(
+        (per_key.len() as u64) < KEYS,
+        "some keys went to the candidate"
+    );
+    assert_eq!(burrow.tenant("orders")?["pool"]["messages_failed"], 0);
+    let status = burrow.terminate()?;
+    assert!(status.success(), "burrow exited with {status}");
+    Ok(())
+}

@@ -155,12 +155,26 @@ fn rollout_is_parsed_and_checked() {
     assert_eq!(rollout.mode, crate::config::RolloutMode::Shadow);
     assert!(rollout.plugin.ends_with("v2.wasm"));
 
-    let canary = format!("{MINIMAL}[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"canary\"\n");
-    let shown = parse(&canary).expect_err("not a mode yet").to_string();
+    let other = format!("{MINIMAL}[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"blue-green\"\n");
+    let shown = parse(&other).expect_err("not a mode").to_string();
     assert!(
-        shown.contains("tenant[0].rollout.mode") && shown.contains("canary"),
+        shown.contains("tenant[0].rollout.mode") && shown.contains("blue-green"),
         "{shown}"
     );
+    // A canary needs its share, between 0 and 1.
+    for (share, why) in [
+        ("", "is required"),
+        ("share = 1.5\n", "is not between 0 and 1"),
+    ] {
+        let text =
+            format!("{MINIMAL}[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"canary\"\n{share}");
+        let config = parse(&text).expect("parses");
+        let shown = config.validate().expect_err("a bad share").to_string();
+        assert!(
+            shown.contains("tenant[0].rollout.share") && shown.contains(why),
+            "{shown}"
+        );
+    }
 }
 
 /// Environment variables override file keys, with numbers and durations parsed.

@@ -43,6 +43,15 @@ pub struct PluginHandler {
     shared: Arc<Shared>,
     /// The version that answered the last call, for the dead letter's headers.
     last_plugin: Option<PluginId>,
+    /// A canary's candidate runs on a plugin thread of its own, started on its first message.
+    candidate_thread: Option<PluginThread>,
+}
+
+/// Which version a message goes to.
+#[derive(Debug, Clone, Copy)]
+enum Version {
+    Live,
+    Candidate,
 }
 
 impl PluginHandler {
@@ -53,6 +62,7 @@ impl PluginHandler {
             thread_name: format!("burrow-plugin-{}-{worker}", shared.name).into(),
             shared,
             last_plugin: None,
+            candidate_thread: None,
         }
     }
 
@@ -61,18 +71,77 @@ impl PluginHandler {
     /// the async runtime nor on tokio's shared blocking pool, so a blocked plugin holds only its
     /// own tenant's threads.
     async fn call(&mut self, batch: &[Attempt]) -> Result<Vec<CallResult>, ProcessError> {
-        let thread = match self.thread.take() {
-            Some(thread) => thread,
-            None => {
-                PluginThread::spawn(Arc::clone(&self.thread_name), Arc::clone(&self.shared.slot))
-                    .map_err(ProcessError::retriable)?
+        let Some(canary) = &self.shared.canary else {
+            let results = self.call_version(Version::Live, batch.to_vec()).await?;
+            if let Some(observer) = &self.shared.observer {
+                observer.offer(
+                    batch.to_vec(),
+                    results.iter().map(|r| r.result.clone()).collect(),
+                );
             }
+            return Ok(results);
+        };
+        // A canary: each message to the version its key hashes to, the results back in order.
+        let on_candidate: Vec<bool> = batch.iter().map(|a| canary.serves(&a.message)).collect();
+        let (mut live, mut candidate) = (Vec::new(), Vec::new());
+        for (attempt, on) in batch.iter().zip(&on_candidate) {
+            if *on {
+                candidate.push(attempt.clone());
+            } else {
+                live.push(attempt.clone());
+            }
+        }
+        canary.count(live.len(), candidate.len());
+        let mut live_results = self.call_version(Version::Live, live).await?.into_iter();
+        let mut candidate_results = self
+            .call_version(Version::Candidate, candidate)
+            .await?
+            .into_iter();
+        on_candidate
+            .iter()
+            .map(|on| {
+                let next = if *on {
+                    candidate_results.next()
+                } else {
+                    live_results.next()
+                };
+                next.ok_or_else(|| ProcessError::retriable("plugin thread lost results"))
+            })
+            .collect()
+    }
+
+    /// Runs `batch` on the plugin thread of `version` (the live deployment, or a canary's
+    /// candidate), starting the thread if need be.
+    async fn call_version(
+        &mut self,
+        version: Version,
+        batch: Vec<Attempt>,
+    ) -> Result<Vec<CallResult>, ProcessError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (held, slot, name) = match version {
+            Version::Live => (
+                &mut self.thread,
+                Arc::clone(&self.shared.slot),
+                Arc::clone(&self.thread_name),
+            ),
+            Version::Candidate => match &self.shared.canary {
+                Some(canary) => (
+                    &mut self.candidate_thread,
+                    Arc::clone(&canary.slot),
+                    format!("{}-canary", self.thread_name).into(),
+                ),
+                None => return Err(ProcessError::retriable("no canary")),
+            },
+        };
+        let thread = match held.take() {
+            Some(thread) => thread,
+            None => PluginThread::spawn(name, slot).map_err(ProcessError::retriable)?,
         };
         // The records are copied into the guest's types on the plugin thread, not here on the
         // pool's task, which every message of the tenant goes through.
         let tenant = Arc::clone(&self.shared.name);
-        let batch: Vec<Attempt> = batch.to_vec();
-        let observed = self.shared.observer.as_ref().map(|_| batch.clone());
         let prepare: wasm::Prepare = Box::new(move || {
             batch
                 .iter()
@@ -90,12 +159,9 @@ impl PluginHandler {
         });
         match thread.call_prepared(prepare).await {
             Ok(results) => {
-                self.thread = Some(thread);
+                *held = Some(thread);
                 if let Some(last) = results.last() {
                     self.last_plugin = Some(last.plugin.clone());
-                }
-                if let (Some(observer), Some(attempts)) = (&self.shared.observer, observed) {
-                    observer.offer(attempts, results.iter().map(|r| r.result.clone()).collect());
                 }
                 Ok(results)
             }
@@ -402,6 +468,7 @@ mod tests {
             on_failure: FailurePolicy::Skip,
             metrics: crate::tenant::TenantMetrics::register(&Registry::new(), "t")?,
             observer: None,
+            canary: None,
         }))
     }
 

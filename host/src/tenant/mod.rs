@@ -42,6 +42,61 @@ pub trait Observer: Send + Sync {
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;
 }
 
+/// A candidate version serving a stable share of keys for real (`mode = "canary"`).
+pub struct Canary {
+    pub candidate: Deployment,
+    /// 0 < share < 1.
+    pub share: f64,
+}
+
+/// A running canary, as the workers see it.
+pub(crate) struct CanarySlot {
+    pub(crate) slot: Arc<DeploymentSlot>,
+    /// A message is the candidate's when its key's hash is below this.
+    bound: u64,
+    /// Messages each version took: `burrow_rollout_messages_total{version}`.
+    served: prometheus::IntCounterVec,
+}
+
+impl CanarySlot {
+    /// Whether `message` is the candidate's: by its key (or, without one, its partition),
+    /// hashed with SHA-256 so the split is the same in every process and every release.
+    pub(crate) fn serves(&self, message: &crate::kafka::Message) -> bool {
+        key_hash(message) < self.bound
+    }
+
+    pub(crate) fn count(&self, live: usize, candidate: usize) {
+        self.served.with_label_values(&["live"]).inc_by(live as u64);
+        self.served
+            .with_label_values(&["candidate"])
+            .inc_by(candidate as u64);
+    }
+
+    fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mode": "canary",
+            "candidate": self.slot.current().plugin().id().to_string(),
+            "share": self.bound as f64 / u64::MAX as f64,
+            "messages": {
+                "live": self.served.with_label_values(&["live"]).get(),
+                "candidate": self.served.with_label_values(&["candidate"]).get(),
+            },
+        })
+    }
+}
+
+/// The first 8 bytes of SHA-256 of a message's key (or, without one, its partition number).
+fn key_hash(message: &crate::kafka::Message) -> u64 {
+    use sha2::Digest as _;
+    let digest = match &message.key {
+        Some(key) => sha2::Sha256::digest(key),
+        None => sha2::Sha256::digest(message.partition.to_be_bytes()),
+    };
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
 /// What every worker of a tenant shares.
 pub(crate) struct Shared {
     name: Arc<str>,
@@ -53,6 +108,7 @@ pub(crate) struct Shared {
     on_failure: FailurePolicy,
     metrics: TenantMetrics,
     observer: Option<Arc<dyn Observer>>,
+    canary: Option<CanarySlot>,
 }
 
 /// Why a tenant could not start. Like every Burrow error, its message includes its cause, so
@@ -187,7 +243,7 @@ impl RunningTenant {
     ) -> Result<Self, TenantError> {
         let started = deployment(runtime, tenant)
             .map_err(StartError::from)
-            .and_then(|d| Self::try_start(host, tenant, d, None));
+            .and_then(|d| Self::try_start(host, tenant, d, None, None));
         started.map_err(|e| TenantError {
             tenant: tenant.name.clone(),
             error: Box::new(e),
@@ -201,17 +257,19 @@ impl RunningTenant {
         tenant: &TenantConfig,
         deployment: Deployment,
     ) -> Result<Self, TenantError> {
-        Self::start_observed(host, tenant, deployment, None)
+        Self::start_observed(host, tenant, deployment, None, None)
     }
 
-    /// Like [`RunningTenant::start_deployed`], with `observer` shown every answered batch.
+    /// Like [`RunningTenant::start_deployed`], with `observer` shown every answered batch and
+    /// `canary` serving its share of keys.
     pub fn start_observed(
         host: &HostConfig,
         tenant: &TenantConfig,
         deployment: Deployment,
         observer: Option<Arc<dyn Observer>>,
+        canary: Option<Canary>,
     ) -> Result<Self, TenantError> {
-        Self::try_start(host, tenant, deployment, observer).map_err(|e| TenantError {
+        Self::try_start(host, tenant, deployment, observer, canary).map_err(|e| TenantError {
             tenant: tenant.name.clone(),
             error: Box::new(e),
         })
@@ -222,6 +280,7 @@ impl RunningTenant {
         tenant: &TenantConfig,
         deployment: Deployment,
         observer: Option<Arc<dyn Observer>>,
+        canary: Option<Canary>,
     ) -> Result<Self, StartError> {
         let name = tenant.name.clone();
         let consumer = Consumer::from_config(&consumer_config(host, tenant))?;
@@ -233,6 +292,25 @@ impl RunningTenant {
         for collector in observer.iter().flat_map(|o| o.collectors()) {
             registry.register(collector)?;
         }
+        let canary = match canary {
+            Some(canary) => {
+                let served = prometheus::IntCounterVec::new(
+                    prometheus::Opts::new(
+                        "burrow_rollout_messages_total",
+                        "Messages each version of a canary rollout took (version: live or candidate)",
+                    )
+                    .const_label("tenant", name.as_str()),
+                    &["version"],
+                )?;
+                registry.register(Box::new(served.clone()))?;
+                Some(CanarySlot {
+                    slot: Arc::new(DeploymentSlot::new(canary.candidate)),
+                    bound: (canary.share.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
+                    served,
+                })
+            }
+            None => None,
+        };
         let plugin = deployment.plugin().id().clone();
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
@@ -248,6 +326,7 @@ impl RunningTenant {
             on_failure: tenant.on_failure,
             metrics,
             observer,
+            canary,
         });
         let stats = pool.stats_handle();
         #[cfg(test)]
@@ -373,6 +452,9 @@ impl RunningTenant {
         if let Some(observer) = &self.shared.observer {
             report["rollout"] = observer.report();
         }
+        if let Some(canary) = &self.shared.canary {
+            report["rollout"] = canary.report();
+        }
         report
     }
 }
@@ -404,6 +486,25 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
+    /// A key always hashes the same; over many keys a bound takes about its share.
+    #[test]
+    fn a_key_hash_is_stable_and_spreads_evenly() {
+        let message = |key: String| {
+            let mut m = crate::kafka::Message::new("t", 0, 0);
+            m.key = Some(key.into_bytes());
+            m
+        };
+        assert_eq!(
+            super::key_hash(&message("k1".into())),
+            super::key_hash(&message("k1".into()))
+        );
+        let bound = (0.25 * u64::MAX as f64) as u64;
+        let taken = (0..10_000)
+            .filter(|i| super::key_hash(&message(format!("key{i}"))) < bound)
+            .count();
+        assert!((2_300..2_700).contains(&taken), "{taken} of 10,000");
+    }
+
     use std::time::{Duration, Instant};
 
     use rdkafka::consumer::{BaseConsumer, Consumer as _};
