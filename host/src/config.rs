@@ -656,6 +656,14 @@ impl HostConfig {
 }
 
 impl TenantConfig {
+    /// The same tenant running `plugin` instead (a candidate version, a plugin under test).
+    pub fn with_plugin(&self, plugin: &Path) -> TenantConfig {
+        TenantConfig {
+            plugin: plugin.to_owned(),
+            ..self.clone()
+        }
+    }
+
     fn validate(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
         if !is_simple_name(&self.name) {
             issues.push(issue(

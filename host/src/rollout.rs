@@ -81,9 +81,7 @@ pub fn canary(runtime: &Runtime, tenant: &TenantConfig) -> Option<Canary> {
     let (RolloutMode::Canary, Some(share)) = (rollout.mode, rollout.share) else {
         return None;
     };
-    let mut candidate = tenant.clone();
-    candidate.plugin.clone_from(&rollout.plugin);
-    match crate::tenant::deployment(runtime, &candidate) {
+    match crate::tenant::deployment(runtime, &tenant.with_plugin(&rollout.plugin)) {
         Ok(candidate) => Some(Canary { candidate, share }),
         Err(e) => {
             tracing::warn!(tenant = %tenant.name, candidate = %rollout.plugin.display(), error = %e, "the canary candidate cannot load; the live version serves every key");

@@ -113,7 +113,7 @@ pub fn run(options: &TestOptions, mut each: impl FnMut(&Tested)) -> Result<Vec<T
             continue;
         }
         let record = records::parse(text, index, &setup.defaults)
-            .map(|message| setup.call(&mut instance, &message));
+            .map(|message| setup.runner.call(&mut instance, &message));
         index += 1;
         let tested = Tested {
             line: n + 1,
@@ -161,10 +161,6 @@ impl Setup {
             },
         })
     }
-
-    fn call(&self, instance: &mut PluginInstance, message: &crate::wasm::Message) -> Ran {
-        self.runner.call(instance, message)
-    }
 }
 
 /// A plugin run as a tenant's worker runs it, one record at a time, without Kafka: the
@@ -185,8 +181,7 @@ impl Runner {
         plugin: &Path,
         settings: &BTreeMap<String, String>,
     ) -> Result<Self, LoadError> {
-        let mut tenant = tenant.clone();
-        tenant.plugin = plugin.to_owned();
+        let mut tenant = tenant.with_plugin(plugin);
         tenant.config.extend(settings.clone());
         tenant.limits.fuel = Some(tenant.limits.fuel.unwrap_or(UNMETERED));
         let deployment = tenant::deployment(runtime, &tenant)?;

@@ -120,24 +120,24 @@ impl PluginHandler {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let (held, slot, name) = match version {
-            Version::Live => (
-                &mut self.thread,
-                Arc::clone(&self.shared.slot),
-                Arc::clone(&self.thread_name),
-            ),
-            Version::Candidate => match &self.shared.canary {
-                Some(canary) => (
-                    &mut self.candidate_thread,
-                    Arc::clone(&canary.slot),
-                    format!("{}-canary", self.thread_name).into(),
-                ),
+        let shared = &self.shared;
+        let (held, slot) = match version {
+            Version::Live => (&mut self.thread, &shared.slot),
+            Version::Candidate => match &shared.canary {
+                Some(canary) => (&mut self.candidate_thread, &canary.slot),
                 None => return Err(ProcessError::retriable("no canary")),
             },
         };
+        // Named and pointed at its slot only when started: not work for every batch.
         let thread = match held.take() {
             Some(thread) => thread,
-            None => PluginThread::spawn(name, slot).map_err(ProcessError::retriable)?,
+            None => {
+                let name: Arc<str> = match version {
+                    Version::Live => Arc::clone(&self.thread_name),
+                    Version::Candidate => format!("{}-canary", self.thread_name).into(),
+                };
+                PluginThread::spawn(name, Arc::clone(slot)).map_err(ProcessError::retriable)?
+            }
         };
         // The records are copied into the guest's types on the plugin thread, not here on the
         // pool's task, which every message of the tenant goes through.
