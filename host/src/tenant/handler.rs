@@ -12,13 +12,16 @@
 //! Permanent failures then follow the tenant's policy: dead-letter (produce and wait for the
 //! ack before the offset may advance), skip, or halt.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::FailurePolicy;
 use crate::kafka::Message;
 use crate::kafka::producer::{self, OutRecord};
-use crate::pool::{Attempt, Failure, FailureAction, Handler, Pending, ProcessError, Processed};
+use crate::pool::{
+    Attempt, BoxError, Failure, FailureAction, Handler, Pending, ProcessError, Processed,
+};
 use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginThread};
 
 use super::Shared;
@@ -41,8 +44,6 @@ pub struct PluginHandler {
     /// `burrow-plugin-TENANT-N`: names the thread in `top -H`, debuggers and panics.
     thread_name: Arc<str>,
     shared: Arc<Shared>,
-    /// The version that answered the last call, for the dead letter's headers.
-    last_plugin: Option<PluginId>,
     /// A canary's candidate runs on a plugin thread of its own, started on its first message.
     candidate_thread: Option<PluginThread>,
 }
@@ -61,7 +62,6 @@ impl PluginHandler {
             thread: None,
             thread_name: format!("burrow-plugin-{}-{worker}", shared.name).into(),
             shared,
-            last_plugin: None,
             candidate_thread: None,
         }
     }
@@ -160,9 +160,6 @@ impl PluginHandler {
         match thread.call_prepared(prepare).await {
             Ok(results) => {
                 *held = Some(thread);
-                if let Some(last) = results.last() {
-                    self.last_plugin = Some(last.plugin.clone());
-                }
                 Ok(results)
             }
             // The thread is gone; the next call starts a fresh one.
@@ -171,19 +168,35 @@ impl PluginHandler {
     }
 
     /// What one call's result means before its emits are produced: the records to produce
-    /// (on `commit`), or the message's error.
+    /// (on `commit`) with the version that emitted them, or the message's error,
+    /// [tagged](Answered) with the version that answered.
     fn decide(
         &self,
         message: &Message,
         result: CallResult,
-    ) -> Result<Vec<OutRecord>, ProcessError> {
-        match result.result {
+    ) -> Result<(Vec<OutRecord>, PluginId), ProcessError> {
+        let decision = match result.result {
             Ok(processed) => match processed.outcome {
                 wasm::Outcome::Commit => self.check_emits(processed.emitted),
                 wasm::Outcome::Retry(hint) => Err(self.retry(hint)),
                 wasm::Outcome::Fail(reason) => Err(ProcessError::permanent(reason)),
             },
             Err(error) => Err(self.on_call_error(message, error)),
+        };
+        match decision {
+            Ok(records) => Ok((records, result.plugin)),
+            Err(error) => Err(Answered::tag(error, result.plugin)),
+        }
+    }
+
+    /// The version a failure's dead letter names: the one that answered the failing call. Not
+    /// this worker's last call: a permanent failure may be handled by any idle worker, which may
+    /// have last called before a swap, or the other version of a canary. A failure no plugin
+    /// answered (its thread was lost) names the version live now.
+    fn answered_by(&self, failure: &Failure) -> PluginId {
+        match failure.error.downcast_ref::<Answered>() {
+            Some(answered) => answered.plugin.clone(),
+            None => self.shared.slot.current().plugin().id().clone(),
         }
     }
 
@@ -224,10 +237,7 @@ impl PluginHandler {
                 "on_failure is dead-letter but no dead_letter_topic".into(),
             );
         };
-        let plugin = self
-            .last_plugin
-            .clone()
-            .unwrap_or_else(|| self.shared.slot.current().plugin().id().clone());
+        let plugin = self.answered_by(failure);
         let error = failure.error.to_string();
         let version = plugin.version.to_string();
         let failure = producer::Failure {
@@ -300,6 +310,41 @@ async fn send_dead_letter(
     }
 }
 
+/// A message's error with the plugin version whose answer caused it. Reads as the error alone
+/// (the pool logs it, the dead letter's `burrow.error` header carries it); the version rides
+/// along to whichever worker handles the failure.
+#[derive(Debug)]
+struct Answered {
+    plugin: PluginId,
+    error: BoxError,
+}
+
+impl Answered {
+    fn tag(error: ProcessError, plugin: PluginId) -> ProcessError {
+        match error {
+            ProcessError::Retriable { error, retry_after } => ProcessError::Retriable {
+                error: Box::new(Self { plugin, error }),
+                retry_after,
+            },
+            ProcessError::Permanent { error } => ProcessError::Permanent {
+                error: Box::new(Self { plugin, error }),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Answered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for Answered {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
 impl Handler for PluginHandler {
     async fn process(&mut self, message: &Message, attempt: u32) -> Result<(), ProcessError> {
         let batch = [Attempt {
@@ -341,8 +386,10 @@ impl Handler for PluginHandler {
             .iter()
             .zip(results)
             .map(|(item, result)| match self.decide(&item.message, result) {
-                Ok(records) if records.is_empty() => Processed::Now(Ok(())),
-                Ok(records) => Processed::Later(emit(Arc::clone(&self.shared), records)),
+                Ok((records, _)) if records.is_empty() => Processed::Now(Ok(())),
+                Ok((records, plugin)) => {
+                    Processed::Later(emit(Arc::clone(&self.shared), records, plugin))
+                }
                 Err(e) => Processed::Now(Err(e)),
             })
             .collect()
@@ -374,14 +421,14 @@ impl Handler for PluginHandler {
 /// them all. A record not acknowledged fails the message retriably: it runs again and emits
 /// again (at-least-once for outputs too). Until then the records count against the tenant's
 /// `max_buffered_bytes`.
-fn emit(shared: Arc<Shared>, records: Vec<OutRecord>) -> Pending {
+fn emit(shared: Arc<Shared>, records: Vec<OutRecord>, plugin: PluginId) -> Pending {
     let bytes = records.iter().map(OutRecord::size).sum();
     Pending::new(async move {
         shared
             .producer
             .send_all(&records)
             .await
-            .map_err(ProcessError::retriable)?;
+            .map_err(|e| Answered::tag(ProcessError::retriable(e), plugin))?;
         shared.metrics.emitted.inc_by(records.len() as u64);
         Ok(())
     })
@@ -448,15 +495,18 @@ mod tests {
     use crate::kafka::producer::Producer;
     use crate::wasm::{Deployment, DeploymentSlot, Limits, Runtime, RuntimeConfig};
 
+    fn plugin_dir() -> PathBuf {
+        std::env::var_os("BURROW_PLUGIN_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
+            PathBuf::from,
+        )
+    }
+
     /// A tenant `t` on the `chaos` plugin (built by `make plugins`) with `limits`; its producer
     /// points nowhere, as these calls emit nothing.
     fn shared(limits: Limits) -> anyhow::Result<Arc<Shared>> {
-        let dir = std::env::var_os("BURROW_PLUGIN_DIR").map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"),
-            PathBuf::from,
-        );
         let runtime = Runtime::new(&RuntimeConfig::default())?;
-        let plugin = runtime.load_file(&dir.join("chaos.wasm"))?;
+        let plugin = runtime.load_file(&plugin_dir().join("chaos.wasm"))?;
         Ok(Arc::new(Shared {
             name: "t".into(),
             slot: Arc::new(DeploymentSlot::new(
@@ -508,6 +558,37 @@ mod tests {
             handler.thread.as_ref().map(PluginThread::name),
             Some("burrow-plugin-t-3")
         );
+        Ok(())
+    }
+
+    /// A permanent failure names the version that answered it, whichever worker handles it:
+    /// here a worker that never called, after a swap to another plugin.
+    #[tokio::test]
+    async fn a_failure_names_the_version_that_answered_not_the_handling_worker()
+    -> anyhow::Result<()> {
+        let shared = shared(Limits::default())?;
+        let mut caller = PluginHandler::new(Arc::clone(&shared), 0);
+        let error = match caller.process(&chaos("fail"), 1).await {
+            Err(ProcessError::Permanent { error }) => error,
+            other => anyhow::bail!("expected a permanent failure, got {other:?}"),
+        };
+        assert_eq!(
+            error.to_string(),
+            "chaos: asked to fail",
+            "the tag must not change the error's text"
+        );
+        let failure = |error| Failure {
+            error,
+            attempts: 1,
+            non_retriable: true,
+        };
+        let runtime = Runtime::new(&RuntimeConfig::default())?;
+        let next = runtime.load_file(&plugin_dir().join("passthrough.wasm"))?;
+        shared.slot.swap(Deployment::new(next));
+        let other_worker = PluginHandler::new(Arc::clone(&shared), 1);
+        assert_eq!(&*other_worker.answered_by(&failure(error)).name, "chaos");
+        let unanswered = failure("plugin thread lost results".into());
+        assert_eq!(&*other_worker.answered_by(&unanswered).name, "passthrough");
         Ok(())
     }
 }
