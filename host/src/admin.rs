@@ -1,5 +1,5 @@
 //! The admin HTTP listener: `/metrics` (Prometheus text), `/healthz`, `/readyz`, `/stats`, and
-//! the control endpoints `POST /tenants/{name}/pause` and `/resume`.
+//! the control endpoints `POST /tenants/{name}/pause`, `/resume`, `/promote` and `/rollback`.
 //!
 //! Reading endpoints are open (on loopback by default). Control endpoints answer only a request
 //! bearing `Authorization: Bearer <admin.token>`; with no token configured they refuse every
@@ -34,16 +34,53 @@ pub trait Status: Send + Sync + 'static {
     /// Every metric to expose. Families of the same name from several sources (one registry
     /// per tenant) are merged before encoding.
     fn metrics(&self) -> Vec<MetricFamily>;
-    /// Does `action` to tenant `tenant`; `Err` says why not (no such tenant).
-    fn control(&self, tenant: &str, action: Control) -> Result<(), String>;
+    /// Does `action` to tenant `tenant`; `Err` says why not.
+    fn control(&self, tenant: &str, action: Control) -> Result<(), Refused>;
 }
 
-/// What a control endpoint asks of a tenant.
+/// What a control endpoint (`POST /tenants/{name}/{action}`) asks of a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     /// Take no new message (see `burrow_pool::Pauser`).
     Pause,
     Resume,
+    /// Make the canary's candidate the live version.
+    Promote,
+    /// Throw the canary's candidate out; the live version serves every key.
+    RollBack,
+}
+
+impl Control {
+    /// The action named by the endpoint's last path segment.
+    fn from_path(action: &str) -> Option<Self> {
+        Some(match action {
+            "pause" => Self::Pause,
+            "resume" => Self::Resume,
+            "promote" => Self::Promote,
+            "rollback" => Self::RollBack,
+            _ => return None,
+        })
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Self::Pause => "paused",
+            Self::Resume => "resumed",
+            Self::Promote => "canary promoted",
+            Self::RollBack => "canary rolled back",
+        }
+    }
+}
+
+/// Why a control action was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// No such tenant runs: 404.
+    #[error("{0}")]
+    NoTenant(String),
+    /// The tenant cannot do it now (no canary, or it has ended): 409.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 #[derive(Clone)]
@@ -76,8 +113,7 @@ fn router(state: AdminState) -> Router {
         .route("/healthz", routing::get(healthz))
         .route("/readyz", routing::get(readyz))
         .route("/stats", routing::get(stats))
-        .route("/tenants/{name}/pause", routing::post(pause))
-        .route("/tenants/{name}/resume", routing::post(resume))
+        .route("/tenants/{name}/{action}", routing::post(control))
         .with_state(state)
 }
 
@@ -130,24 +166,12 @@ async fn stats(State(state): State<AdminState>) -> Response {
     axum::Json(state.status.stats()).into_response()
 }
 
-async fn pause(
+/// `POST /tenants/{name}/{action}`: checks the bearer token, then does the action.
+async fn control(
     State(state): State<AdminState>,
-    Path(name): Path<String>,
+    Path((tenant, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    control(&state, &name, &headers, Control::Pause)
-}
-
-async fn resume(
-    State(state): State<AdminState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    control(&state, &name, &headers, Control::Resume)
-}
-
-/// Checks the bearer token, then does `action`.
-fn control(state: &AdminState, tenant: &str, headers: &HeaderMap, action: Control) -> Response {
     let Some(token) = &state.token else {
         return (
             StatusCode::FORBIDDEN,
@@ -168,13 +192,26 @@ fn control(state: &AdminState, tenant: &str, headers: &HeaderMap, action: Contro
         )
             .into_response();
     }
-    match state.status.control(tenant, action) {
+    let Some(action) = Control::from_path(&action) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no action {action:?}: pause, resume, promote or rollback\n"),
+        )
+            .into_response();
+    };
+    match state.status.control(&tenant, action) {
         Ok(()) => (
             StatusCode::OK,
-            format!("tenant {tenant}: {action:?}d\n").to_lowercase(),
+            format!("tenant {tenant}: {}\n", action.done()),
         )
             .into_response(),
-        Err(why) => (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
+        Err(refused) => {
+            let code = match refused {
+                Refused::NoTenant(_) => StatusCode::NOT_FOUND,
+                Refused::Conflict(_) => StatusCode::CONFLICT,
+            };
+            (code, format!("{refused}\n")).into_response()
+        }
     }
 }
 
@@ -239,9 +276,12 @@ mod tests {
         fn metrics(&self) -> Vec<MetricFamily> {
             self.registries.iter().flat_map(Registry::gather).collect()
         }
-        fn control(&self, tenant: &str, action: Control) -> Result<(), String> {
+        fn control(&self, tenant: &str, action: Control) -> Result<(), Refused> {
             if tenant != "orders" {
-                return Err(format!("no tenant {tenant}"));
+                return Err(Refused::NoTenant(format!("no tenant {tenant}")));
+            }
+            if matches!(action, Control::Promote | Control::RollBack) {
+                return Err(Refused::Conflict(format!("tenant {tenant} has no canary")));
             }
             self.paused
                 .store(action == Control::Pause, Ordering::SeqCst);
@@ -342,6 +382,15 @@ mod tests {
                 .0,
             404
         );
+        // An unknown action is 404; an action the tenant cannot do now is 409, saying why.
+        let token = Some("s3cret-token");
+        assert_eq!(post(addr, "/tenants/orders/restart", token).await.0, 404);
+        let (code, body) = post(addr, "/tenants/orders/promote", token).await;
+        assert_eq!(
+            (code, body.as_str()),
+            (409, "tenant orders has no canary\n")
+        );
+        assert_eq!(post(addr, "/tenants/orders/rollback", None).await.0, 401);
         assert_eq!(get_with_status(addr, "/stats").await.expect("get").0, 200);
     }
 

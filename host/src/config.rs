@@ -237,6 +237,66 @@ pub struct RolloutConfig {
     pub diff_topic: Option<String>,
     /// With `canary`: the share of keys (0 < share < 1) the candidate serves.
     pub share: Option<f64>,
+    /// With `canary`: when the candidate becomes the live version, if no `rollback_if` rule
+    /// broke by then — a duration since the canary started (`"10m"`) or a count of messages
+    /// the candidate took (`5000`). Never, when unset: promote with the admin endpoint.
+    pub promote_after: Option<PromoteAfter>,
+    /// With `canary`: messages the candidate must have taken before any rule is judged (a
+    /// rate over a handful of messages says nothing). Default 100.
+    pub min_messages: Option<u64>,
+    /// With `canary`: when the candidate is thrown out and the live version serves every key.
+    pub rollback_if: Option<RollbackIf>,
+}
+
+/// `promote_after`: a duration or a message count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromoteAfter {
+    /// Since the canary started.
+    Elapsed(Duration),
+    /// Messages the candidate took.
+    Messages(u64),
+}
+
+impl<'de> Deserialize<'de> for PromoteAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Value {
+            Count(u64),
+            Text(String),
+        }
+        match Value::deserialize(de)? {
+            Value::Count(n) => Ok(Self::Messages(n)),
+            // An environment override arrives as text.
+            Value::Text(text) => match text.parse::<u64>() {
+                Ok(n) => Ok(Self::Messages(n)),
+                Err(_) => humantime::parse_duration(&text)
+                    .map(Self::Elapsed)
+                    .map_err(|e| {
+                        serde::de::Error::custom(format!(
+                            "invalid promote_after {text:?} ({e}); write a duration like \"10m\" or a message count like 5000"
+                        ))
+                    }),
+            },
+        }
+    }
+}
+
+/// `[tenant.rollout.rollback_if]`: margins over the live version, each judged over everything
+/// both versions did since the canary started. One broken rule rolls the candidate back.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackIf {
+    /// The candidate's permanent failures per message, above the live version's by more than
+    /// this (0.01: one point).
+    pub failure_rate: Option<f64>,
+    /// The candidate's failed calls (traps, deadlines, memory cap, fuel) per call, above the
+    /// live version's by more than this.
+    pub trap_rate: Option<f64>,
+    /// The candidate's 99th-percentile time per message, above the live version's by more
+    /// than this.
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    pub p99: Option<Duration>,
 }
 
 /// How a candidate runs.
@@ -752,6 +812,48 @@ impl RolloutConfig {
                 format!("{at}.diff_topic"),
                 "applies to mode = \"shadow\" only (a canary's messages run on one version)",
             ));
+        }
+        if self.mode == RolloutMode::Shadow {
+            let canary_only = [
+                ("promote_after", self.promote_after.is_some()),
+                ("min_messages", self.min_messages.is_some()),
+                ("rollback_if", self.rollback_if.is_some()),
+            ];
+            for (key, _) in canary_only.iter().filter(|(_, set)| *set) {
+                issues.push(issue(
+                    format!("{at}.{key}"),
+                    "applies to mode = \"canary\" only (a shadow has no effect to promote or roll back)",
+                ));
+            }
+        }
+        match self.promote_after {
+            Some(PromoteAfter::Messages(0)) => {
+                issues.push(issue(
+                    format!("{at}.promote_after"),
+                    "must be at least 1 message",
+                ));
+            }
+            Some(PromoteAfter::Elapsed(d)) if d.is_zero() => {
+                issues.push(issue(
+                    format!("{at}.promote_after"),
+                    "must be longer than 0s",
+                ));
+            }
+            _ => {}
+        }
+        let rates = self
+            .rollback_if
+            .iter()
+            .flat_map(|r| [("failure_rate", r.failure_rate), ("trap_rate", r.trap_rate)]);
+        for (key, rate) in rates {
+            if let Some(rate) = rate
+                && !(0.0..1.0).contains(&rate)
+            {
+                issues.push(issue(
+                    format!("{at}.rollback_if.{key}"),
+                    format!("{rate} is not a margin between 0 and 1 (0.01 is one point)"),
+                ));
+            }
         }
     }
 }

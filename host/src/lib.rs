@@ -14,7 +14,8 @@
 //! - [`pool`] — the `burrow-pool` crate: the consumer, many workers, offsets, ordering,
 //!   retries, backpressure, rebalances, commits and the pool's metrics. Its docs state the
 //!   guarantee.
-//! - [`tenant`] — one tenant: its pool, its plugin as the pool's handler, outcomes to offsets.
+//! - [`tenant`] — one tenant: its pool, its plugin as the pool's handler, outcomes to offsets,
+//!   and a canary's routing, tallies and hot promotion or rollback.
 //! - [`kafka`] — the pool's message types and the acknowledged producer for emits and dead
 //!   letters.
 //! - [`wasm`] — the plugin runtime: one engine, compiled-once plugins, per-worker instances,
@@ -22,12 +23,14 @@
 //! - [`preflight`] — what `burrow validate` and `burrow run` check before consuming anything:
 //!   the Kafka clients built (without connecting), each plugin instantiated under its limits.
 //! - [`reload`] — what a changed config file means for a running host.
-//! - [`admin`] — the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/stats`.
+//! - [`admin`] — the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/stats`, and the
+//!   token-guarded controls (pause, resume, promote, rollback).
 //! - [`demo_data`] — the sample traffic of `burrow demo`.
 //! - [`plugin_test`] — `burrow test`: records from a file through a plugin, no Kafka.
 //! - [`project`] — plugin projects: `burrow new` writes one, `burrow build` builds it.
 //! - [`replay`] — `burrow replay`: a range of a tenant's input through two versions, compared.
-//! - [`rollout`] — a candidate version beside a tenant's live one: today, in shadow.
+//! - [`rollout`] — a candidate version beside a tenant's live one: in shadow, or as a canary
+//!   judged by the config's rules.
 
 pub mod admin;
 pub mod config;

@@ -165,15 +165,22 @@ impl Status for SharedTenants {
             .collect()
     }
 
-    fn control(&self, tenant: &str, action: admin::Control) -> Result<(), String> {
+    fn control(&self, tenant: &str, action: admin::Control) -> Result<(), admin::Refused> {
         let tenants = self.lock();
         let running = tenants
             .running
             .get(tenant)
-            .ok_or_else(|| format!("no running tenant {tenant:?}"))?;
+            .ok_or_else(|| admin::Refused::NoTenant(format!("no running tenant {tenant:?}")))?;
+        let canary = |promote| {
+            running
+                .end_canary(promote)
+                .map_err(|e| admin::Refused::Conflict(e.to_string()))
+        };
         match action {
             admin::Control::Pause => running.pauser().pause(),
             admin::Control::Resume => running.pauser().resume(),
+            admin::Control::Promote => canary(true)?,
+            admin::Control::RollBack => canary(false)?,
         }
         tracing::info!(tenant, ?action, "tenant control from the admin endpoint");
         Ok(())

@@ -10,12 +10,19 @@ use anyhow::Context;
 
 use crate::broker::Broker;
 
-/// A TOML value: a string (quoted), an integer, or a list of strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A TOML value: a string (quoted), an integer, a float, or a list of strings.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Text(String),
     Int(i64),
+    Float(f64),
     List(Vec<String>),
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
 }
 
 impl From<&str> for Value {
@@ -36,6 +43,12 @@ impl From<i64> for Value {
     }
 }
 
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value::Int(v.into())
+    }
+}
+
 impl From<u32> for Value {
     fn from(v: u32) -> Self {
         Value::Int(v.into())
@@ -47,6 +60,8 @@ impl std::fmt::Display for Value {
         match self {
             Value::Text(s) => f.write_str(&quote(s)),
             Value::Int(i) => write!(f, "{i}"),
+            // `{:?}` keeps the point: TOML reads `1.0` as a float, `1` as an integer.
+            Value::Float(x) => write!(f, "{x:?}"),
             Value::List(items) => {
                 let items: Vec<String> = items.iter().map(|i| quote(i)).collect();
                 write!(f, "[{}]", items.join(", "))
@@ -192,10 +207,10 @@ pub struct Tenant {
     pub limits: Vec<(String, Value)>,
     pub pool: Vec<(String, Value)>,
     pub config: Vec<(String, String)>,
-    /// `[tenant.rollout]`: the candidate's plugin, mode, and `diff_topic`.
-    pub rollout: Option<(PathBuf, String, Option<String>)>,
-    /// `[tenant.rollout] share`, for a canary.
-    pub rollout_share: Option<f64>,
+    /// `[tenant.rollout]`: the candidate's plugin and mode.
+    pub rollout: Option<(PathBuf, String)>,
+    /// The rollout's other keys (`share`, `diff_topic`, `rollback_if.trap_rate`...).
+    pub rollout_keys: Vec<(String, Value)>,
 }
 
 impl Tenant {
@@ -213,22 +228,25 @@ impl Tenant {
             pool: Vec::new(),
             config: Vec::new(),
             rollout: None,
-            rollout_share: None,
+            rollout_keys: Vec::new(),
         }
     }
 
-    /// A candidate version, `plugin`, running in `mode` (`shadow`).
+    /// A candidate version, `plugin`, running in `mode` (`shadow` or `canary`).
     pub fn rollout(mut self, plugin: &Path, mode: &str) -> Self {
-        self.rollout = Some((plugin.to_owned(), mode.to_owned(), None));
+        self.rollout = Some((plugin.to_owned(), mode.to_owned()));
         self
     }
 
-    /// The rollout's `diff_topic` (after [`Tenant::rollout`]).
-    pub fn diff_topic(mut self, topic: &str) -> Self {
-        if let Some(rollout) = &mut self.rollout {
-            rollout.2 = Some(topic.to_owned());
-        }
+    /// A key of `[tenant.rollout]`; dotted for its tables (`rollback_if.trap_rate`).
+    pub fn rollout_key(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.rollout_keys.push((key.to_owned(), value.into()));
         self
+    }
+
+    /// The rollout's `diff_topic`.
+    pub fn diff_topic(self, topic: &str) -> Self {
+        self.rollout_key("diff_topic", topic)
     }
 
     /// Permanent failures go to `topic`.
@@ -303,15 +321,12 @@ impl Tenant {
                 let _ = writeln!(s, "{} = {}", quote(k), quote(v));
             }
         }
-        if let Some((plugin, mode, diff_topic)) = &self.rollout {
+        if let Some((plugin, mode)) = &self.rollout {
             let _ = writeln!(s, "[tenant.rollout]");
             let _ = writeln!(s, "plugin = {}", quote(&plugin.to_string_lossy()));
             let _ = writeln!(s, "mode = {}", quote(mode));
-            if let Some(topic) = diff_topic {
-                let _ = writeln!(s, "diff_topic = {}", quote(topic));
-            }
-            if let Some(share) = self.rollout_share {
-                let _ = writeln!(s, "share = {share}");
+            for (k, v) in &self.rollout_keys {
+                let _ = writeln!(s, "{k} = {v}");
             }
         }
     }

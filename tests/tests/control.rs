@@ -1,6 +1,6 @@
 //! The admin's control endpoints on the real binary and broker: a tenant paused over HTTP with
 //! the bearer token takes nothing new while it stays in its group, and resumed, processes and
-//! commits everything; without the token nothing changes.
+//! commits everything; a canary is promoted by an operator; without the token nothing changes.
 
 use burrow_e2e::broker::Broker;
 use burrow_e2e::config::{HostConfig, Tenant};
@@ -56,6 +56,70 @@ fn a_tenant_paused_with_the_token_takes_nothing_until_resumed() -> anyhow::Resul
     kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&positions))?;
     assert_eq!(burrow.tenant("orders")?["pool"]["messages_processed"], 200);
     assert_eq!(burrow.post("/tenants/nobody/pause", Some(TOKEN))?.0, 404);
+    let status = burrow.terminate()?;
+    assert!(status.success(), "burrow exited with {status}");
+    Ok(())
+}
+
+/// An operator ends a canary over HTTP: `promote` with the token makes the candidate the live
+/// version at once (no rules configured, so nothing else would), `/stats` says who and the
+/// plugin changed; ending it again, or rolling back a tenant without a canary, is refused with
+/// 409. Without the token, nothing changes.
+#[test]
+fn an_operator_promotes_a_canary_with_the_token() -> anyhow::Result<()> {
+    let broker = Broker::shared()?;
+    let (input, other_input) = (unique("canary-ctl-in"), unique("plain-ctl-in"));
+    let group = unique("canary-ctl");
+    kafka::create_topics(broker, &[(&input, 2), (&other_input, 1)])?;
+    let dir = tempfile::tempdir()?;
+    let config = HostConfig::new(broker)
+        .tenant(
+            Tenant::new("orders", &group, &[&input], &plugin_path("passthrough")?)
+                .on_failure("skip")
+                .rollout(&plugin_path("chaos")?, "canary")
+                .rollout_key("share", 0.5),
+        )
+        .tenant(
+            Tenant::new(
+                "plain",
+                &unique("plain-ctl"),
+                &[&other_input],
+                &plugin_path("passthrough")?,
+            )
+            .on_failure("skip"),
+        )
+        .write(dir.path())?;
+    let mut burrow = Burrow::start_with(&config, &[("BURROW__ADMIN__TOKEN", TOKEN)])?;
+    burrow.wait_ready()?;
+
+    let promote = "/tenants/orders/promote";
+    assert_eq!(burrow.post(promote, None)?.0, 401);
+    assert_eq!(burrow.tenant("orders")?["rollout"]["state"], "running");
+    assert_eq!(
+        burrow.post(promote, Some(TOKEN))?,
+        (200, "tenant orders: canary promoted\n".into())
+    );
+    let tenant = burrow.tenant("orders")?;
+    assert_eq!(tenant["rollout"]["state"], "promoted", "{tenant}");
+    assert_eq!(tenant["rollout"]["by"], "operator", "{tenant}");
+    assert_eq!(
+        tenant["plugin"].as_str().map(|p| p.starts_with("chaos")),
+        Some(true),
+        "{tenant}"
+    );
+    let (code, body) = burrow.post("/tenants/orders/rollback", Some(TOKEN))?;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("already ended: promoted by an operator"),
+        "{body}"
+    );
+    let (code, body) = burrow.post("/tenants/plain/rollback", Some(TOKEN))?;
+    assert_eq!((code, body.as_str()), (409, "tenant plain has no canary\n"));
+
+    // The promoted version processes every message (chaos commits one without an action).
+    let positions = kafka::produce(broker, &input, &numbered(0..100, None))?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&positions))?;
+    assert_eq!(burrow.tenant("orders")?["pool"]["messages_failed"], 0);
     let status = burrow.terminate()?;
     assert!(status.success(), "burrow exited with {status}");
     Ok(())

@@ -131,12 +131,12 @@ fn a_canary_serves_its_share_of_keys_and_never_splits_one() -> anyhow::Result<()
     kafka::create_topics(broker, &[(&input, PARTITIONS), (&output, 1), (&dlq, 1)])?;
     let group = unique("canary");
     let dir = tempfile::tempdir()?;
-    let mut tenant = Tenant::new("orders", &group, &[&input], &plugin_path("json-validate")?)
+    let tenant = Tenant::new("orders", &group, &[&input], &plugin_path("json-validate")?)
         .dead_letters(&dlq)
         .output(&output)
         .config("output-topic", &output)
-        .rollout(&plugin_path("passthrough")?, "canary");
-    tenant.rollout_share = Some(0.5);
+        .rollout(&plugin_path("passthrough")?, "canary")
+        .rollout_key("share", 0.5);
     let config = HostConfig::new(broker).tenant(tenant).write(dir.path())?;
     let mut burrow = Burrow::start(&config)?;
     burrow.wait_ready()?;
@@ -172,6 +172,192 @@ fn a_canary_serves_its_share_of_keys_and_never_splits_one() -> anyhow::Result<()
         "some keys went to the candidate"
     );
     assert_eq!(burrow.tenant("orders")?["pool"]["messages_failed"], 0);
+    let status = burrow.terminate()?;
+    assert!(status.success(), "burrow exited with {status}");
+    Ok(())
+}
+
+/// The id of a forwarded `Out::numbered` record, from its JSON value.
+fn id_of(record: &kafka::Record) -> anyhow::Result<u64> {
+    let value: serde_json::Value =
+        serde_json::from_slice(record.value.as_deref().unwrap_or_default())?;
+    value["id"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("no id in {}", record.value_text()))
+}
+
+/// A canary whose candidate traps on every message, with key ordering: its rules roll it back
+/// by themselves (trap rate far above the live version's), the messages it trapped on are
+/// retried on the live version, and nothing is lost: every message is forwarded exactly once,
+/// each key's in the order produced, and none is dead-lettered. `/stats` and the metrics say
+/// what ended the canary and why.
+#[test]
+fn a_canary_that_traps_is_rolled_back_by_its_rules_and_nothing_is_lost() -> anyhow::Result<()> {
+    const KEYS: u64 = 40;
+    const N: u64 = 400;
+    let broker = Broker::shared()?;
+    let (input, output, dlq) = (
+        unique("rollback-in"),
+        unique("rollback-out"),
+        unique("rollback-dlq"),
+    );
+    kafka::create_topics(broker, &[(&input, PARTITIONS), (&output, 1), (&dlq, 1)])?;
+    let group = unique("rollback");
+    let dir = tempfile::tempdir()?;
+    let tenant = Tenant::new("orders", &group, &[&input], &plugin_path("json-validate")?)
+        .dead_letters(&dlq)
+        .output(&output)
+        .config("output-topic", &output)
+        .pool("ordering", "key")
+        // Enough retries, soon enough, that a trapped message is still retrying when the rules
+        // have had their look (about a second).
+        .pool("max_retries", 30)
+        .pool("retry_backoff_base", "20ms")
+        .pool("retry_backoff_max", "200ms")
+        .rollout(&plugin_path("chaos")?, "canary")
+        .rollout_key("share", 0.5)
+        .rollout_key("min_messages", 5)
+        .rollout_key("promote_after", 1_000_000)
+        .rollout_key("rollback_if.trap_rate", 0.2);
+    let config = HostConfig::new(broker).tenant(tenant).write(dir.path())?;
+    let mut burrow = Burrow::start(&config)?;
+    burrow.wait_ready()?;
+
+    // json-validate forwards any JSON object; chaos traps on `trap`.
+    let records: Vec<Out> = (0..N)
+        .map(|id| {
+            Out::numbered(id)
+                .key(format!("key{}", id % KEYS))
+                .action("trap")
+        })
+        .collect();
+    let positions = kafka::produce(broker, &input, &records)?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&positions))?;
+
+    let rollout = burrow.tenant("orders")?["rollout"].clone();
+    assert_eq!(rollout["state"], "rolled-back", "{rollout}");
+    assert_eq!(rollout["by"], "rules", "{rollout}");
+    let why = rollout["why"].as_str().unwrap_or_default();
+    assert!(why.contains("trap rate"), "{rollout}");
+    assert!(
+        rollout["versions"]["candidate"]["failed_calls"].as_u64() > Some(0),
+        "{rollout}"
+    );
+    let metrics = burrow.metrics()?;
+    assert_eq!(
+        metric(
+            &metrics,
+            "burrow_rollout_decisions_total",
+            &[("decision", "rolled-back"), ("rule", "trap_rate")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "burrow_rollout_candidate_share", &[]),
+        Some(0.0)
+    );
+
+    // Every message forwarded by the live version, once, each key in order.
+    let forwarded = kafka::read_exactly_after(broker, &output, N as usize)?;
+    let mut last: std::collections::BTreeMap<u64, u64> = Default::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for record in &forwarded {
+        let id = id_of(record)?;
+        assert!(seen.insert(id), "message {id} forwarded twice");
+        if let Some(before) = last.insert(id % KEYS, id) {
+            assert!(
+                before < id,
+                "key{} out of order: {before} then {id}",
+                id % KEYS
+            );
+        }
+    }
+    assert_eq!(seen.len() as u64, N, "every message forwarded");
+    let stats = burrow.tenant("orders")?;
+    assert_eq!(stats["pool"]["messages_failed"], 0, "{stats}");
+    assert_eq!(
+        stats["plugin"]
+            .as_str()
+            .map(|p| p.starts_with("json-validate")),
+        Some(true)
+    );
+    assert!(
+        kafka::end_offsets(broker, &dlq)?
+            .values()
+            .all(|&end| end == 0),
+        "nothing dead-lettered"
+    );
+    let status = burrow.terminate()?;
+    assert!(status.success(), "burrow exited with {status}");
+    Ok(())
+}
+
+/// A canary whose candidate holds (json-validate forwarding, against a live passthrough that
+/// forwards nothing) is promoted after its message count, as a hot swap: from then on the
+/// candidate serves every key, and every message is committed once with nothing failed.
+#[test]
+fn a_canary_that_holds_is_promoted_and_then_serves_every_key() -> anyhow::Result<()> {
+    const KEYS: u64 = 40;
+    let broker = Broker::shared()?;
+    let (input, output, dlq) = (
+        unique("promote-in"),
+        unique("promote-out"),
+        unique("promote-dlq"),
+    );
+    kafka::create_topics(broker, &[(&input, PARTITIONS), (&output, 1), (&dlq, 1)])?;
+    let group = unique("promote");
+    let dir = tempfile::tempdir()?;
+    let tenant = Tenant::new("orders", &group, &[&input], &plugin_path("passthrough")?)
+        .dead_letters(&dlq)
+        .output(&output)
+        .config("output-topic", &output)
+        .rollout(&plugin_path("json-validate")?, "canary")
+        .rollout_key("share", 0.5)
+        .rollout_key("min_messages", 10)
+        .rollout_key("promote_after", 100)
+        .rollout_key("rollback_if.failure_rate", 0.01)
+        .rollout_key("rollback_if.trap_rate", 0.01);
+    let config = HostConfig::new(broker).tenant(tenant).write(dir.path())?;
+    let mut burrow = Burrow::start(&config)?;
+    burrow.wait_ready()?;
+
+    let keyed = |ids: std::ops::Range<u64>| -> Vec<Out> {
+        ids.map(|id| Out::numbered(id).key(format!("key{}", id % KEYS)))
+            .collect()
+    };
+    let before = kafka::produce(broker, &input, &keyed(0..MESSAGES))?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&before))?;
+    let rollout = wait_for("the canary to be promoted", || {
+        let rollout = burrow.tenant("orders")?["rollout"].clone();
+        Ok((rollout["state"] == "promoted").then_some(rollout))
+    })?;
+    assert_eq!(rollout["by"], "rules", "{rollout}");
+    let on_candidate = rollout["messages"]["candidate"].as_u64().unwrap_or(0);
+    assert!(
+        (100..MESSAGES).contains(&on_candidate),
+        "the candidate took its share first: {rollout}"
+    );
+    assert_eq!(
+        burrow.tenant("orders")?["plugin"]
+            .as_str()
+            .map(|p| p.starts_with("json-validate")),
+        Some(true)
+    );
+
+    // After the promotion, every key's messages run on the candidate: all forwarded.
+    let after = kafka::produce(broker, &input, &keyed(MESSAGES..2 * MESSAGES))?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&after))?;
+    let forwarded = kafka::read_exactly_after(broker, &output, (on_candidate + MESSAGES) as usize)?;
+    let ids: std::collections::BTreeSet<u64> =
+        forwarded.iter().map(id_of).collect::<anyhow::Result<_>>()?;
+    assert_eq!(ids.len(), forwarded.len(), "nothing forwarded twice");
+    assert!(
+        (MESSAGES..2 * MESSAGES).all(|id| ids.contains(&id)),
+        "every message after the promotion ran on the candidate"
+    );
+    let stats = burrow.tenant("orders")?;
+    assert_eq!(stats["pool"]["messages_failed"], 0, "{stats}");
+    assert_eq!(stats["pool"]["messages_processed"], 2 * MESSAGES, "{stats}");
     let status = burrow.terminate()?;
     assert!(status.success(), "burrow exited with {status}");
     Ok(())

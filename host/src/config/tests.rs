@@ -177,6 +177,81 @@ fn rollout_is_parsed_and_checked() {
     }
 }
 
+/// A canary's rules: `promote_after` is a duration or a message count; margins are checked;
+/// rules on a shadow are refused, naming the key.
+#[test]
+fn canary_rules_are_parsed_and_checked() {
+    use crate::config::PromoteAfter;
+    let canary = |rules: &str| {
+        format!(
+            "{MINIMAL}[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"canary\"\nshare = 0.1\n{rules}"
+        )
+    };
+    for (rule, expected) in [
+        (
+            "promote_after = \"10m\"\n",
+            PromoteAfter::Elapsed(Duration::from_secs(600)),
+        ),
+        ("promote_after = 5000\n", PromoteAfter::Messages(5000)),
+        ("promote_after = \"5000\"\n", PromoteAfter::Messages(5000)),
+    ] {
+        let config = parse(&canary(rule)).expect("parses");
+        config.validate().expect("valid");
+        let rollout = config.tenants[0].rollout.as_ref().expect("the rollout");
+        assert_eq!(rollout.promote_after, Some(expected), "{rule}");
+    }
+    let text = canary(
+        "min_messages = 50\n[tenant.rollout.rollback_if]\nfailure_rate = 0.01\ntrap_rate = 0.05\np99 = \"20ms\"\n",
+    );
+    let config = parse(&text).expect("parses");
+    config.validate().expect("valid");
+    let rollout = config.tenants[0].rollout.as_ref().expect("the rollout");
+    let rules = rollout.rollback_if.as_ref().expect("rules");
+    assert_eq!(rollout.min_messages, Some(50));
+    assert_eq!(
+        (rules.failure_rate, rules.trap_rate, rules.p99),
+        (Some(0.01), Some(0.05), Some(Duration::from_millis(20)))
+    );
+
+    let shown = parse(&canary("promote_after = \"soon\"\n"))
+        .expect_err("not a duration")
+        .to_string();
+    assert!(
+        shown.contains("tenant[0].rollout.promote_after") && shown.contains("soon"),
+        "{shown}"
+    );
+    for (rules, key, why) in [
+        (
+            "[tenant.rollout.rollback_if]\ntrap_rate = 1.5\n",
+            "rollback_if.trap_rate",
+            "between 0 and 1",
+        ),
+        ("promote_after = 0\n", "promote_after", "at least 1"),
+    ] {
+        let shown = parse(&canary(rules))
+            .expect("parses")
+            .validate()
+            .expect_err(key)
+            .to_string();
+        assert!(
+            shown.contains(&format!("tenant[0].rollout.{key}")) && shown.contains(why),
+            "{shown}"
+        );
+    }
+    let shadow = format!(
+        "{MINIMAL}[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"shadow\"\npromote_after = 10\n"
+    );
+    let shown = parse(&shadow)
+        .expect("parses")
+        .validate()
+        .expect_err("canary only")
+        .to_string();
+    assert!(
+        shown.contains("tenant[0].rollout.promote_after") && shown.contains("canary"),
+        "{shown}"
+    );
+}
+
 /// Environment variables override file keys, with numbers and durations parsed.
 #[test]
 fn environment_overrides_file() {

@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::FailurePolicy;
 use crate::kafka::Message;
@@ -25,6 +25,7 @@ use crate::pool::{
 use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginThread};
 
 use super::Shared;
+use super::canary::{CanarySlot, Side};
 
 /// How often a dead letter is tried before the tenant halts rather than lose the message.
 const DEAD_LETTER_ATTEMPTS: u32 = 5;
@@ -48,13 +49,6 @@ pub struct PluginHandler {
     candidate_thread: Option<PluginThread>,
 }
 
-/// Which version a message goes to.
-#[derive(Debug, Clone, Copy)]
-enum Version {
-    Live,
-    Candidate,
-}
-
 impl PluginHandler {
     /// The handler of pool worker `worker` of the tenant.
     pub(super) fn new(shared: Arc<Shared>, worker: usize) -> Self {
@@ -71,50 +65,80 @@ impl PluginHandler {
     /// the async runtime nor on tokio's shared blocking pool, so a blocked plugin holds only its
     /// own tenant's threads.
     async fn call(&mut self, batch: &[Attempt]) -> Result<Vec<CallResult>, ProcessError> {
-        let Some(canary) = &self.shared.canary else {
-            let results = self.call_version(Version::Live, batch.to_vec()).await?;
-            if let Some(observer) = &self.shared.observer {
-                observer.offer(
-                    batch.to_vec(),
-                    results.iter().map(|r| r.result.clone()).collect(),
-                );
-            }
-            return Ok(results);
+        if self
+            .shared
+            .canary
+            .as_ref()
+            .is_some_and(CanarySlot::is_running)
+        {
+            return self.call_canary(batch).await;
+        }
+        // A canary that ended leaves its candidate's thread idle: stop it.
+        self.candidate_thread = None;
+        let results = self.call_version(Side::Live, batch.to_vec()).await?;
+        if let Some(observer) = &self.shared.observer {
+            observer.offer(
+                batch.to_vec(),
+                results.iter().map(|r| r.result.clone()).collect(),
+            );
+        }
+        Ok(results)
+    }
+
+    /// A running canary's batch: each message to the version its key hashes to, each
+    /// version's calls counted for its rules, the results back in the batch's order.
+    async fn call_canary(&mut self, batch: &[Attempt]) -> Result<Vec<CallResult>, ProcessError> {
+        let shared = Arc::clone(&self.shared);
+        let Some(canary) = &shared.canary else {
+            return Err(ProcessError::retriable("no canary"));
         };
-        // A canary: each message to the version its key hashes to, the results back in order.
-        let on_candidate: Vec<bool> = batch.iter().map(|a| canary.serves(&a.message)).collect();
+        let sides: Vec<Side> = batch.iter().map(|a| canary.side(&a.message)).collect();
         let (mut live, mut candidate) = (Vec::new(), Vec::new());
-        for (attempt, on) in batch.iter().zip(&on_candidate) {
-            if *on {
-                candidate.push(attempt.clone());
-            } else {
-                live.push(attempt.clone());
+        for (attempt, side) in batch.iter().zip(&sides) {
+            match side {
+                Side::Live => live.push(attempt.clone()),
+                Side::Candidate => candidate.push(attempt.clone()),
             }
         }
-        canary.count(live.len(), candidate.len());
-        let mut live_results = self.call_version(Version::Live, live).await?.into_iter();
-        let mut candidate_results = self
-            .call_version(Version::Candidate, candidate)
+        let mut live = self
+            .counted_call(canary, Side::Live, live)
             .await?
             .into_iter();
-        on_candidate
+        let mut candidate = self
+            .counted_call(canary, Side::Candidate, candidate)
+            .await?
+            .into_iter();
+        sides
             .iter()
-            .map(|on| {
-                let next = if *on {
-                    candidate_results.next()
-                } else {
-                    live_results.next()
+            .map(|side| {
+                let next = match side {
+                    Side::Live => live.next(),
+                    Side::Candidate => candidate.next(),
                 };
                 next.ok_or_else(|| ProcessError::retriable("plugin thread lost results"))
             })
             .collect()
     }
 
+    /// [`call_version`](Self::call_version), timed and counted in the canary's tally of `side`.
+    async fn counted_call(
+        &mut self,
+        canary: &CanarySlot,
+        side: Side,
+        batch: Vec<Attempt>,
+    ) -> Result<Vec<CallResult>, ProcessError> {
+        let first = batch.iter().filter(|a| a.attempt == 1).count();
+        let started = Instant::now();
+        let results = self.call_version(side, batch).await?;
+        canary.count_calls(side, first, &results, started.elapsed());
+        Ok(results)
+    }
+
     /// Runs `batch` on the plugin thread of `version` (the live deployment, or a canary's
     /// candidate), starting the thread if need be.
     async fn call_version(
         &mut self,
-        version: Version,
+        version: Side,
         batch: Vec<Attempt>,
     ) -> Result<Vec<CallResult>, ProcessError> {
         if batch.is_empty() {
@@ -122,8 +146,8 @@ impl PluginHandler {
         }
         let shared = &self.shared;
         let (held, slot) = match version {
-            Version::Live => (&mut self.thread, &shared.slot),
-            Version::Candidate => match &shared.canary {
+            Side::Live => (&mut self.thread, &shared.slot),
+            Side::Candidate => match &shared.canary {
                 Some(canary) => (&mut self.candidate_thread, &canary.slot),
                 None => return Err(ProcessError::retriable("no canary")),
             },
@@ -133,8 +157,8 @@ impl PluginHandler {
             Some(thread) => thread,
             None => {
                 let name: Arc<str> = match version {
-                    Version::Live => Arc::clone(&self.thread_name),
-                    Version::Candidate => format!("{}-canary", self.thread_name).into(),
+                    Side::Live => Arc::clone(&self.thread_name),
+                    Side::Candidate => format!("{}-canary", self.thread_name).into(),
                 };
                 PluginThread::spawn(name, Arc::clone(slot)).map_err(ProcessError::retriable)?
             }
@@ -406,6 +430,15 @@ impl Handler for PluginHandler {
             offset = message.offset, attempts = failure.attempts,
             policy = ?self.shared.on_failure, "applying the failure policy"
         );
+        if let Some(canary) = self.shared.canary.as_ref().filter(|c| c.is_running()) {
+            let candidate = canary.slot.current();
+            let side = if self.answered_by(failure) == *candidate.plugin().id() {
+                Side::Candidate
+            } else {
+                Side::Live
+            };
+            canary.count_failure(side);
+        }
         match self.shared.on_failure {
             FailurePolicy::DeadLetter => self.dead_letter(message, failure).await,
             FailurePolicy::Skip => FailureAction::MarkDone,

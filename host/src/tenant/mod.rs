@@ -5,6 +5,7 @@
 //! limits and its own metrics registry. A tenant whose plugin loops is held to its deadline on
 //! its own workers; a tenant that halts stops alone.
 
+mod canary;
 mod handler;
 mod metrics;
 
@@ -25,8 +26,11 @@ use crate::wasm::{
     self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Recycle, Runtime,
 };
 
+pub use canary::{By, Canary, Decision, End, EndError, Rules, Tally};
 pub use handler::{PluginHandler, to_plugin_message};
 pub use metrics::TenantMetrics;
+
+use canary::CanarySlot;
 
 /// Sees every batch the tenant's plugin answered, after the answer, without a say in it: a
 /// candidate version in shadow (`crate::rollout`). Defined here so the tenant need not know
@@ -42,61 +46,6 @@ pub trait Observer: Send + Sync {
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;
 }
 
-/// A candidate version serving a stable share of keys for real (`mode = "canary"`).
-pub struct Canary {
-    pub candidate: Deployment,
-    /// 0 < share < 1.
-    pub share: f64,
-}
-
-/// A running canary, as the workers see it.
-pub(crate) struct CanarySlot {
-    pub(crate) slot: Arc<DeploymentSlot>,
-    /// A message is the candidate's when its key's hash is below this.
-    bound: u64,
-    /// Messages each version took: `burrow_rollout_messages_total{version}`.
-    served: prometheus::IntCounterVec,
-}
-
-impl CanarySlot {
-    /// Whether `message` is the candidate's: by its key (or, without one, its partition),
-    /// hashed with SHA-256 so the split is the same in every process and every release.
-    pub(crate) fn serves(&self, message: &crate::kafka::Message) -> bool {
-        key_hash(message) < self.bound
-    }
-
-    pub(crate) fn count(&self, live: usize, candidate: usize) {
-        self.served.with_label_values(&["live"]).inc_by(live as u64);
-        self.served
-            .with_label_values(&["candidate"])
-            .inc_by(candidate as u64);
-    }
-
-    fn report(&self) -> serde_json::Value {
-        serde_json::json!({
-            "mode": "canary",
-            "candidate": self.slot.current().plugin().id().to_string(),
-            "share": self.bound as f64 / u64::MAX as f64,
-            "messages": {
-                "live": self.served.with_label_values(&["live"]).get(),
-                "candidate": self.served.with_label_values(&["candidate"]).get(),
-            },
-        })
-    }
-}
-
-/// The first 8 bytes of SHA-256 of a message's key (or, without one, its partition number).
-fn key_hash(message: &crate::kafka::Message) -> u64 {
-    use sha2::Digest as _;
-    let digest = match &message.key {
-        Some(key) => sha2::Sha256::digest(key),
-        None => sha2::Sha256::digest(message.partition.to_be_bytes()),
-    };
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
-}
-
 /// What every worker of a tenant shares.
 pub(crate) struct Shared {
     name: Arc<str>,
@@ -109,6 +58,64 @@ pub(crate) struct Shared {
     metrics: TenantMetrics,
     observer: Option<Arc<dyn Observer>>,
     canary: Option<CanarySlot>,
+}
+
+/// How often a canary's rules are asked.
+const JUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Shared {
+    /// Ends the canary, as a hot swap (see [`canary`]): promotion makes its candidate the live
+    /// version, rollback leaves the live version serving every key.
+    fn end_canary(&self, end: End, rule: &str) -> Result<(), EndError> {
+        let canary = self
+            .canary
+            .as_ref()
+            .ok_or_else(|| EndError::NoCanary(self.name.to_string()))?;
+        let candidate = canary.slot.current();
+        let id = candidate.plugin().id().clone();
+        let promoted = matches!(end, End::Promoted { .. });
+        let (End::Promoted { why, by } | End::RolledBack { why, by }) = end.clone();
+        canary.finish(&self.name, end, rule, || {
+            if promoted {
+                self.slot.swap(candidate);
+                self.metrics.set_plugin(&id.name, &id.version.to_string());
+            }
+        })?;
+        if promoted {
+            tracing::info!(tenant = %self.name, candidate = %id, ?by, %why, "canary promoted: the candidate is the live version");
+        } else {
+            tracing::warn!(tenant = %self.name, candidate = %id, ?by, %why, "canary rolled back: the live version serves every key");
+        }
+        Ok(())
+    }
+}
+
+/// Asks the canary's rules every [`JUDGE_EVERY`] and carries out what they decide, until the
+/// canary ends or the tenant stops.
+async fn judge(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(JUDGE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(canary) = shared.canary.as_ref().filter(|c| c.is_running()) else {
+            return;
+        };
+        let by = By::Rules;
+        let ended = match canary.judge() {
+            Decision::Hold => continue,
+            Decision::Promote { rule, why } => shared.end_canary(End::Promoted { by, why }, rule),
+            Decision::RollBack { rule, why } => {
+                shared.end_canary(End::RolledBack { by, why }, rule)
+            }
+        };
+        // An operator may have ended it between the look and the decision: nothing to do.
+        if let Err(e) = ended {
+            tracing::debug!(tenant = %shared.name, error = %e, "canary decision not applied");
+        }
+    }
 }
 
 /// Why a tenant could not start. Like every Burrow error, its message includes its cause, so
@@ -292,25 +299,9 @@ impl RunningTenant {
         for collector in observer.iter().flat_map(|o| o.collectors()) {
             registry.register(collector)?;
         }
-        let canary = match canary {
-            Some(canary) => {
-                let served = prometheus::IntCounterVec::new(
-                    prometheus::Opts::new(
-                        "burrow_rollout_messages_total",
-                        "Messages each version of a canary rollout took (version: live or candidate)",
-                    )
-                    .const_label("tenant", name.as_str()),
-                    &["version"],
-                )?;
-                registry.register(Box::new(served.clone()))?;
-                Some(CanarySlot {
-                    slot: Arc::new(DeploymentSlot::new(canary.candidate)),
-                    bound: (canary.share.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
-                    served,
-                })
-            }
-            None => None,
-        };
+        let canary = canary
+            .map(|canary| CanarySlot::new(canary, &registry, &name))
+            .transpose()?;
         let plugin = deployment.plugin().id().clone();
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
@@ -335,6 +326,9 @@ impl RunningTenant {
         ));
         let status = Arc::new(Mutex::new(TenantStatus::default()));
         let stop = CancellationToken::new();
+        if shared.canary.is_some() {
+            tokio::spawn(judge(Arc::clone(&shared), stop.clone()));
+        }
         let task = tokio::spawn(run(
             pool,
             Arc::clone(&shared),
@@ -365,6 +359,17 @@ impl RunningTenant {
     /// The tenant's name.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// Ends its canary now, by the operator's word: `promote`, or roll back.
+    pub fn end_canary(&self, promote: bool) -> Result<(), EndError> {
+        let (by, why) = (By::Operator, "by the admin endpoint".to_owned());
+        let end = if promote {
+            End::Promoted { by, why }
+        } else {
+            End::RolledBack { by, why }
+        };
+        self.shared.end_canary(end, "operator")
     }
 
     /// Its pool's stats now.
@@ -486,25 +491,6 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    /// A key always hashes the same; over many keys a bound takes about its share.
-    #[test]
-    fn a_key_hash_is_stable_and_spreads_evenly() {
-        let message = |key: String| {
-            let mut m = crate::kafka::Message::new("t", 0, 0);
-            m.key = Some(key.into_bytes());
-            m
-        };
-        assert_eq!(
-            super::key_hash(&message("k1".into())),
-            super::key_hash(&message("k1".into()))
-        );
-        let bound = (0.25 * u64::MAX as f64) as u64;
-        let taken = (0..10_000)
-            .filter(|i| super::key_hash(&message(format!("key{i}"))) < bound)
-            .count();
-        assert!((2_300..2_700).contains(&taken), "{taken} of 10,000");
-    }
-
     use std::time::{Duration, Instant};
 
     use rdkafka::consumer::{BaseConsumer, Consumer as _};

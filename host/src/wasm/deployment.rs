@@ -118,9 +118,10 @@ impl DeploymentSlot {
         self.current.load().plugin().version()
     }
 
-    /// Makes `next` current; returns the deployment it replaced.
-    pub fn swap(&self, next: Deployment) -> Arc<Deployment> {
-        self.current.swap(Arc::new(next))
+    /// Makes `next` current; returns the deployment it replaced. `next` may be shared with
+    /// another slot (a canary's candidate, promoted).
+    pub fn swap(&self, next: impl Into<Arc<Deployment>>) -> Arc<Deployment> {
+        self.current.swap(next.into())
     }
 
     /// Loads the plugin at `path` and, if it loads, swaps it in under the current limits,

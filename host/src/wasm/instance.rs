@@ -151,7 +151,7 @@ impl PluginInstance {
 
     /// Processes a batch of messages on the slot's current deployment, `contexts[i]` for
     /// `messages[i]`: one call into the plugin (`process-batch`) for all of them, each message
-    /// under its own deadline (see [`StoreState::begin_message`]). A batch that fails in any
+    /// under its own deadline (see `StoreState::begin_message`). A batch that fails in any
     /// way — a trap, the deadline of the message it was on, the memory cap, fuel (the batch
     /// gets the limit once per message) — costs only time: its messages run again one by one,
     /// each under its own limits on a fresh instance, so each gets the result it would get alone.

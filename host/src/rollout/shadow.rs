@@ -1,7 +1,5 @@
-//! Rollouts: a candidate version of a tenant's plugin beside the live one
-//! (`[tenant.rollout]`). In shadow, the candidate runs on the same messages as the live
-//! version, is compared with it, and has no effect (this module). As a canary, it serves a
-//! stable share of keys for real ([`canary`] loads it; the tenant's workers route by key hash).
+//! A shadow: the candidate runs on the same messages as the live version, is compared with
+//! it, and has no effect.
 //!
 //! After a worker's live call returns, it offers the messages and the live verdicts to the
 //! shadow without waiting: a bounded queue, and when it is full the messages are skipped (and
@@ -20,13 +18,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus::{IntCounterVec, Opts};
 use serde_json::Value;
 
-use crate::config::{HostConfig, RolloutMode, TenantConfig};
 use crate::kafka::producer::{OutRecord, Producer};
 use crate::plugin_test::Runner;
 use crate::plugin_test::verdict::Verdict;
 use crate::pool::Attempt;
-use crate::tenant::{Canary, Observer, to_plugin_message};
-use crate::wasm::{CallError, Processed, Runtime};
+use crate::tenant::{Observer, to_plugin_message};
+use crate::wasm::{CallError, Processed};
 
 /// Messages the shadow may be behind by before it skips.
 const QUEUE: usize = 10_000;
@@ -39,74 +36,8 @@ struct Offer {
     live: Vec<Result<Processed, CallError>>,
 }
 
-/// What watches `tenant` for its rollout, if it has one: a shadow of the candidate, or, when
-/// the candidate cannot be loaded, a report of why (the live version runs on regardless).
-pub fn observer(
-    runtime: &Runtime,
-    host: &HostConfig,
-    tenant: &TenantConfig,
-) -> Option<Arc<dyn Observer>> {
-    let rollout = tenant.rollout.as_ref()?;
-    let RolloutMode::Shadow = rollout.mode else {
-        return None;
-    };
-    let diffs = rollout.diff_topic.as_ref().map(|topic| {
-        Producer::new(&host.kafka.brokers, &host.kafka.options).map(|p| (p, topic.clone()))
-    });
-    let started = diffs
-        .transpose()
-        .map_err(|e| format!("the diff_topic producer: {e}"))
-        .and_then(|diffs| {
-            Runner::new(runtime, tenant, &rollout.plugin, &BTreeMap::new())
-                .map_err(|e| e.to_string())
-                .map(|candidate| (candidate, diffs))
-        })
-        .and_then(|(candidate, diffs)| {
-            Shadow::start(&tenant.name, candidate, diffs).map_err(|e| e.to_string())
-        });
-    Some(match started {
-        Ok(shadow) => Arc::new(shadow),
-        Err(why) => {
-            tracing::warn!(tenant = %tenant.name, candidate = %rollout.plugin.display(), error = %why, "the shadow candidate cannot run; the live version runs on");
-            Arc::new(Unavailable(why))
-        }
-    })
-}
-
-/// The canary of `tenant`'s rollout, if it has one: its candidate loaded under the tenant's
-/// limits and settings. A candidate that cannot load is logged and the live version serves
-/// every key.
-pub fn canary(runtime: &Runtime, tenant: &TenantConfig) -> Option<Canary> {
-    let rollout = tenant.rollout.as_ref()?;
-    let (RolloutMode::Canary, Some(share)) = (rollout.mode, rollout.share) else {
-        return None;
-    };
-    match crate::tenant::deployment(runtime, &tenant.with_plugin(&rollout.plugin)) {
-        Ok(candidate) => Some(Canary { candidate, share }),
-        Err(e) => {
-            tracing::warn!(tenant = %tenant.name, candidate = %rollout.plugin.display(), error = %e, "the canary candidate cannot load; the live version serves every key");
-            None
-        }
-    }
-}
-
-/// A rollout whose candidate could not start: says why in `/stats`, sees nothing.
-struct Unavailable(String);
-
-impl Observer for Unavailable {
-    fn offer(&self, _: Vec<Attempt>, _: Vec<Result<Processed, CallError>>) {}
-
-    fn report(&self) -> Value {
-        serde_json::json!({ "mode": "shadow", "error": self.0 })
-    }
-
-    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
-        Vec::new()
-    }
-}
-
 /// The shadow of one tenant. Dropping it stops its thread after the batch in hand.
-struct Shadow {
+pub(super) struct Shadow {
     offers: SyncSender<Offer>,
     /// Messages waiting in the queue (the bound counts messages, not batches).
     waiting: Arc<AtomicU64>,
@@ -128,7 +59,7 @@ struct Counts {
 impl Shadow {
     /// Starts the shadow thread running `candidate`, describing each difference to `diffs`'s
     /// topic if given.
-    fn start(
+    pub(super) fn start(
         tenant: &str,
         candidate: Runner,
         diffs: Option<(Producer, String)>,
