@@ -6,7 +6,9 @@
 //!
 //! - **swap**: the tenant's plugin (path or bytes), its limits or its plugin settings changed.
 //!   The new deployment is loaded off the hot path and swapped in; the tenant's consumer, its
-//!   assignment and its in-flight messages are untouched.
+//!   assignment and its in-flight messages are untouched. Likewise its **rollout** (the
+//!   `[tenant.rollout]` table, or the candidate's bytes): the new candidate is loaded and put
+//!   beside the live version, or the rollout is removed, without a restart.
 //! - **restart tenant**: what the tenant consumes or how its pool runs changed (topics, group,
 //!   pool settings, failure policy, output topics). The tenant stops gracefully (drains,
 //!   commits, leaves its group) and starts again with the new settings. Other tenants do not
@@ -15,7 +17,30 @@
 //!   cannot change under a running process; they are logged as needing a restart and the old
 //!   values stay in force.
 
+use std::path::Path;
+
 use crate::config::{HostConfig, TenantConfig};
+
+/// A file of a tenant's that the host watches besides the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Watched {
+    /// The live version's `.wasm`.
+    Plugin,
+    /// The rollout's candidate `.wasm`.
+    Candidate,
+}
+
+impl Watched {
+    pub const ALL: [Watched; 2] = [Watched::Plugin, Watched::Candidate];
+
+    /// Its path in `tenant`'s config, if it has one.
+    pub fn path(self, tenant: &TenantConfig) -> Option<&Path> {
+        match self {
+            Watched::Plugin => Some(&tenant.plugin),
+            Watched::Candidate => tenant.rollout.as_ref().map(|r| r.plugin.as_path()),
+        }
+    }
+}
 
 /// One thing to do to apply a new configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +51,9 @@ pub enum Change {
     Stop(String),
     /// A tenant whose plugin deployment changed: swap it live.
     Swap(String),
+    /// A tenant whose rollout changed (or its candidate's file): put the new one beside the
+    /// live version, live.
+    Rollout(String),
     /// A tenant whose consumption settings changed: stop and start it.
     Restart {
         /// The tenant.
@@ -37,12 +65,12 @@ pub enum Change {
     NeedsHostRestart(&'static str),
 }
 
-/// The changes that turn `old` into `new`; `plugin_changed` says whether a tenant's plugin file
-/// changed on disk since it was loaded (its path may be the same).
+/// The changes that turn `old` into `new`; `changed_on_disk` says whether one of a tenant's
+/// watched files changed since it was loaded (its path may be the same).
 pub fn plan(
     old: &HostConfig,
     new: &HostConfig,
-    plugin_changed: impl Fn(&TenantConfig) -> bool,
+    changed_on_disk: impl Fn(&TenantConfig, Watched) -> bool,
 ) -> Vec<Change> {
     let mut changes = host_changes(old, new);
     for tenant in &old.tenants {
@@ -61,8 +89,13 @@ pub fn plan(
                 tenant: tenant.name.clone(),
                 keys,
             });
-        } else if deployment_differs(before, tenant) || plugin_changed(tenant) {
+            continue;
+        }
+        if deployment_differs(before, tenant) || changed_on_disk(tenant, Watched::Plugin) {
             changes.push(Change::Swap(tenant.name.clone()));
+        }
+        if before.rollout != tenant.rollout || changed_on_disk(tenant, Watched::Candidate) {
+            changes.push(Change::Rollout(tenant.name.clone()));
         }
     }
     changes
@@ -112,11 +145,6 @@ fn restart_keys(
     if old_host.pool_settings_for(old) != new_host.pool_settings_for(new) {
         keys.push("pool");
     }
-    // The shadow's threads are made with the tenant (a swap of the candidate, like a swap of
-    // the live version, is to come).
-    if old.rollout != new.rollout {
-        keys.push("rollout");
-    }
     keys
 }
 
@@ -141,7 +169,7 @@ mod tests {
         )
     }
 
-    fn never(_: &TenantConfig) -> bool {
+    fn never(_: &TenantConfig, _: Watched) -> bool {
         false
     }
 
@@ -172,13 +200,21 @@ mod tests {
         assert_eq!(plan(&old, &moved, never), vec![Change::Swap("a".into())]);
     }
 
-    /// Same path, new bytes on disk: still a swap.
+    /// Same path, new bytes on disk: still a swap (of the live version, or of the rollout's
+    /// candidate, whichever file changed).
     #[test]
     fn rewritten_plugin_file_swaps() {
-        let a = host(&tenant("a", ""));
+        let a = host(&tenant(
+            "a",
+            "[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"shadow\"",
+        ));
         assert_eq!(
-            plan(&a, &a.clone(), |_| true),
+            plan(&a, &a.clone(), |_, file| file == Watched::Plugin),
             vec![Change::Swap("a".into())]
+        );
+        assert_eq!(
+            plan(&a, &a.clone(), |_, file| file == Watched::Candidate),
+            vec![Change::Rollout("a".into())]
         );
     }
 
@@ -207,20 +243,25 @@ mod tests {
         );
     }
 
-    /// A new or changed rollout restarts the tenant (its shadow is made with it).
+    /// A rollout added, changed or removed is put in place live, not by a restart; with new
+    /// limits too, both happen.
     #[test]
-    fn a_rollout_change_restarts_the_tenant() {
-        let old = host(&tenant("a", ""));
-        let new = host(&tenant(
+    fn a_rollout_change_is_applied_live() {
+        let plain = host(&tenant("a", ""));
+        let shadow = host(&tenant(
             "a",
             "[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"shadow\"",
         ));
+        let canary = host(&tenant(
+            "a",
+            "[tenant.limits]\nmemory = \"32MiB\"\n[tenant.rollout]\nplugin = \"v2.wasm\"\nmode = \"canary\"\nshare = 0.1",
+        ));
+        let rollout = vec![Change::Rollout("a".into())];
+        assert_eq!(plan(&plain, &shadow, never), rollout);
+        assert_eq!(plan(&shadow, &plain, never), rollout);
         assert_eq!(
-            plan(&old, &new, never),
-            vec![Change::Restart {
-                tenant: "a".into(),
-                keys: vec!["rollout"]
-            }]
+            plan(&shadow, &canary, never),
+            vec![Change::Swap("a".into()), Change::Rollout("a".into())]
         );
     }
 

@@ -27,7 +27,7 @@ use crate::admin::{self, Status};
 use crate::config::secret;
 use crate::config::{ConfigError, HostConfig, TenantConfig};
 use crate::preflight;
-use crate::reload::{self, Change};
+use crate::reload::{self, Change, Watched};
 use crate::rollout;
 use crate::tenant::{self, RunningTenant};
 use crate::wasm::{CodeCache, Deployment, LoadError, Runtime, RuntimeConfig, RuntimeError};
@@ -222,10 +222,11 @@ pub struct Supervisor {
     runtime: Runtime,
     tenants: SharedTenants,
     config_stamp: Option<Stamp>,
-    plugin_stamps: HashMap<String, Option<Stamp>>,
-    /// Tenants whose plugin file changed while the config file did not load: swapped once it
-    /// does, though their stamps are already up to date.
-    pending_plugins: BTreeSet<String>,
+    /// Each running tenant's watched files (its plugin, its candidate) as last loaded.
+    file_stamps: HashMap<(String, Watched), Option<Stamp>>,
+    /// Files that changed while the config file did not load: applied once it does, though
+    /// their stamps are already up to date.
+    pending_files: BTreeSet<(String, Watched)>,
 }
 
 /// Runs the host described by the file at `path` until `shutdown` completes.
@@ -281,10 +282,11 @@ impl Supervisor {
         let runtime = Runtime::new(&RuntimeConfig {
             cache: CodeCache::from_setting(config.cache_dir.as_deref()),
         })?;
-        let plugin_stamps: HashMap<String, Option<Stamp>> = config
+        let file_stamps = config
             .tenants
             .iter()
-            .map(|t| (t.name.clone(), stamp(&t.plugin, None)))
+            .flat_map(|t| Watched::ALL.map(|file| ((t.name.clone(), file), file.path(t))))
+            .filter_map(|(key, path)| Some((key, stamp(path?, None))))
             .collect();
         let deployments =
             preflight::check(&config, &runtime).map_err(|issues| ConfigError::Invalid {
@@ -295,10 +297,9 @@ impl Supervisor {
         let secrets = config.secrets();
         tenants.lock().secrets.clone_from(&secrets);
         for (tenant, deployment) in config.tenants.iter().zip(deployments) {
-            let observer = rollout::observer(&runtime, &config, tenant);
-            let canary = rollout::canary(&runtime, tenant);
+            let rollout = rollout::rollout(&runtime, &config, tenant);
             let running =
-                RunningTenant::start_observed(&config, tenant, deployment, observer, canary)
+                RunningTenant::start_with_rollout(&config, tenant, deployment, rollout)
                     .map_err(|e| HostError::Tenant(secret::redact(&e.to_string(), &secrets)))?;
             tenants.lock().running.insert(tenant.name.clone(), running);
         }
@@ -308,8 +309,8 @@ impl Supervisor {
             config,
             runtime,
             tenants,
-            plugin_stamps,
-            pending_plugins: BTreeSet::new(),
+            file_stamps,
+            pending_files: BTreeSet::new(),
         })
     }
 
@@ -320,19 +321,23 @@ impl Supervisor {
         let config_changed = content_differs(self.config_stamp.as_ref(), config_stamp.as_ref());
         // A refused file is tried again when it changes again, not every tick.
         self.config_stamp = config_stamp;
-        let mut plugin_changed = false;
+        let mut file_changed = false;
         for tenant in &self.config.tenants {
-            let Some(known) = self.plugin_stamps.get_mut(&tenant.name) else {
-                continue;
-            };
-            let now = stamp(&tenant.plugin, known.as_ref());
-            if content_differs(known.as_ref(), now.as_ref()) {
-                self.pending_plugins.insert(tenant.name.clone());
-                plugin_changed = true;
+            for file in Watched::ALL {
+                let key = (tenant.name.clone(), file);
+                let (Some(path), Some(known)) = (file.path(tenant), self.file_stamps.get_mut(&key))
+                else {
+                    continue;
+                };
+                let now = stamp(path, known.as_ref());
+                if content_differs(known.as_ref(), now.as_ref()) {
+                    self.pending_files.insert(key);
+                    file_changed = true;
+                }
+                *known = now;
             }
-            *known = now;
         }
-        if !config_changed && !plugin_changed {
+        if !config_changed && !file_changed {
             return;
         }
         let new = match HostConfig::load(&self.path) {
@@ -345,8 +350,10 @@ impl Supervisor {
             }
         };
         self.tenants.lock().config_error = None;
-        let pending = std::mem::take(&mut self.pending_plugins);
-        let changes = reload::plan(&self.config, &new, |t| pending.contains(&t.name));
+        let pending = std::mem::take(&mut self.pending_files);
+        let changes = reload::plan(&self.config, &new, |t, file| {
+            pending.contains(&(t.name.clone(), file))
+        });
         self.apply(new, changes).await;
         let mut tenants = self.tenants.lock();
         for value in self.config.secrets() {
@@ -373,6 +380,7 @@ impl Supervisor {
                     self.start_tenant(&new, &tenant);
                 }
                 Change::Swap(name) => self.swap_tenant(&new, &name),
+                Change::Rollout(name) => self.roll_out(&new, &name),
             }
         }
         // Process-wide settings keep their running values until a restart.
@@ -387,17 +395,15 @@ impl Supervisor {
         let Some(tenant) = config.tenants.iter().find(|t| t.name == name) else {
             return;
         };
-        self.plugin_stamps
-            .insert(name.to_owned(), stamp(&tenant.plugin, None));
+        self.watch(tenant, &Watched::ALL);
         // Process-wide settings are the running ones, not the file's new ones.
         let mut effective = config.clone();
         effective.kafka = self.config.kafka.clone();
         // Compiling a plugin takes a while: keep this worker thread's other tasks moving.
         let started = tokio::task::block_in_place(|| {
             let deployment = self.checked_deployment(tenant).map_err(|e| e.to_string())?;
-            let observer = rollout::observer(&self.runtime, &effective, tenant);
-            let canary = rollout::canary(&self.runtime, tenant);
-            RunningTenant::start_observed(&effective, tenant, deployment, observer, canary)
+            let rollout = rollout::rollout(&self.runtime, &effective, tenant);
+            RunningTenant::start_with_rollout(&effective, tenant, deployment, rollout)
                 .map_err(|e| e.to_string())
         });
         let mut tenants = self.tenants.lock();
@@ -414,8 +420,20 @@ impl Supervisor {
         }
     }
 
+    /// Takes the stamps of `tenant`'s `files` as they are now (a file it does not have is
+    /// forgotten).
+    fn watch(&mut self, tenant: &TenantConfig, files: &[Watched]) {
+        for &file in files {
+            let key = (tenant.name.clone(), file);
+            match file.path(tenant) {
+                Some(path) => self.file_stamps.insert(key, stamp(path, None)),
+                None => self.file_stamps.remove(&key),
+            };
+        }
+    }
+
     async fn stop_tenant(&mut self, name: &str) {
-        self.plugin_stamps.remove(name);
+        self.file_stamps.retain(|(tenant, _), _| tenant != name);
         let running = {
             let mut tenants = self.tenants.lock();
             tenants.failed.remove(name);
@@ -434,12 +452,35 @@ impl Supervisor {
         };
         // Whatever the outcome, this version of the file has been seen: a refused file is
         // tried again when it changes again, not every tick.
-        self.plugin_stamps
-            .insert(name.to_owned(), stamp(&tenant.plugin, None));
+        self.watch(tenant, &[Watched::Plugin]);
         // Load and compile outside the lock, off the workers: they keep running the old one.
         let next = tokio::task::block_in_place(|| self.checked_deployment(tenant));
         if let Some(running) = self.tenants.lock().running.get_mut(name) {
             let _ = running.swap(tenant, next);
+        }
+    }
+
+    /// Puts the tenant's new rollout (or none) beside its live version, without a restart.
+    fn roll_out(&mut self, config: &HostConfig, name: &str) {
+        let Some(tenant) = config.tenants.iter().find(|t| t.name == name) else {
+            return;
+        };
+        self.watch(tenant, &[Watched::Candidate]);
+        let mut effective = config.clone();
+        effective.kafka = self.config.kafka.clone();
+        // The candidate loads and compiles off the workers, as a swap's plugin does.
+        let next =
+            tokio::task::block_in_place(|| rollout::rollout(&self.runtime, &effective, tenant));
+        let mut tenants = self.tenants.lock();
+        let Some(running) = tenants.running.get_mut(name) else {
+            return;
+        };
+        match running.set_rollout(next) {
+            Ok(()) => {
+                running.config.rollout.clone_from(&tenant.rollout);
+                tracing::info!(tenant = name, rollout = ?tenant.rollout, "rollout applied");
+            }
+            Err(e) => tracing::error!(tenant = name, error = %e, "rollout not applied"),
         }
     }
 

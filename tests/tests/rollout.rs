@@ -362,3 +362,83 @@ fn a_canary_that_holds_is_promoted_and_then_serves_every_key() -> anyhow::Result
     assert!(status.success(), "burrow exited with {status}");
     Ok(())
 }
+
+/// A rollout added to the config of a running tenant is put in place live, and so is its
+/// removal: the tenant is never restarted (its pool's counts run on, its consumer never
+/// rebalances), the canary serves and is promoted, and every message is committed once.
+#[test]
+fn a_rollout_written_into_the_config_is_applied_without_a_restart() -> anyhow::Result<()> {
+    let broker = Broker::shared()?;
+    let (input, output) = (unique("live-rollout-in"), unique("live-rollout-out"));
+    kafka::create_topics(broker, &[(&input, PARTITIONS), (&output, 1)])?;
+    let group = unique("live-rollout");
+    let dir = tempfile::tempdir()?;
+    let config = HostConfig::new(broker).tenant(
+        Tenant::new("orders", &group, &[&input], &plugin_path("passthrough")?)
+            .on_failure("skip")
+            .output(&output)
+            .config("output-topic", &output),
+    );
+    let path = config.write(dir.path())?;
+    let mut burrow = Burrow::start(&path)?;
+    burrow.wait_ready()?;
+    let keyed = |ids: std::ops::Range<u64>| -> Vec<Out> {
+        ids.map(|id| Out::numbered(id).key(format!("key{}", id % 40)))
+            .collect()
+    };
+    let first = kafka::produce(broker, &input, &keyed(0..MESSAGES))?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&first))?;
+    let rebalances = || -> anyhow::Result<Option<f64>> {
+        Ok(metric(&burrow.metrics()?, "burrow_rebalances_total", &[]))
+    };
+    let rebalances_before = rebalances()?;
+    assert!(
+        rebalances_before.is_some(),
+        "the rebalance count is exported"
+    );
+
+    let mut with_canary = config.clone();
+    if let Some(t) = with_canary.tenant_mut("orders") {
+        *t = t
+            .clone()
+            .rollout(&plugin_path("json-validate")?, "canary")
+            .rollout_key("share", 0.5)
+            .rollout_key("min_messages", 10)
+            .rollout_key("promote_after", 50);
+    }
+    with_canary.write(dir.path())?;
+    wait_for("/stats to show the canary", || {
+        let rollout = burrow.tenant("orders")?["rollout"].clone();
+        Ok((rollout["mode"] == "canary").then_some(()))
+    })?;
+    let second = kafka::produce(broker, &input, &keyed(MESSAGES..2 * MESSAGES))?;
+    kafka::wait_committed(broker, &group, &input, &kafka::ends_of(&second))?;
+    wait_for("the canary to be promoted", || {
+        let rollout = burrow.tenant("orders")?["rollout"].clone();
+        Ok((rollout["state"] == "promoted").then_some(()))
+    })?;
+
+    config.write(dir.path())?;
+    wait_for("/stats to show no rollout", || {
+        Ok(burrow
+            .tenant("orders")?
+            .get("rollout")
+            .is_none()
+            .then_some(()))
+    })?;
+    let stats = burrow.tenant("orders")?;
+    assert_eq!(
+        stats["pool"]["messages_processed"],
+        2 * MESSAGES,
+        "one pool all along: {stats}"
+    );
+    assert_eq!(stats["pool"]["messages_failed"], 0, "{stats}");
+    assert_eq!(
+        rebalances()?,
+        rebalances_before,
+        "the consumer never rebalanced"
+    );
+    let status = burrow.terminate()?;
+    assert!(status.success(), "burrow exited with {status}");
+    Ok(())
+}

@@ -19,15 +19,25 @@ use crate::config::{HostConfig, RolloutMode, TenantConfig};
 use crate::kafka::producer::Producer;
 use crate::plugin_test::Runner;
 use crate::pool::Attempt;
-use crate::tenant::{Canary, Observer};
+use crate::tenant::{Canary, Observer, Rollout};
 use crate::wasm::{CallError, Processed, Runtime};
 
 pub use rules::ConfigRules;
 use shadow::Shadow;
 
+/// The rollout `tenant`'s config asks for, if any, with its candidate loaded. A candidate
+/// that cannot load never stops the tenant: the live version runs on, and the log (and for a
+/// shadow, `/stats`) says why.
+pub fn rollout(runtime: &Runtime, host: &HostConfig, tenant: &TenantConfig) -> Option<Rollout> {
+    match tenant.rollout.as_ref()?.mode {
+        RolloutMode::Shadow => observer(runtime, host, tenant).map(Rollout::Shadow),
+        RolloutMode::Canary => canary(runtime, tenant).map(Rollout::Canary),
+    }
+}
+
 /// What watches `tenant` for its rollout, if it has one: a shadow of the candidate, or, when
 /// the candidate cannot be loaded, a report of why (the live version runs on regardless).
-pub fn observer(
+fn observer(
     runtime: &Runtime,
     host: &HostConfig,
     tenant: &TenantConfig,
@@ -62,7 +72,7 @@ pub fn observer(
 /// The canary of `tenant`'s rollout, if it has one: its candidate loaded under the tenant's
 /// limits and settings. A candidate that cannot load is logged and the live version serves
 /// every key.
-pub fn canary(runtime: &Runtime, tenant: &TenantConfig) -> Option<Canary> {
+fn canary(runtime: &Runtime, tenant: &TenantConfig) -> Option<Canary> {
     let rollout = tenant.rollout.as_ref()?;
     let (RolloutMode::Canary, Some(share)) = (rollout.mode, rollout.share) else {
         return None;

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 use serde::Serialize;
 
 use crate::kafka::Message;
@@ -167,6 +167,7 @@ pub(crate) struct CanarySlot {
     end: Mutex<Option<End>>,
     live: Record,
     candidate: Record,
+    families: Families,
     /// `burrow_rollout_decisions_total{decision, rule}`.
     decisions: IntCounterVec,
     /// `burrow_rollout_candidate_share`: the share while it runs, 1 once promoted, 0 once
@@ -193,9 +194,9 @@ struct Families {
 }
 
 impl Families {
-    fn register(registry: &Registry, tenant: &str) -> Result<Self, prometheus::Error> {
+    fn new(tenant: &str) -> Result<Self, prometheus::Error> {
         let opts = |name: &str, help: &str| Opts::new(name, help).const_label("tenant", tenant);
-        let families = Self {
+        Ok(Self {
             messages: IntCounterVec::new(
                 opts(
                     "burrow_rollout_messages_total",
@@ -226,12 +227,7 @@ impl Families {
                 .buckets(prometheus::exponential_buckets(0.000_01, 4.0, 10)?),
                 &["version"],
             )?,
-        };
-        registry.register(Box::new(families.messages.clone()))?;
-        registry.register(Box::new(families.calls.clone()))?;
-        registry.register(Box::new(families.failures.clone()))?;
-        registry.register(Box::new(families.seconds.clone()))?;
-        Ok(families)
+        })
     }
 
     fn record(&self, version: &str) -> Record {
@@ -276,13 +272,9 @@ fn percentile(values: &mut [Duration], q: f64) -> Option<Duration> {
 }
 
 impl CanarySlot {
-    /// Registers the canary's metrics in the tenant's `registry`.
-    pub(crate) fn new(
-        canary: Canary,
-        registry: &Registry,
-        tenant: &str,
-    ) -> Result<Self, prometheus::Error> {
-        let families = Families::register(registry, tenant)?;
+    /// The canary of tenant `tenant`, starting now; its metrics are [`Self::collectors`].
+    pub(crate) fn new(canary: Canary, tenant: &str) -> Result<Self, prometheus::Error> {
+        let families = Families::new(tenant)?;
         let share = Gauge::with_opts(
             Opts::new(
                 "burrow_rollout_candidate_share",
@@ -290,7 +282,6 @@ impl CanarySlot {
             )
             .const_label("tenant", tenant),
         )?;
-        registry.register(Box::new(share.clone()))?;
         let decisions = IntCounterVec::new(
             Opts::new(
                 "burrow_rollout_decisions_total",
@@ -299,7 +290,6 @@ impl CanarySlot {
             .const_label("tenant", tenant),
             &["decision", "rule"],
         )?;
-        registry.register(Box::new(decisions.clone()))?;
         let fraction = canary.share.clamp(0.0, 1.0);
         share.set(fraction);
         Ok(Self {
@@ -311,9 +301,23 @@ impl CanarySlot {
             end: Mutex::new(None),
             live: families.record("live"),
             candidate: families.record("candidate"),
+            families,
             decisions,
             share,
         })
+    }
+
+    /// Its metrics, for the tenant's registry.
+    pub(crate) fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        let f = &self.families;
+        vec![
+            Box::new(f.messages.clone()),
+            Box::new(f.calls.clone()),
+            Box::new(f.failures.clone()),
+            Box::new(f.seconds.clone()),
+            Box::new(self.decisions.clone()),
+            Box::new(self.share.clone()),
+        ]
     }
 
     /// Whether it still routes keys to the candidate.

@@ -22,10 +22,12 @@ use crate::kafka::producer::{self, OutRecord};
 use crate::pool::{
     Attempt, BoxError, Failure, FailureAction, Handler, Pending, ProcessError, Processed,
 };
-use crate::wasm::{self, CallContext, CallError, CallResult, PluginId, PluginThread};
+use crate::wasm::{
+    self, CallContext, CallError, CallResult, DeploymentSlot, PluginId, PluginThread,
+};
 
-use super::Shared;
 use super::canary::{CanarySlot, Side};
+use super::{RolloutSlot, Shared};
 
 /// How often a dead letter is tried before the tenant halts rather than lose the message.
 const DEAD_LETTER_ATTEMPTS: u32 = 5;
@@ -45,8 +47,9 @@ pub struct PluginHandler {
     /// `burrow-plugin-TENANT-N`: names the thread in `top -H`, debuggers and panics.
     thread_name: Arc<str>,
     shared: Arc<Shared>,
-    /// A canary's candidate runs on a plugin thread of its own, started on its first message.
-    candidate_thread: Option<PluginThread>,
+    /// A canary's candidate runs on a plugin thread of its own, started on its first message,
+    /// with the candidate's slot it serves.
+    candidate: Option<(Option<PluginThread>, Arc<DeploymentSlot>)>,
 }
 
 impl PluginHandler {
@@ -56,7 +59,7 @@ impl PluginHandler {
             thread: None,
             thread_name: format!("burrow-plugin-{}-{worker}", shared.name).into(),
             shared,
-            candidate_thread: None,
+            candidate: None,
         }
     }
 
@@ -65,18 +68,15 @@ impl PluginHandler {
     /// the async runtime nor on tokio's shared blocking pool, so a blocked plugin holds only its
     /// own tenant's threads.
     async fn call(&mut self, batch: &[Attempt]) -> Result<Vec<CallResult>, ProcessError> {
-        if self
-            .shared
-            .canary
-            .as_ref()
-            .is_some_and(CanarySlot::is_running)
-        {
-            return self.call_canary(batch).await;
+        let rollout = self.shared.rollout.load_full();
+        if let Some(canary) = rollout.as_deref().and_then(RolloutSlot::running_canary) {
+            return self.call_canary(canary, batch).await;
         }
         // A canary that ended leaves its candidate's thread idle: stop it.
-        self.candidate_thread = None;
-        let results = self.call_version(Side::Live, batch.to_vec()).await?;
-        if let Some(observer) = &self.shared.observer {
+        self.candidate = None;
+        let slot = Arc::clone(&self.shared.slot);
+        let results = self.call_version(Side::Live, &slot, batch.to_vec()).await?;
+        if let Some(RolloutSlot::Shadow(observer)) = rollout.as_deref() {
             observer.offer(
                 batch.to_vec(),
                 results.iter().map(|r| r.result.clone()).collect(),
@@ -87,11 +87,11 @@ impl PluginHandler {
 
     /// A running canary's batch: each message to the version its key hashes to, each
     /// version's calls counted for its rules, the results back in the batch's order.
-    async fn call_canary(&mut self, batch: &[Attempt]) -> Result<Vec<CallResult>, ProcessError> {
-        let shared = Arc::clone(&self.shared);
-        let Some(canary) = &shared.canary else {
-            return Err(ProcessError::retriable("no canary"));
-        };
+    async fn call_canary(
+        &mut self,
+        canary: &CanarySlot,
+        batch: &[Attempt],
+    ) -> Result<Vec<CallResult>, ProcessError> {
         let sides: Vec<Side> = batch.iter().map(|a| canary.side(&a.message)).collect();
         let (mut live, mut candidate) = (Vec::new(), Vec::new());
         for (attempt, side) in batch.iter().zip(&sides) {
@@ -128,29 +128,43 @@ impl PluginHandler {
         batch: Vec<Attempt>,
     ) -> Result<Vec<CallResult>, ProcessError> {
         let first = batch.iter().filter(|a| a.attempt == 1).count();
+        let slot = match side {
+            Side::Live => Arc::clone(&self.shared.slot),
+            Side::Candidate => Arc::clone(&canary.slot),
+        };
         let started = Instant::now();
-        let results = self.call_version(side, batch).await?;
+        let results = self.call_version(side, &slot, batch).await?;
         canary.count_calls(side, first, &results, started.elapsed());
         Ok(results)
     }
 
-    /// Runs `batch` on the plugin thread of `version` (the live deployment, or a canary's
-    /// candidate), starting the thread if need be.
+    /// Runs `batch` on the plugin thread of `version` — the live deployment, or a canary's
+    /// candidate — whose deployments are in `slot`, starting the thread if need be.
     async fn call_version(
         &mut self,
         version: Side,
+        slot: &Arc<DeploymentSlot>,
         batch: Vec<Attempt>,
     ) -> Result<Vec<CallResult>, ProcessError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let shared = &self.shared;
-        let (held, slot) = match version {
-            Side::Live => (&mut self.thread, &shared.slot),
-            Side::Candidate => match &shared.canary {
-                Some(canary) => (&mut self.candidate_thread, &canary.slot),
-                None => return Err(ProcessError::retriable("no canary")),
-            },
+        let held = match version {
+            Side::Live => &mut self.thread,
+            Side::Candidate => {
+                // A thread of another canary's candidate (the rollout changed) is stopped.
+                let ours = self
+                    .candidate
+                    .as_ref()
+                    .is_some_and(|(_, of)| Arc::ptr_eq(of, slot));
+                if !ours {
+                    self.candidate = Some((None, Arc::clone(slot)));
+                }
+                match &mut self.candidate {
+                    Some((thread, _)) => thread,
+                    None => return Err(ProcessError::retriable("no canary")),
+                }
+            }
         };
         // Named and pointed at its slot only when started: not work for every batch.
         let thread = match held.take() {
@@ -430,7 +444,8 @@ impl Handler for PluginHandler {
             offset = message.offset, attempts = failure.attempts,
             policy = ?self.shared.on_failure, "applying the failure policy"
         );
-        if let Some(canary) = self.shared.canary.as_ref().filter(|c| c.is_running()) {
+        let rollout = self.shared.rollout.load();
+        if let Some(canary) = rollout.as_deref().and_then(RolloutSlot::running_canary) {
             let candidate = canary.slot.current();
             let side = if self.answered_by(failure) == *candidate.plugin().id() {
                 Side::Candidate
@@ -550,8 +565,7 @@ mod tests {
             dead_letter_topic: None,
             on_failure: FailurePolicy::Skip,
             metrics: crate::tenant::TenantMetrics::register(&Registry::new(), "t")?,
-            observer: None,
-            canary: None,
+            rollout: arc_swap::ArcSwapOption::empty(),
         }))
     }
 

@@ -12,6 +12,7 @@ mod metrics;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwapOption;
 use prometheus::Registry;
 use rdkafka::ClientConfig;
 use tokio::task::JoinHandle;
@@ -46,6 +47,53 @@ pub trait Observer: Send + Sync {
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>>;
 }
 
+/// A candidate version beside the live one, as `crate::rollout` makes it from the config.
+pub enum Rollout {
+    /// Sees every answered batch, with no say in it.
+    Shadow(Arc<dyn Observer>),
+    /// Serves its share of keys for real.
+    Canary(Canary),
+}
+
+/// A tenant's rollout as its workers see it: swapped whole when the config's rollout changes.
+// One per tenant, behind an `Arc`: the canary's size costs nothing, a `Box` would cost a hop.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum RolloutSlot {
+    Shadow(Arc<dyn Observer>),
+    Canary(CanarySlot),
+}
+
+impl RolloutSlot {
+    fn new(rollout: Rollout, tenant: &str) -> Result<Self, prometheus::Error> {
+        Ok(match rollout {
+            Rollout::Shadow(observer) => Self::Shadow(observer),
+            Rollout::Canary(canary) => Self::Canary(CanarySlot::new(canary, tenant)?),
+        })
+    }
+
+    /// The running canary, if this is one.
+    pub(crate) fn running_canary(&self) -> Option<&CanarySlot> {
+        match self {
+            Self::Canary(canary) if canary.is_running() => Some(canary),
+            _ => None,
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        match self {
+            Self::Shadow(observer) => observer.collectors(),
+            Self::Canary(canary) => canary.collectors(),
+        }
+    }
+
+    fn report(&self) -> serde_json::Value {
+        match self {
+            Self::Shadow(observer) => observer.report(),
+            Self::Canary(canary) => canary.report(),
+        }
+    }
+}
+
 /// What every worker of a tenant shares.
 pub(crate) struct Shared {
     name: Arc<str>,
@@ -56,21 +104,17 @@ pub(crate) struct Shared {
     dead_letter_topic: Option<String>,
     on_failure: FailurePolicy,
     metrics: TenantMetrics,
-    observer: Option<Arc<dyn Observer>>,
-    canary: Option<CanarySlot>,
+    /// A candidate beside the live version, read by every worker's next batch.
+    rollout: ArcSwapOption<RolloutSlot>,
 }
 
 /// How often a canary's rules are asked.
 const JUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Shared {
-    /// Ends the canary, as a hot swap (see [`canary`]): promotion makes its candidate the live
+    /// Ends `canary`, as a hot swap (see [`canary`]): promotion makes its candidate the live
     /// version, rollback leaves the live version serving every key.
-    fn end_canary(&self, end: End, rule: &str) -> Result<(), EndError> {
-        let canary = self
-            .canary
-            .as_ref()
-            .ok_or_else(|| EndError::NoCanary(self.name.to_string()))?;
+    fn end_canary(&self, canary: &CanarySlot, end: End, rule: &str) -> Result<(), EndError> {
         let candidate = canary.slot.current();
         let id = candidate.plugin().id().clone();
         let promoted = matches!(end, End::Promoted { .. });
@@ -90,9 +134,9 @@ impl Shared {
     }
 }
 
-/// Asks the canary's rules every [`JUDGE_EVERY`] and carries out what they decide, until the
-/// canary ends or the tenant stops.
-async fn judge(shared: Arc<Shared>, stop: CancellationToken) {
+/// Asks the rules of the canary in `rollout` every [`JUDGE_EVERY`] and carries out what they
+/// decide, until the canary ends, another rollout replaces it, or the tenant stops.
+async fn judge(shared: Arc<Shared>, rollout: Arc<RolloutSlot>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(JUDGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -100,15 +144,21 @@ async fn judge(shared: Arc<Shared>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Some(canary) = shared.canary.as_ref().filter(|c| c.is_running()) else {
+        let current = shared.rollout.load();
+        let still_ours = current
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, &rollout));
+        let Some(canary) = rollout.running_canary().filter(|_| still_ours) else {
             return;
         };
         let by = By::Rules;
         let ended = match canary.judge() {
             Decision::Hold => continue,
-            Decision::Promote { rule, why } => shared.end_canary(End::Promoted { by, why }, rule),
+            Decision::Promote { rule, why } => {
+                shared.end_canary(canary, End::Promoted { by, why }, rule)
+            }
             Decision::RollBack { rule, why } => {
-                shared.end_canary(End::RolledBack { by, why }, rule)
+                shared.end_canary(canary, End::RolledBack { by, why }, rule)
             }
         };
         // An operator may have ended it between the look and the decision: nothing to do.
@@ -250,7 +300,7 @@ impl RunningTenant {
     ) -> Result<Self, TenantError> {
         let started = deployment(runtime, tenant)
             .map_err(StartError::from)
-            .and_then(|d| Self::try_start(host, tenant, d, None, None));
+            .and_then(|d| Self::try_start(host, tenant, d, None));
         started.map_err(|e| TenantError {
             tenant: tenant.name.clone(),
             error: Box::new(e),
@@ -264,19 +314,17 @@ impl RunningTenant {
         tenant: &TenantConfig,
         deployment: Deployment,
     ) -> Result<Self, TenantError> {
-        Self::start_observed(host, tenant, deployment, None, None)
+        Self::start_with_rollout(host, tenant, deployment, None)
     }
 
-    /// Like [`RunningTenant::start_deployed`], with `observer` shown every answered batch and
-    /// `canary` serving its share of keys.
-    pub fn start_observed(
+    /// Like [`RunningTenant::start_deployed`], with a candidate version beside the live one.
+    pub fn start_with_rollout(
         host: &HostConfig,
         tenant: &TenantConfig,
         deployment: Deployment,
-        observer: Option<Arc<dyn Observer>>,
-        canary: Option<Canary>,
+        rollout: Option<Rollout>,
     ) -> Result<Self, TenantError> {
-        Self::try_start(host, tenant, deployment, observer, canary).map_err(|e| TenantError {
+        Self::try_start(host, tenant, deployment, rollout).map_err(|e| TenantError {
             tenant: tenant.name.clone(),
             error: Box::new(e),
         })
@@ -286,8 +334,7 @@ impl RunningTenant {
         host: &HostConfig,
         tenant: &TenantConfig,
         deployment: Deployment,
-        observer: Option<Arc<dyn Observer>>,
-        canary: Option<Canary>,
+        rollout: Option<Rollout>,
     ) -> Result<Self, StartError> {
         let name = tenant.name.clone();
         let consumer = Consumer::from_config(&consumer_config(host, tenant))?;
@@ -296,12 +343,6 @@ impl RunningTenant {
         let producer = Producer::new(&host.kafka.brokers, &host.kafka.options)?;
         let registry = Registry::new();
         let metrics = TenantMetrics::register(&registry, &name)?;
-        for collector in observer.iter().flat_map(|o| o.collectors()) {
-            registry.register(collector)?;
-        }
-        let canary = canary
-            .map(|canary| CanarySlot::new(canary, &registry, &name))
-            .transpose()?;
         let plugin = deployment.plugin().id().clone();
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
@@ -316,8 +357,7 @@ impl RunningTenant {
             dead_letter_topic: tenant.dead_letter_topic.clone(),
             on_failure: tenant.on_failure,
             metrics,
-            observer,
-            canary,
+            rollout: ArcSwapOption::empty(),
         });
         let stats = pool.stats_handle();
         #[cfg(test)]
@@ -326,9 +366,8 @@ impl RunningTenant {
         ));
         let status = Arc::new(Mutex::new(TenantStatus::default()));
         let stop = CancellationToken::new();
-        if shared.canary.is_some() {
-            tokio::spawn(judge(Arc::clone(&shared), stop.clone()));
-        }
+        // Before the first message: a canary's keys never start on the live version.
+        install_rollout(&shared, &registry, &stop, rollout)?;
         let task = tokio::spawn(run(
             pool,
             Arc::clone(&shared),
@@ -363,13 +402,24 @@ impl RunningTenant {
 
     /// Ends its canary now, by the operator's word: `promote`, or roll back.
     pub fn end_canary(&self, promote: bool) -> Result<(), EndError> {
+        let rollout = self.shared.rollout.load_full();
+        let Some(RolloutSlot::Canary(canary)) = rollout.as_deref() else {
+            return Err(EndError::NoCanary(self.name().to_owned()));
+        };
         let (by, why) = (By::Operator, "by the admin endpoint".to_owned());
         let end = if promote {
             End::Promoted { by, why }
         } else {
             End::RolledBack { by, why }
         };
-        self.shared.end_canary(end, "operator")
+        self.shared.end_canary(canary, end, "operator")
+    }
+
+    /// Puts `rollout` beside the live version in place of the one there (if any), as a hot
+    /// swap: the workers' next batches see it; nothing restarts. Its metrics replace the old
+    /// one's in the tenant's registry.
+    pub fn set_rollout(&self, rollout: Option<Rollout>) -> Result<(), prometheus::Error> {
+        install_rollout(&self.shared, &self.registry, &self.stop, rollout)
     }
 
     /// Its pool's stats now.
@@ -454,14 +504,38 @@ impl RunningTenant {
             "paused": self.pauser.is_paused(),
             "pool": self.stats(),
         });
-        if let Some(observer) = &self.shared.observer {
-            report["rollout"] = observer.report();
-        }
-        if let Some(canary) = &self.shared.canary {
-            report["rollout"] = canary.report();
+        if let Some(rollout) = &*self.shared.rollout.load() {
+            report["rollout"] = rollout.report();
         }
         report
     }
+}
+
+/// See [`RunningTenant::set_rollout`]; a canary's judge runs until `stop`.
+fn install_rollout(
+    shared: &Arc<Shared>,
+    registry: &Registry,
+    stop: &CancellationToken,
+    rollout: Option<Rollout>,
+) -> Result<(), prometheus::Error> {
+    let next = rollout
+        .map(|r| RolloutSlot::new(r, &shared.name))
+        .transpose()?
+        .map(Arc::new);
+    let old = shared.rollout.swap(next.clone());
+    for collector in old.iter().flat_map(|old| old.collectors()) {
+        let _ = registry.unregister(collector);
+    }
+    let Some(next) = next else {
+        return Ok(());
+    };
+    for collector in next.collectors() {
+        registry.register(collector)?;
+    }
+    if let RolloutSlot::Canary(_) = &*next {
+        tokio::spawn(judge(Arc::clone(shared), next, stop.clone()));
+    }
+    Ok(())
 }
 
 async fn run(
