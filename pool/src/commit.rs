@@ -8,6 +8,9 @@
 //! overwrite a newer one; and a commit that outlived its wait used to be mistaken for the next
 //! one. In one queue, a commit the coordinator waits for (revoke, shutdown) simply lands after
 //! the background commits asked for before it.
+//!
+//! In a pool with transactions (see `crate::transaction`) each commit is a transaction instead,
+//! carrying the records of the messages it commits.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -18,12 +21,44 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::kafka::{PoolContext, Tp};
+use crate::kafka::{OutRecord, PoolContext, Tp};
+use crate::transaction::{TransactionError, Transactions};
 
 /// The broker's answer to a commit.
 pub(crate) struct Committed {
     pub(crate) offsets: Vec<(Tp, i64)>,
-    pub(crate) result: KafkaResult<()>,
+    pub(crate) result: Result<(), CommitError>,
+}
+
+/// Why a commit did not land.
+#[derive(Debug)]
+pub(crate) enum CommitError {
+    /// An offset commit the broker refused; a later commit sends the offsets again.
+    Refused(KafkaError),
+    /// A transaction was aborted: its records and offsets are gone.
+    Aborted(KafkaError),
+    /// The transactional producer cannot go on.
+    Fatal(KafkaError),
+}
+
+impl CommitError {
+    pub(crate) fn kafka(&self) -> &KafkaError {
+        match self {
+            Self::Refused(e) | Self::Aborted(e) | Self::Fatal(e) => e,
+        }
+    }
+}
+
+impl From<TransactionError> for CommitError {
+    fn from(e: TransactionError) -> Self {
+        match e {
+            TransactionError::Aborted(e) => Self::Aborted(e),
+            TransactionError::Fatal(e) => Self::Fatal(e),
+            TransactionError::NoTransactionalId => Self::Fatal(KafkaError::Global(
+                rdkafka::types::RDKafkaErrorCode::InvalidArgument,
+            )),
+        }
+    }
 }
 
 /// Where a commit's answer goes.
@@ -31,11 +66,13 @@ enum Reply {
     /// To the coordinator's queue of background results.
     Background(mpsc::UnboundedSender<Committed>),
     /// To a coordinator waiting for this very commit.
-    Waiting(oneshot::Sender<KafkaResult<()>>),
+    Waiting(oneshot::Sender<Result<(), CommitError>>),
 }
 
 struct Request {
     offsets: Vec<(Tp, i64)>,
+    /// With transactions: the records of the messages these offsets commit.
+    records: Vec<OutRecord>,
     reply: Reply,
 }
 
@@ -49,42 +86,50 @@ pub(crate) struct Committer {
 /// Why a commit the coordinator waited for did not succeed.
 #[derive(Debug)]
 pub(crate) enum WaitError {
-    /// The broker refused it.
-    Kafka(KafkaError),
+    /// The broker refused it, or its transaction was aborted.
+    Kafka(CommitError),
     /// No answer within the time given (it may still land later, in order).
     TimedOut,
 }
 
 impl Committer {
-    /// Starts the thread; background results arrive on `results`.
+    /// Starts the thread; background results arrive on `results`. With `transactions`, every
+    /// commit is a transaction.
     pub(crate) fn spawn(
         consumer: Arc<BaseConsumer<PoolContext>>,
         results: mpsc::UnboundedSender<Committed>,
+        transactions: Option<Arc<Transactions>>,
     ) -> std::io::Result<Self> {
         let (requests, queue) = channel();
         std::thread::Builder::new()
             .name("burrow-commit".into())
-            .spawn(move || serve(&consumer, &queue))?;
+            .spawn(move || serve(&consumer, transactions.as_deref(), &queue))?;
         Ok(Self { requests, results })
     }
 
     /// Commits in the background: the result comes back on the results channel.
-    pub(crate) fn commit(&self, offsets: Vec<(Tp, i64)>) {
+    pub(crate) fn commit(&self, offsets: Vec<(Tp, i64)>, records: Vec<OutRecord>) {
         let reply = Reply::Background(self.results.clone());
         // A send fails only if the thread died, which `serve` cannot do but by a panic in
         // librdkafka's binding: the offsets are then committed by a later commit or redelivered.
-        let _ = self.requests.send(Request { offsets, reply });
+        let _ = self.requests.send(Request {
+            offsets,
+            records,
+            reply,
+        });
     }
 
     /// Commits after every commit asked for before, and waits up to `timeout` for the answer.
     pub(crate) async fn commit_and_wait(
         &self,
         offsets: Vec<(Tp, i64)>,
+        records: Vec<OutRecord>,
         timeout: Duration,
     ) -> Result<(), WaitError> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             offsets,
+            records,
             reply: Reply::Waiting(reply),
         };
         if self.requests.send(request).is_err() {
@@ -97,11 +142,22 @@ impl Committer {
     }
 }
 
-/// Sends each request's commit, synchronously, in order, until the handle is dropped.
-fn serve(consumer: &BaseConsumer<PoolContext>, queue: &Receiver<Request>) {
+/// Sends each request's commit (or transaction), synchronously, in order, until the handle is
+/// dropped.
+fn serve(
+    consumer: &BaseConsumer<PoolContext>,
+    transactions: Option<&Transactions>,
+    queue: &Receiver<Request>,
+) {
     while let Ok(request) = queue.recv() {
-        let result =
-            tpl_of(&request.offsets).and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync));
+        let result = match transactions {
+            Some(t) => t
+                .transact(consumer, &request.offsets, &request.records)
+                .map_err(CommitError::from),
+            None => tpl_of(&request.offsets)
+                .and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync))
+                .map_err(CommitError::Refused),
+        };
         match request.reply {
             Reply::Background(results) => {
                 let _ = results.send(Committed {

@@ -4,7 +4,7 @@
 //! outcomes from workers, retries whose delay is over, the commit tick) and decides alone, so
 //! the offset state needs no lock and every decision sees a consistent picture.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
@@ -20,16 +20,17 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::commit::{Committed, Committer, WaitError};
+use super::commit::{CommitError, Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
 use super::handler::{Failure, FailureAction, Outcome, Work, judge};
 use super::stats::Shared;
 use super::worker::{self, Completion, Completions, Task};
 use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow};
-use crate::kafka::{Event, Message, PoolContext, Tp};
+use crate::kafka::{Event, Message, OutRecord, PoolContext, Tp};
 use crate::offsets::PartitionOffsets;
 use crate::retry;
+use crate::transaction::Transactions;
 
 /// One assigned partition, for as long as this member owns it.
 struct Partition {
@@ -57,6 +58,17 @@ struct Partition {
     parked: Vec<Job>,
     /// Cancels this partition's retry timers on revoke.
     retries: CancellationToken,
+    /// With transactions: the records of done messages, by offset, until a commit takes them
+    /// (see `crate::transaction`).
+    outputs: BTreeMap<i64, Vec<OutRecord>>,
+    /// Their bytes, held against the partition's part of the bound.
+    output_bytes: usize,
+    /// The first offset this epoch received: where an aborted transaction goes back to when
+    /// nothing was committed in it yet.
+    start: Option<i64>,
+    /// After an aborted transaction, until the poll thread has sought back: what arrives was
+    /// fetched before the seek and is dropped.
+    rewinding: bool,
 }
 
 /// Calls of a partition's earlier epoch still running.
@@ -137,6 +149,10 @@ pub(crate) struct Coordinator<W> {
     next_epoch: u64,
     /// Set once shutdown or a halt began: nothing new is started.
     stopping: bool,
+    /// Every commit is a transaction carrying its messages' records (see `crate::transaction`).
+    transactional: bool,
+    /// To ask the poll thread to seek a partition back after an aborted transaction.
+    consumer: Arc<BaseConsumer<PoolContext>>,
     halt: Option<HaltReason>,
 }
 
@@ -147,11 +163,15 @@ impl<W: Work> Coordinator<W> {
         shared: Arc<Shared>,
         handlers: Vec<W>,
         credit: Arc<Credit>,
+        transactions: Option<Arc<Transactions>>,
     ) -> std::io::Result<Self> {
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
         let (commits_tx, commits_rx) = mpsc::unbounded_channel();
-        let committer = Committer::spawn(Arc::clone(&consumer), commits_tx)?;
+        let transactional = transactions.is_some();
+        let committer = Committer::spawn(Arc::clone(&consumer), commits_tx, transactions)?;
         Ok(Self {
+            transactional,
+            consumer,
             committer,
             commits_rx,
             committing: 0,
@@ -306,6 +326,10 @@ impl<W: Work> Coordinator<W> {
             revoking: false,
             parked: Vec::new(),
             retries: self.retries.child_token(),
+            outputs: BTreeMap::new(),
+            output_bytes: 0,
+            start: None,
+            rewinding: false,
         }
     }
 
@@ -343,6 +367,12 @@ impl<W: Work> Coordinator<W> {
                     done,
                 });
             }
+            Event::Rewound { tp, offset } => {
+                if let Some(p) = self.partitions.get_mut(&tp) {
+                    tracing::debug!(topic = %tp.0, partition = tp.1, offset, "sought back after an aborted transaction");
+                    p.rewinding = false;
+                }
+            }
             Event::Stopped { reason } => {
                 self.halt
                     .get_or_insert(HaltReason::ConsumerStopped { reason });
@@ -361,6 +391,13 @@ impl<W: Work> Coordinator<W> {
                 self.partitions.insert(tp.clone(), p);
                 false
             }
+            Some(p) if p.rewinding => {
+                if let Some(flow) = &p.flow {
+                    self.credit.release_bytes(flow, message.weight());
+                    self.credit.release_messages(flow, 1);
+                }
+                return;
+            }
             Some(p) => !self.stopping && !p.revoking && p.offsets.rewinds(message.offset),
         };
         if rewinds {
@@ -377,6 +414,7 @@ impl<W: Work> Coordinator<W> {
             }
             return;
         }
+        p.start.get_or_insert(message.offset);
         let job = Job::new(message, p.epoch);
         if !self.zombies.is_empty() && self.zombies.contains_key(&tp) {
             p.parked.push(job);
@@ -411,7 +449,11 @@ impl<W: Work> Coordinator<W> {
             self.credit.release_bytes(flow, bytes);
             self.credit
                 .release_messages(flow, p.offsets.held() + p.offsets.pending());
+            self.credit.release_bytes(flow, p.output_bytes);
         }
+        p.outputs.clear();
+        p.output_bytes = 0;
+        p.start = None;
         p.parked.clear();
         p.retries.cancel();
         p.retries = self.retries.child_token();
@@ -520,6 +562,14 @@ impl<W: Work> Coordinator<W> {
                     self.mark_done(&job);
                 }
             }
+            Outcome::Output(records) => {
+                self.shared.message_processed(c.took);
+                self.consecutive_failures = 0;
+                if current.is_some() {
+                    self.hold_outputs(&job, records);
+                    self.mark_done(&job);
+                }
+            }
             Outcome::Retry(hint) => {
                 if current == Some(false) && !self.stopping {
                     self.shared.message_retried(c.took);
@@ -532,25 +582,95 @@ impl<W: Work> Coordinator<W> {
                 let m = &job.message;
                 let at = format!("{}/{}@{}", m.topic, m.partition, m.offset);
                 tracing::warn!(message = %at, %error, "message failed permanently");
-                match action {
-                    FailureAction::MarkDone => {
-                        if current.is_some() {
-                            self.mark_done(&job);
-                        }
-                        if self.consecutive_failures >= self.config.max_consecutive_errors {
-                            self.halt.get_or_insert(HaltReason::ConsecutiveFailures {
-                                count: self.consecutive_failures,
-                                last: format!("{at}: {error}"),
-                            });
-                        }
-                    }
+                let done = match action {
+                    FailureAction::MarkDone => Some(Vec::new()),
+                    FailureAction::MarkDoneWith(records) => Some(records),
                     FailureAction::Halt(reason) => {
+                        let at = at.clone();
                         self.halt
                             .get_or_insert(HaltReason::FailureHandler { at, reason });
+                        None
+                    }
+                };
+                if let Some(records) = done {
+                    if current.is_some() {
+                        self.hold_outputs(&job, records);
+                        self.mark_done(&job);
+                    }
+                    if self.consecutive_failures >= self.config.max_consecutive_errors {
+                        self.halt.get_or_insert(HaltReason::ConsecutiveFailures {
+                            count: self.consecutive_failures,
+                            last: format!("{at}: {error}"),
+                        });
                     }
                 }
             }
         }
+    }
+
+    /// Holds a done message's records until the commit that takes its offset; a pool without
+    /// transactions halts instead of dropping them.
+    fn hold_outputs(&mut self, job: &Job, records: Vec<OutRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        if !self.transactional {
+            self.halt
+                .get_or_insert(HaltReason::OutputWithoutTransactions);
+            return;
+        }
+        let bytes = records.iter().map(OutRecord::size).sum();
+        let Some(p) = self.partition_of(job) else {
+            return;
+        };
+        p.outputs.insert(job.message.offset, records);
+        p.output_bytes += bytes;
+        if let Some(flow) = p.flow.clone() {
+            self.credit.hold_bytes(&flow, bytes);
+        }
+    }
+
+    /// The held records of the messages `offsets` commit, taken out of their partitions.
+    fn take_outputs(&mut self, offsets: &[(Tp, i64)]) -> Vec<OutRecord> {
+        let mut records = Vec::new();
+        for (tp, next) in offsets {
+            let Some(p) = self.partitions.get_mut(tp) else {
+                continue;
+            };
+            let above = p.outputs.split_off(next);
+            let below = std::mem::replace(&mut p.outputs, above);
+            let bytes: usize = below.values().flatten().map(OutRecord::size).sum();
+            p.output_bytes -= bytes;
+            if let Some(flow) = &p.flow {
+                self.credit.release_bytes(flow, bytes);
+            }
+            records.extend(below.into_values().flatten());
+        }
+        records
+    }
+
+    /// An aborted transaction took `tp`'s records with it: the partition starts over from its
+    /// last committed offset (see `crate::transaction`).
+    fn rewind_aborted(&mut self, tp: &Tp) {
+        let Some(p) = self.partitions.get(tp) else {
+            return;
+        };
+        let Some(target) = p.confirmed.or(p.start) else {
+            return;
+        };
+        if p.revoking || p.rewinding {
+            return;
+        }
+        tracing::warn!(
+            topic = %tp.0, partition = tp.1, offset = target,
+            "transaction aborted; processing the partition again from its last committed offset"
+        );
+        self.rewind(tp, target);
+        if let Some(p) = self.partitions.get_mut(tp) {
+            p.rewinding = true;
+        }
+        rdkafka::consumer::Consumer::context(&*self.consumer).request_seek(tp.clone(), target);
+        self.credit.wake();
     }
 
     /// A late result came in: it is judged as the handler's own result would have been; a
@@ -720,6 +840,7 @@ impl<W: Work> Coordinator<W> {
                 Some(only) => only.contains(tp),
                 None => !p.revoking,
             })
+            .filter(|(_, p)| !p.rewinding)
             .filter_map(|(tp, p)| {
                 let next = p.offsets.committable()?;
                 let already = match trigger {
@@ -752,7 +873,16 @@ impl<W: Work> Coordinator<W> {
         }
         self.mark_sent(&offsets);
         self.committing += 1;
-        self.committer.commit(offsets);
+        let records = self.take_outputs_if_transactional(&offsets);
+        self.committer.commit(offsets, records);
+    }
+
+    fn take_outputs_if_transactional(&mut self, offsets: &[(Tp, i64)]) -> Vec<OutRecord> {
+        if self.transactional {
+            self.take_outputs(offsets)
+        } else {
+            Vec::new()
+        }
     }
 
     fn mark_sent(&mut self, offsets: &[(Tp, i64)]) {
@@ -763,14 +893,28 @@ impl<W: Work> Coordinator<W> {
         }
     }
 
-    /// Records what the broker confirmed; a failed commit will be resent by the next one.
-    fn confirm(&mut self, offsets: &[(Tp, i64)], result: &KafkaResult<()>) {
-        self.shared.record_commit(offsets, result);
+    /// Records what the broker confirmed; a refused commit will be resent by the next one, an
+    /// aborted transaction's partitions start over, a fatal one halts the pool.
+    fn confirm(&mut self, offsets: &[(Tp, i64)], result: &Result<(), CommitError>) {
+        let kafka: KafkaResult<()> = result.as_ref().map(|_| ()).map_err(|e| e.kafka().clone());
+        self.shared.record_commit(offsets, &kafka);
         for (tp, next) in offsets {
-            if let Some(p) = self.partitions.get_mut(tp) {
-                match result {
-                    Ok(()) => p.confirmed = p.confirmed.max(Some(*next)),
-                    Err(_) => p.sent = p.confirmed,
+            match result {
+                Ok(()) => {
+                    if let Some(p) = self.partitions.get_mut(tp) {
+                        p.confirmed = p.confirmed.max(Some(*next));
+                    }
+                }
+                Err(CommitError::Refused(_)) => {
+                    if let Some(p) = self.partitions.get_mut(tp) {
+                        p.sent = p.confirmed;
+                    }
+                }
+                Err(CommitError::Aborted(_)) => self.rewind_aborted(tp),
+                Err(CommitError::Fatal(e)) => {
+                    self.halt.get_or_insert(HaltReason::Transactions {
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
@@ -793,14 +937,19 @@ impl<W: Work> Coordinator<W> {
         timeout: Duration,
     ) -> Result<(), PoolError> {
         self.publish_partitions();
+        // A transaction in flight may yet abort, taking records these offsets would pass.
+        if self.transactional {
+            self.await_background_commits(timeout).await;
+        }
         let offsets = self.to_commit(Trigger::Interval, only);
         if offsets.is_empty() {
             return Ok(());
         }
         self.mark_sent(&offsets);
+        let records = self.take_outputs_if_transactional(&offsets);
         let result = match self
             .committer
-            .commit_and_wait(offsets.clone(), timeout)
+            .commit_and_wait(offsets.clone(), records, timeout)
             .await
         {
             Ok(()) => Ok(()),
@@ -808,7 +957,21 @@ impl<W: Work> Coordinator<W> {
             Err(WaitError::TimedOut) => return Err(PoolError::CommitTimeout),
         };
         self.confirm(&offsets, &result);
-        result.map_err(PoolError::Commit)
+        result.map_err(|e| PoolError::Commit(e.kafka().clone()))
+    }
+
+    /// Waits (up to `timeout`) for the answers of the background commits in flight.
+    async fn await_background_commits(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.committing > 0 {
+            match tokio::time::timeout_at(deadline, self.commits_rx.recv()).await {
+                Ok(Some(c)) => {
+                    self.committing = self.committing.saturating_sub(1);
+                    self.confirm(&c.offsets, &c.result);
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
     }
 
     /// Completes the revokes whose partitions are drained (or all of them when `force`):

@@ -124,6 +124,9 @@ pub enum FailureAction {
     /// The failure is handled (skipped, or dead-lettered and acknowledged): mark the message
     /// done so its offset can be committed. Still counts towards `max_consecutive_errors`.
     MarkDone,
+    /// Like `MarkDone`, with records (a dead letter) for the pool to produce in the transaction
+    /// that commits the message (see [`Pool::with_transactions`](crate::Pool::with_transactions)).
+    MarkDoneWith(Vec<crate::kafka::OutRecord>),
     /// Stop the pool: the message is *not* marked done (it is redelivered after a restart), and
     /// `run` returns [`PoolError::Halted`](crate::PoolError::Halted) with this reason.
     Halt(String),
@@ -199,6 +202,11 @@ pub enum Processed {
     /// or fails the message as if the handler had returned it (the failure hook runs on the
     /// next idle worker).
     Later(Pending),
+    /// Done, with records for the pool to produce in the transaction that commits the
+    /// message's offset: exactly-once output (see
+    /// [`Pool::with_transactions`](crate::Pool::with_transactions)). A pool without
+    /// transactions halts rather than drop them.
+    Output(Vec<crate::kafka::OutRecord>),
 }
 
 impl From<Result<(), ProcessError>> for Processed {
@@ -259,6 +267,8 @@ pub trait Handler: Send + 'static {
 pub(crate) enum Outcome {
     /// Processed successfully.
     Done,
+    /// Processed successfully, with records to produce in the transaction that commits it.
+    Output(Vec<crate::kafka::OutRecord>),
     /// Retriable failure: retry after the delay hint (or the backoff when `None`).
     Retry(Option<Duration>),
     /// Permanent failure, handled by the failure hook with this action.
@@ -398,6 +408,7 @@ pub(crate) async fn run_batch<W: Work>(
                     }
                     // Awaited by the coordinator, which also catches a panic in it.
                     Processed::Later(pending) => Outcome::Settling(pending),
+                    Processed::Output(records) => Outcome::Output(records),
                 };
                 outcomes.push(outcome);
             }

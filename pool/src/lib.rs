@@ -53,6 +53,9 @@
 //! - `worker` — a worker's call: the user's function or [`Handler`] (`handler`), one attempt
 //!   (or one batch) at a time, run as a future of the coordinator's task; a result the handler
 //!   leaves [`Pending`] settles later in the coordinator, the worker already free.
+//! - `commit` and [`transaction`] — the committer thread: offset commits, or, in a pool
+//!   [with transactions](Pool::with_transactions), Kafka transactions carrying the records
+//!   handlers returned for the messages they commit (exactly-once output).
 //! - `stats` and [`metrics`] — what [`Pool::stats`] and Prometheus report.
 
 mod commit;
@@ -66,6 +69,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod retry;
 pub(crate) mod stats;
+pub mod transaction;
 mod worker;
 
 /// The rdkafka this crate is built against, whose types its API takes and returns
@@ -91,8 +95,9 @@ use self::handler::{ByFn, ByHandler, Work};
 use self::stats::Shared;
 pub use self::stats::{PartitionStats, Stats, StatsHandle};
 use crate::kafka::Link;
-pub use crate::kafka::{Consumer, Header, Message};
+pub use crate::kafka::{Consumer, Header, Message, OutRecord};
 use crate::metrics::Metrics;
+pub use crate::transaction::{TransactionError, Transactions};
 
 /// Why `run` stopped on its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +128,17 @@ pub enum HaltReason {
     /// Every worker task ended unexpectedly.
     #[error("the workers stopped")]
     WorkersStopped,
+    /// The transactional producer cannot go on (fenced by another producer with the same
+    /// `transactional.id`, or in a fatal state).
+    #[error("exactly-once commits cannot go on: {reason}")]
+    Transactions {
+        /// librdkafka's error.
+        reason: String,
+    },
+    /// A handler returned records to produce ([`Processed::Output`],
+    /// [`FailureAction::MarkDoneWith`]) to a pool without transactions, which would drop them.
+    #[error("the handler returned records to produce, which needs Pool::with_transactions")]
+    OutputWithoutTransactions,
 }
 
 /// Errors from building or running a pool.
@@ -173,6 +189,8 @@ pub struct Pool {
     registry: Option<Registry>,
     /// Set while paused (see [`Pauser`]).
     paused: Arc<AtomicBool>,
+    /// With [`Pool::with_transactions`]: every commit is a transaction.
+    transactions: Option<Arc<Transactions>>,
 }
 
 /// Pauses and resumes a pool from anywhere (an admin endpoint, a signal handler). While paused
@@ -246,7 +264,18 @@ impl Pool {
             shared,
             registry,
             paused: Arc::default(),
+            transactions: None,
         })
+    }
+
+    /// Makes every commit a Kafka transaction through `transactions`, carrying the records
+    /// handlers return ([`Processed::Output`], [`FailureAction::MarkDoneWith`]): exactly-once
+    /// output for `read_committed` readers. See the `transaction` module's docs for how
+    /// transactions are cut and what an abort does.
+    #[must_use]
+    pub fn with_transactions(mut self, transactions: Transactions) -> Self {
+        self.transactions = Some(Arc::new(transactions));
+        self
     }
 
     /// The stats now. Callable while `run` is going.
@@ -362,6 +391,7 @@ impl Pool {
             Arc::clone(&self.shared),
             handlers,
             credit,
+            self.transactions.clone(),
         );
         // Calls still running past the shutdown timeout end with it: they are its futures.
         let result = match coordinator {

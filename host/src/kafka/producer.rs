@@ -29,6 +29,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::Header;
 use super::client_log::LogContext;
+pub use burrow_pool::kafka::OutRecord;
 
 /// Header names Burrow adds to a dead letter.
 pub mod headers {
@@ -77,34 +78,6 @@ pub mod headers {
         HEADERS_SIZE,
         HEADERS_COUNT,
     ];
-}
-
-/// A record to produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutRecord {
-    /// Destination topic.
-    pub topic: String,
-    /// Key; `None` lets the partitioner spread records.
-    pub key: Option<Vec<u8>>,
-    /// Payload; `None` is a null value (a tombstone to a compacted topic), not an empty one.
-    pub value: Option<Vec<u8>>,
-    /// Headers, in order; a header value may be null.
-    pub headers: Vec<Header>,
-}
-
-impl OutRecord {
-    /// What the record weighs in memory, near enough: its topic, key, value and headers.
-    pub fn size(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-            .sum();
-        self.topic.len()
-            + self.key.as_ref().map_or(0, Vec::len)
-            + self.value.as_ref().map_or(0, Vec::len)
-            + headers
-    }
 }
 
 /// The message a dead letter is about, and why it failed.

@@ -392,6 +392,11 @@ impl Handler for PluginHandler {
         match self.process_batch(&batch).await.pop() {
             Some(Processed::Now(result)) => result,
             Some(Processed::Later(pending)) => pending.await,
+            // Records for a transaction travel only through `process_batch`, which the pool
+            // calls: one message alone has nowhere to put them.
+            Some(Processed::Output(_)) => Err(ProcessError::permanent(
+                "exactly-once output needs the batch entry",
+            )),
             None => Err(ProcessError::retriable("no result")),
         }
     }

@@ -36,6 +36,9 @@ pub(crate) enum Event {
         /// Signalled once they are drained and committed.
         done: SyncSender<()>,
     },
+    /// A partition was sought back to `offset` (after an aborted transaction): what the poll
+    /// thread sends after this for the partition was fetched from there.
+    Rewound { tp: Tp, offset: i64 },
     /// The poll thread can no longer fetch (it panicked, or the consumer hit a fatal error):
     /// the pool must halt, visibly, rather than sit with its partitions frozen.
     Stopped {
@@ -94,6 +97,9 @@ pub struct PoolContext {
     /// The partition queues of the assignment, while a pool runs; read by the poll thread only
     /// (the rebalance callbacks run on it too), so the lock is never contended.
     feeds: Mutex<HashMap<Tp, Feed>>,
+    /// Partitions the coordinator asked to seek back, and where; served by the poll thread at
+    /// the start of its next round.
+    seeks: Mutex<Vec<(Tp, i64)>>,
     /// Test-only fault injection: when set, the poll thread panics at its next turn, as it did
     /// on a non-UTF-8 header name before [`Message`] read names without rdkafka's unwrap.
     #[cfg(any(test, feature = "fault-injection"))]
@@ -108,6 +114,7 @@ impl Default for PoolContext {
             log: LogLimiter::new("consumer"),
             consumer: OnceLock::new(),
             feeds: Mutex::default(),
+            seeks: Mutex::default(),
             #[cfg(any(test, feature = "fault-injection"))]
             panic_in_poll: AtomicBool::new(false),
         }
@@ -233,6 +240,18 @@ impl PoolContext {
                 link.credit.leave(&feed.flow);
             }
         }
+    }
+
+    /// Asks the poll thread to seek `tp` back to `offset`; it then sends [`Event::Rewound`].
+    pub(crate) fn request_seek(&self, tp: Tp, offset: i64) {
+        self.seeks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((tp, offset));
+    }
+
+    fn take_seeks(&self) -> Vec<(Tp, i64)> {
+        std::mem::take(&mut *self.seeks.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn feeds(&self) -> MutexGuard<'_, HashMap<Tp, Feed>> {
@@ -489,6 +508,11 @@ fn receive(
     while !stop.load(AtomicOrdering::Acquire) {
         #[cfg(any(test, feature = "fault-injection"))]
         context.fault_point();
+        // Before anything is taken this round: every record sent before the seek's event was
+        // fetched before the seek.
+        if seek_back(consumer, link).is_err() {
+            break;
+        }
         let mut progressed = false;
         for _ in 0..ROUND_MAIN {
             match consumer.poll(Duration::ZERO) {
@@ -533,6 +557,25 @@ fn receive(
         }
         if !progressed {
             std::thread::park_timeout(IDLE_WAIT);
+        }
+    }
+    Ok(())
+}
+
+/// How long a seek may take.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the seeks the coordinator asked for, telling it of each; a seek that fails is tried
+/// again next round. `Err` once the coordinator is gone.
+fn seek_back(consumer: &BaseConsumer<PoolContext>, link: &Link) -> Result<(), ()> {
+    let context = consumer.context();
+    for (tp, offset) in context.take_seeks() {
+        match consumer.seek(&tp.0, tp.1, rdkafka::Offset::Offset(offset), SEEK_TIMEOUT) {
+            Ok(()) => link.send(Event::Rewound { tp, offset })?,
+            Err(e) => {
+                tracing::warn!(topic = %tp.0, partition = tp.1, offset, error = %e, "seek failed; trying again");
+                context.request_seek(tp, offset);
+            }
         }
     }
     Ok(())

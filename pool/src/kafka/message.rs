@@ -46,6 +46,34 @@ pub struct Header {
     pub value: Option<Vec<u8>>,
 }
 
+/// A record to produce: what a handler emits, or a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Key; `None` lets the partitioner spread records.
+    pub key: Option<Vec<u8>>,
+    /// Payload; `None` is a null value (a tombstone to a compacted topic), not an empty one.
+    pub value: Option<Vec<u8>>,
+    /// Headers, in order; a header value may be null.
+    pub headers: Vec<Header>,
+}
+
+impl OutRecord {
+    /// What the record weighs in memory, near enough: its topic, key, value and headers.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.topic.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + headers
+    }
+}
+
 impl Message {
     /// A message with no key, payload or headers; for tests and handlers built by hand.
     pub fn new(topic: impl Into<Arc<str>>, partition: i32, offset: i64) -> Self {

@@ -15,6 +15,6 @@ pub mod inspect;
 mod message;
 
 pub use consumer::{Consumer, PoolContext};
-pub use message::{Header, Message};
+pub use message::{Header, Message, OutRecord};
 
 pub(crate) use consumer::{Event, Link, Poller, Tp, spawn_poller};

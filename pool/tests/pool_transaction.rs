@@ -1,0 +1,233 @@
+//! Exactly-once output (`Pool::with_transactions`) on the mock cluster: each commit is a
+//! transaction carrying exactly the records of the messages its offsets commit; records of
+//! messages above a gap wait for the prefix; an aborted transaction shows nothing and its
+//! messages run again, so a `read_committed` reader sees each record once.
+
+mod pool_support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use burrow_e2e::kafka;
+use burrow_pool::{
+    Attempt, Handler, Message, OutRecord, Pool, ProcessError, Processed, Transactions,
+};
+use pool_support::{Cluster, guarded, stats_committed, test_config, unique_group, until};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const OUT: &str = "out";
+
+/// Forwards each message to [`OUT`] as its output; counts calls per (partition, offset); the
+/// message at `hold` waits for `gate`.
+struct Forward {
+    calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>>,
+    hold: Option<(i32, i64)>,
+    gate: watch::Receiver<bool>,
+}
+
+impl Handler for Forward {
+    async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
+        unreachable!("a batching handler gets process_batch")
+    }
+
+    fn max_batch(&self) -> usize {
+        4
+    }
+
+    async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Processed> {
+        let mut results = Vec::new();
+        for item in batch {
+            let m = &item.message;
+            *self
+                .calls
+                .lock()
+                .expect("calls")
+                .entry((m.partition, m.offset))
+                .or_default() += 1;
+        }
+        for item in batch {
+            let m = &item.message;
+            if self.hold == Some((m.partition, m.offset)) {
+                let _ = self.gate.clone().wait_for(|open| *open).await;
+            }
+            results.push(Processed::Output(vec![OutRecord {
+                topic: OUT.into(),
+                key: m.key.clone(),
+                value: m.payload.clone(),
+                headers: Vec::new(),
+            }]));
+        }
+        results
+    }
+}
+
+fn transactions(cluster: &Cluster, id: &str) -> Transactions {
+    let mut config = cluster.broker.client();
+    config.set("transactional.id", id);
+    Transactions::new(&config, Duration::from_secs(10)).expect("transactions")
+}
+
+/// What a `read_committed` reader finds on [`OUT`]: payload → times seen.
+fn outputs(cluster: &Cluster) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for record in kafka::read_to_end(&cluster.broker, OUT).expect("read the output") {
+        *seen.entry(record.value_text()).or_default() += 1;
+    }
+    seen
+}
+
+/// Waits until the pool's transactions have committed every partition to its end. (The mock
+/// cluster keeps no offsets committed in a transaction, so the pool's own count is read.)
+async fn committed_to_the_ends(cluster: &Cluster, pool: &Pool) {
+    let ends = cluster.ends();
+    until("everything committed", || {
+        let stats = pool.stats();
+        ends.iter()
+            .all(|(p, end)| stats_committed(&stats, *p) == Some(*end))
+    })
+    .await;
+}
+
+fn forward(
+    calls: &Arc<Mutex<BTreeMap<(i32, i64), u32>>>,
+    hold: Option<(i32, i64)>,
+    gate: &watch::Receiver<bool>,
+) -> impl FnMut(usize) -> Forward {
+    let (calls, gate) = (Arc::clone(calls), gate.clone());
+    move |_| Forward {
+        calls: Arc::clone(&calls),
+        hold,
+        gate: gate.clone(),
+    }
+}
+
+/// Every message's output appears once, in transactions whose offsets commit its message; the
+/// committed offsets reach the ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_output_is_committed_once_with_its_offset() {
+    const N: usize = 400;
+    let cluster = Cluster::new(1, 4);
+    kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
+    cluster.produce(N, 20);
+    let group = unique_group("txn-all");
+    let pool = Pool::new(cluster.consumer(&group), test_config())
+        .expect("pool")
+        .with_transactions(transactions(&cluster, &group));
+    let calls = Arc::default();
+    let (_open, gate) = watch::channel(true);
+    let stop = CancellationToken::new();
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(stop.clone().cancelled_owned(), forward(&calls, None, &gate)),
+            async {
+                committed_to_the_ends(&cluster, &pool).await;
+                stop.cancel();
+            }
+        )
+    })
+    .await;
+    result.expect("the pool ran");
+    let seen = outputs(&cluster);
+    assert_eq!(seen.len(), N, "every message's output");
+    assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+}
+
+/// A message held at a worker is a gap: the outputs of the messages after it in its partition
+/// are done but not visible, and its partition's offset is not committed, however many commits
+/// pass; once it finishes, all of them appear once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_above_a_gap_wait_for_the_prefix() {
+    const N: usize = 100;
+    let cluster = Cluster::new(1, 1);
+    kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
+    cluster.produce(N, 10);
+    let group = unique_group("txn-gap");
+    let pool = Pool::new(cluster.consumer(&group), test_config())
+        .expect("pool")
+        .with_transactions(transactions(&cluster, &group));
+    let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
+    let (open, gate) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(
+                stop.clone().cancelled_owned(),
+                forward(&calls, Some((0, 0)), &gate)
+            ),
+            async {
+                until("every message called", || {
+                    calls.lock().expect("calls").len() == N
+                })
+                .await;
+                // Several commit intervals with everything but offset 0 done.
+                tokio::time::sleep(test_config().commit_interval * 5).await;
+                assert!(
+                    outputs(&cluster).is_empty(),
+                    "nothing visible above the gap"
+                );
+                assert_eq!(stats_committed(&pool.stats(), 0), None, "nothing committed");
+                let _ = open.send(true);
+                committed_to_the_ends(&cluster, &pool).await;
+                stop.cancel();
+            }
+        )
+    })
+    .await;
+    result.expect("the pool ran");
+    let seen = outputs(&cluster);
+    assert_eq!(seen.len(), N, "every message's output");
+    assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+}
+
+/// Transactions that fail to commit (the broker refuses to end them) are aborted: nothing of
+/// theirs is visible, their messages run again, and the reader still sees each output once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_transaction_shows_nothing_and_its_messages_run_again() {
+    const N: usize = 300;
+    let cluster = Cluster::new(1, 2);
+    kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
+    let group = unique_group("txn-abort");
+    let pool = Pool::new(cluster.consumer(&group), test_config())
+        .expect("pool")
+        .with_transactions(transactions(&cluster, &group));
+    let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
+    let (_open, gate) = watch::channel(true);
+    let stop = CancellationToken::new();
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(stop.clone().cancelled_owned(), forward(&calls, None, &gate)),
+            async {
+                // The group settles before the fault, so the aborts hit transactions that carry
+                // records.
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                cluster
+                    .broker
+                    .on_mock(|mock| {
+                        mock.request_errors(
+                            RDKafkaApiKey::AddOffsetsToTxn,
+                            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 2],
+                        );
+                    })
+                    .expect("inject");
+                cluster.produce(N, 30);
+                committed_to_the_ends(&cluster, &pool).await;
+                stop.cancel();
+            }
+        )
+    })
+    .await;
+    result.expect("the pool ran");
+    let rerun = calls
+        .lock()
+        .expect("calls")
+        .values()
+        .filter(|&&n| n > 1)
+        .count();
+    assert!(rerun > 0, "the aborted transactions' messages ran again");
+    let seen = outputs(&cluster);
+    assert_eq!(seen.len(), N, "every message's output");
+    assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+}
