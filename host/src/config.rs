@@ -47,6 +47,12 @@ pub struct HostConfig {
     /// user's cache directory; empty: no cache.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Names this process among the Burrow processes that share a consumer group: part of
+    /// each exactly-once tenant's `transactional.id` (`burrow-GROUP-INSTANCE`), which must
+    /// stay the same across restarts (a restart then aborts what a crash left open) and differ
+    /// between processes (two producers with one id fence each other). Default: the host name.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// The tenants this host serves, each with its own consumer group and plugin.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
@@ -210,6 +216,10 @@ pub struct TenantConfig {
     /// Topics the plugin may `emit` to; an emit elsewhere fails the message.
     #[serde(default)]
     pub output_topics: Vec<String>,
+    /// What a reader of the outputs may count on: `at-least-once` (default), or `exactly-once`
+    /// (emits, dead letters and input offsets in one Kafka transaction).
+    #[serde(default)]
+    pub delivery: Delivery,
     /// Sandbox limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -310,6 +320,29 @@ pub enum RolloutMode {
     Canary,
 }
 
+/// The machine's host name (Linux), or `burrow`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "burrow".to_owned())
+}
+
+/// A tenant's delivery guarantee for what its plugin emits and what it dead-letters.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub enum Delivery {
+    /// Emits and dead letters are acknowledged before the input offset may advance; after a
+    /// crash or a rebalance, some may be written twice.
+    #[default]
+    AtLeastOnce,
+    /// Emits, dead letters and the input offsets that say their messages are done are written
+    /// in one Kafka transaction: to `read_committed` readers, each appears exactly once.
+    ExactlyOnce,
+}
+
 /// What happens to a message that failed for good.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(try_from = "String")]
@@ -397,6 +430,7 @@ keyword_enum!(OrderingSetting { "unordered" => Unordered, "partition" => Partiti
 keyword_enum!(LogFormat { "text" => Text, "json" => Json });
 keyword_enum!(FailurePolicy { "dead-letter" => DeadLetter, "skip" => Skip, "halt" => Halt });
 keyword_enum!(RolloutMode { "shadow" => Shadow, "canary" => Canary });
+keyword_enum!(Delivery { "at-least-once" => AtLeastOnce, "exactly-once" => ExactlyOnce });
 
 /// librdkafka properties Burrow owns: letting a user set them would break the delivery
 /// guarantee (auto commit) or tenant isolation (group id).
@@ -406,6 +440,7 @@ const RESERVED_KAFKA_OPTIONS: &[&str] = &[
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
+    "transactional.id",
 ];
 
 /// A problem with one key of the configuration.
@@ -519,6 +554,17 @@ impl HostConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         Ok(config)
+    }
+
+    /// This process's name among those sharing its consumer groups (`instance_id`, or the
+    /// host name).
+    pub fn instance(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(host_name)
+    }
+
+    /// The `transactional.id` of `tenant`'s transactional producer in this process.
+    pub fn transactional_id(&self, tenant: &TenantConfig) -> String {
+        format!("burrow-{}-{}", tenant.group_id, self.instance())
     }
 
     /// The values of every secret setting (see [`secret::is_secret_key`]): what

@@ -115,6 +115,9 @@ fn host_changes(old: &HostConfig, new: &HostConfig) -> Vec<Change> {
     if old.cache_dir != new.cache_dir {
         changes.push(Change::NeedsHostRestart("cache_dir"));
     }
+    if old.instance_id != new.instance_id {
+        changes.push(Change::NeedsHostRestart("instance_id"));
+    }
     changes
 }
 
@@ -141,6 +144,9 @@ fn restart_keys(
     }
     if old.output_topics != new.output_topics {
         keys.push("output_topics");
+    }
+    if old.delivery != new.delivery {
+        keys.push("delivery");
     }
     if old_host.pool_settings_for(old) != new_host.pool_settings_for(new) {
         keys.push("pool");

@@ -388,6 +388,7 @@ impl Supervisor {
         new.admin = self.config.admin.clone();
         new.log = self.config.log.clone();
         new.cache_dir = self.config.cache_dir.clone();
+        new.instance_id = self.config.instance_id.clone();
         self.config = new;
     }
 

@@ -204,6 +204,8 @@ pub struct Tenant {
     pub on_failure: Option<String>,
     pub dead_letter_topic: Option<String>,
     pub output_topics: Vec<String>,
+    /// `delivery`: `at-least-once` (Burrow's default when unset) or `exactly-once`.
+    pub delivery: Option<String>,
     pub limits: Vec<(String, Value)>,
     pub pool: Vec<(String, Value)>,
     pub config: Vec<(String, String)>,
@@ -224,6 +226,7 @@ impl Tenant {
             on_failure: None,
             dead_letter_topic: None,
             output_topics: Vec::new(),
+            delivery: None,
             limits: Vec::new(),
             pool: Vec::new(),
             config: Vec::new(),
@@ -258,6 +261,12 @@ impl Tenant {
 
     pub fn on_failure(mut self, policy: &str) -> Self {
         self.on_failure = Some(policy.to_owned());
+        self
+    }
+
+    /// The tenant's delivery guarantee.
+    pub fn delivery(mut self, delivery: &str) -> Self {
+        self.delivery = Some(delivery.to_owned());
         self
     }
 
@@ -306,6 +315,9 @@ impl Tenant {
         }
         if !self.output_topics.is_empty() {
             let _ = writeln!(s, "output_topics = [{}]", list(&self.output_topics));
+        }
+        if let Some(delivery) = &self.delivery {
+            let _ = writeln!(s, "delivery = {}", quote(delivery));
         }
         for (section, entries) in [("limits", &self.limits), ("pool", &self.pool)] {
             if !entries.is_empty() {

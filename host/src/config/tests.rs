@@ -252,6 +252,44 @@ fn canary_rules_are_parsed_and_checked() {
     );
 }
 
+/// `delivery` takes `at-least-once` (the default) or `exactly-once`; anything else names the
+/// key; `transactional.id` is Burrow's to set; the transactional id is the group's and the
+/// instance's.
+#[test]
+fn delivery_is_parsed_and_the_transactional_id_is_burrows() {
+    let config = parse(MINIMAL).expect("parses");
+    assert_eq!(
+        config.tenants[0].delivery,
+        crate::config::Delivery::AtLeastOnce
+    );
+    let text = format!("instance_id = \"east-1\"\n{MINIMAL}delivery = \"exactly-once\"\n");
+    let config = parse(&text).expect("parses");
+    assert_eq!(
+        config.tenants[0].delivery,
+        crate::config::Delivery::ExactlyOnce
+    );
+    let id = config.transactional_id(&config.tenants[0]);
+    assert_eq!(id, format!("burrow-{}-east-1", config.tenants[0].group_id));
+
+    let shown = parse(&(MINIMAL.to_owned() + "delivery = \"at-most-once\"\n"))
+        .expect_err("not a mode")
+        .to_string();
+    assert!(
+        shown.contains("tenant[0].delivery") && shown.contains("at-most-once"),
+        "{shown}"
+    );
+    let text = MINIMAL.replace(
+        "[kafka]\n",
+        "[kafka]\noptions = { \"transactional.id\" = \"x\" }\n",
+    );
+    let shown = parse(&text)
+        .expect("parses")
+        .validate()
+        .expect_err("reserved")
+        .to_string();
+    assert!(shown.contains("kafka.options.transactional.id"), "{shown}");
+}
+
 /// Environment variables override file keys, with numbers and durations parsed.
 #[test]
 fn environment_overrides_file() {

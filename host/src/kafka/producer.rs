@@ -244,6 +244,49 @@ fn message_max_bytes(options: &BTreeMap<String, String>) -> Option<String> {
     Some(receivable.clamp(min, max).to_string())
 }
 
+/// The settings of every producer of Burrow's: `options` first, then what delivery needs
+/// (idempotence, all replicas' acks), which they cannot weaken.
+fn producer_config(brokers: &str, options: &BTreeMap<String, String>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    if let Some(max) = message_max_bytes(options) {
+        config.set("message.max.bytes", max);
+    }
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1");
+    config
+}
+
+/// The settings of an exactly-once tenant's transactional producer (see
+/// `burrow_pool::transaction`): a producer's, with `transactional_id`.
+pub fn transactional_config(
+    brokers: &str,
+    options: &BTreeMap<String, String>,
+    transactional_id: &str,
+) -> ClientConfig {
+    let mut config = producer_config(brokers, options);
+    config.set("transactional.id", transactional_id);
+    config
+}
+
+/// The largest record a producer with `options` sends: `message.max.bytes`, less room for
+/// the record's framing. A bigger one is refused before it reaches the broker.
+pub fn max_record_bytes(options: &BTreeMap<String, String>) -> usize {
+    const FRAMING: usize = 1024;
+    let max = options
+        .get("message.max.bytes")
+        .cloned()
+        .or_else(|| message_max_bytes(options))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(1_000_000);
+    max.saturating_sub(FRAMING)
+}
+
 /// An idempotent producer that reports success only once the broker has acknowledged.
 #[derive(Clone)]
 pub struct Producer {
@@ -258,19 +301,7 @@ impl Producer {
     /// delivery settings cannot be weakened by them. Its `message.max.bytes` is sized to what a
     /// consumer with the same `options` can receive (see the module docs).
     pub fn new(brokers: &str, options: &BTreeMap<String, String>) -> Result<Self, ProduceError> {
-        let mut config = ClientConfig::new();
-        if let Some(max) = message_max_bytes(options) {
-            config.set("message.max.bytes", max);
-        }
-        for (key, value) in options {
-            config.set(key, value);
-        }
-        config
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1");
-        let inner = config
+        let inner = producer_config(brokers, options)
             .create_with_context(LogContext::default())
             .map_err(ProduceError::Create)?;
         Ok(Self {

@@ -275,6 +275,7 @@ fn standalone_tenant() -> TenantConfig {
         on_failure: Default::default(),
         dead_letter_topic: None,
         output_topics: Vec::new(),
+        delivery: Default::default(),
         limits: LimitsConfig::default(),
         pool: Default::default(),
         config: BTreeMap::new(),

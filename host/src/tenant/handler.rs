@@ -246,7 +246,20 @@ impl PluginHandler {
         if let Some(why) = super::refused_emit(&self.shared.output_topics, &emitted) {
             return Err(ProcessError::permanent(why));
         }
-        Ok(emitted.into_iter().map(to_out_record).collect())
+        let records: Vec<OutRecord> = emitted.into_iter().map(to_out_record).collect();
+        // In a transaction, a record the producer refuses would abort every transaction it
+        // rode in, for ever: refuse it here, where it fails only its own message.
+        let max = self.shared.max_record_bytes;
+        if self.shared.exactly_once
+            && let Some(big) = records.iter().find(|r| r.size() > max)
+        {
+            return Err(ProcessError::permanent(format!(
+                "plugin emitted a record of {} bytes to {:?}; the producer's limit is {max} bytes",
+                big.size(),
+                big.topic
+            )));
+        }
+        Ok(records)
     }
 
     /// Counts and logs a failed call (a trap, a timeout...) with the message it failed on;
@@ -293,6 +306,22 @@ impl PluginHandler {
         };
         let record = producer::dead_letter(topic, &failure);
         let shared = &*self.shared;
+        if shared.exactly_once {
+            // Produced by the pool, in the transaction that commits the message; one too large
+            // for the producer would abort every transaction, so its reference goes instead.
+            let record = if record.size() > shared.max_record_bytes {
+                let why = format!(
+                    "the dead letter's {} bytes are over the producer's limit of {} bytes",
+                    record.size(),
+                    shared.max_record_bytes
+                );
+                producer::reference_record(topic, &failure, &why)
+            } else {
+                record
+            };
+            shared.metrics.dead_lettered.inc();
+            return FailureAction::MarkDoneWith(vec![record]);
+        }
         let result = match send_dead_letter(shared, message, &record).await {
             Err(e) if e.is_too_large() => {
                 let why = e.to_string();
@@ -430,6 +459,11 @@ impl Handler for PluginHandler {
             .zip(results)
             .map(|(item, result)| match self.decide(&item.message, result) {
                 Ok((records, _)) if records.is_empty() => Processed::Now(Ok(())),
+                // Produced by the pool, in the transaction that commits the message.
+                Ok((records, _)) if self.shared.exactly_once => {
+                    self.shared.metrics.emitted.inc_by(records.len() as u64);
+                    Processed::Output(records)
+                }
                 Ok((records, plugin)) => {
                     Processed::Later(emit(Arc::clone(&self.shared), records, plugin))
                 }
@@ -571,6 +605,8 @@ mod tests {
             on_failure: FailurePolicy::Skip,
             metrics: crate::tenant::TenantMetrics::register(&Registry::new(), "t")?,
             rollout: arc_swap::ArcSwapOption::empty(),
+            exactly_once: false,
+            max_record_bytes: 1_000_000,
         }))
     }
 

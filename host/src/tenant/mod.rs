@@ -19,10 +19,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::config::{FailurePolicy, HostConfig, TenantConfig};
+use crate::config::{Delivery, FailurePolicy, HostConfig, TenantConfig};
 use crate::kafka::Consumer;
-use crate::kafka::producer::{ProduceError, Producer};
-use crate::pool::{Attempt, Pauser, Pool, PoolError, Stats, StatsHandle};
+use crate::kafka::producer::{self, ProduceError, Producer};
+use crate::pool::{
+    Attempt, Pauser, Pool, PoolError, Stats, StatsHandle, TransactionError, Transactions,
+};
 use crate::wasm::{
     self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Recycle, Runtime,
 };
@@ -106,7 +108,16 @@ pub(crate) struct Shared {
     metrics: TenantMetrics,
     /// A candidate beside the live version, read by every worker's next batch.
     rollout: ArcSwapOption<RolloutSlot>,
+    /// Emits and dead letters go to the pool, to be produced in the transaction that commits
+    /// their message (`delivery = "exactly-once"`), instead of being produced at once.
+    exactly_once: bool,
+    /// The largest record the tenant's producers send (a bigger one is refused).
+    max_record_bytes: usize,
 }
+
+/// How long each step of an exactly-once tenant's transactions may take (initialising the
+/// producer, adding offsets, committing, aborting).
+const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often a canary's rules are asked.
 const JUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -197,6 +208,9 @@ pub enum StartError {
     /// Its metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(prometheus::Error),
+    /// Its transactional producer (`delivery = "exactly-once"`) could not start.
+    #[error("transactional producer {id}: {error}")]
+    Transactions { id: String, error: TransactionError },
 }
 
 // By hand, not `#[from]`: that would make the error the variant's `source` too.
@@ -287,6 +301,11 @@ pub fn consumer_config(host: &HostConfig, tenant: &TenantConfig) -> ClientConfig
         .set("bootstrap.servers", &host.kafka.brokers)
         .set("group.id", &tenant.group_id)
         .set("enable.auto.commit", "false");
+    // An exactly-once tenant's input may be another's output: what an aborted transaction
+    // wrote must never reach its plugin.
+    if tenant.delivery == Delivery::ExactlyOnce {
+        config.set("isolation.level", "read_committed");
+    }
     config
 }
 
@@ -347,7 +366,16 @@ impl RunningTenant {
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
         let pool_config = host.pool_settings_for(tenant).to_pool_config();
-        let pool = Pool::with_registry(consumer, pool_config, &registry, labels)?;
+        let mut pool = Pool::with_registry(consumer, pool_config, &registry, labels)?;
+        let exactly_once = tenant.delivery == Delivery::ExactlyOnce;
+        if exactly_once {
+            let id = host.transactional_id(tenant);
+            let config =
+                producer::transactional_config(&host.kafka.brokers, &host.kafka.options, &id);
+            let transactions = Transactions::new(&config, TRANSACTION_TIMEOUT)
+                .map_err(|e| StartError::Transactions { id, error: e })?;
+            pool = pool.with_transactions(transactions);
+        }
         let pauser = pool.pauser();
         let shared = Arc::new(Shared {
             name: name.as_str().into(),
@@ -358,6 +386,8 @@ impl RunningTenant {
             on_failure: tenant.on_failure,
             metrics,
             rollout: ArcSwapOption::empty(),
+            exactly_once,
+            max_record_bytes: producer::max_record_bytes(&host.kafka.options),
         });
         let stats = pool.stats_handle();
         #[cfg(test)]
@@ -501,6 +531,7 @@ impl RunningTenant {
             "topics": self.config.topics,
             "group_id": self.config.group_id,
             "status": self.status(),
+            "delivery": if self.shared.exactly_once { "exactly-once" } else { "at-least-once" },
             "paused": self.pauser.is_paused(),
             "pool": self.stats(),
         });
