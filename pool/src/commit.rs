@@ -27,7 +27,17 @@ use crate::transaction::{TransactionError, Transactions};
 /// The broker's answer to a commit.
 pub(crate) struct Committed {
     pub(crate) offsets: Vec<(Tp, i64)>,
+    pub(crate) answer: Answer,
+}
+
+/// How one commit (or transaction) went.
+#[derive(Debug)]
+pub(crate) struct Answer {
     pub(crate) result: Result<(), CommitError>,
+    /// Records it carried (a transaction's).
+    pub(crate) records: usize,
+    /// Its time on the committer thread.
+    pub(crate) took: Duration,
 }
 
 /// Why a commit did not land.
@@ -66,7 +76,7 @@ enum Reply {
     /// To the coordinator's queue of background results.
     Background(mpsc::UnboundedSender<Committed>),
     /// To a coordinator waiting for this very commit.
-    Waiting(oneshot::Sender<Result<(), CommitError>>),
+    Waiting(oneshot::Sender<Answer>),
 }
 
 struct Request {
@@ -87,7 +97,7 @@ pub(crate) struct Committer {
 #[derive(Debug)]
 pub(crate) enum WaitError {
     /// The broker refused it, or its transaction was aborted.
-    Kafka(CommitError),
+    Kafka(Answer),
     /// No answer within the time given (it may still land later, in order).
     TimedOut,
 }
@@ -125,7 +135,7 @@ impl Committer {
         offsets: Vec<(Tp, i64)>,
         records: Vec<OutRecord>,
         timeout: Duration,
-    ) -> Result<(), WaitError> {
+    ) -> Result<Answer, WaitError> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             offsets,
@@ -136,7 +146,8 @@ impl Committer {
             return Err(WaitError::TimedOut);
         }
         match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(result)) => result.map_err(WaitError::Kafka),
+            Ok(Ok(answer)) if answer.result.is_ok() => Ok(answer),
+            Ok(Ok(answer)) => Err(WaitError::Kafka(answer)),
             Ok(Err(_)) | Err(_) => Err(WaitError::TimedOut),
         }
     }
@@ -150,6 +161,7 @@ fn serve(
     queue: &Receiver<Request>,
 ) {
     while let Ok(request) = queue.recv() {
+        let started = std::time::Instant::now();
         let result = match transactions {
             Some(t) => t
                 .transact(consumer, &request.offsets, &request.records)
@@ -158,15 +170,20 @@ fn serve(
                 .and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync))
                 .map_err(CommitError::Refused),
         };
+        let answer = Answer {
+            result,
+            records: request.records.len(),
+            took: started.elapsed(),
+        };
         match request.reply {
             Reply::Background(results) => {
                 let _ = results.send(Committed {
                     offsets: request.offsets,
-                    result,
+                    answer,
                 });
             }
             Reply::Waiting(reply) => {
-                let _ = reply.send(result);
+                let _ = reply.send(answer);
             }
         }
     }

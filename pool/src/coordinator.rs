@@ -20,7 +20,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::commit::{CommitError, Committed, Committer, WaitError};
+use super::commit::{Answer, CommitError, Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
 use super::handler::{Failure, FailureAction, Outcome, Work, judge};
 use super::stats::Shared;
@@ -895,9 +895,14 @@ impl<W: Work> Coordinator<W> {
 
     /// Records what the broker confirmed; a refused commit will be resent by the next one, an
     /// aborted transaction's partitions start over, a fatal one halts the pool.
-    fn confirm(&mut self, offsets: &[(Tp, i64)], result: &Result<(), CommitError>) {
+    fn confirm(&mut self, offsets: &[(Tp, i64)], answer: &Answer) {
+        let result = &answer.result;
         let kafka: KafkaResult<()> = result.as_ref().map(|_| ()).map_err(|e| e.kafka().clone());
         self.shared.record_commit(offsets, &kafka);
+        if self.transactional {
+            self.shared
+                .transaction(result.is_ok(), answer.records, answer.took);
+        }
         for (tp, next) in offsets {
             match result {
                 Ok(()) => {
@@ -923,7 +928,7 @@ impl<W: Work> Coordinator<W> {
     /// A background commit's answer.
     fn on_committed(&mut self, c: Committed) {
         self.committing = self.committing.saturating_sub(1);
-        self.confirm(&c.offsets, &c.result);
+        self.confirm(&c.offsets, &c.answer);
         if std::mem::take(&mut self.commit_again) {
             self.commit(Trigger::Batch);
         }
@@ -947,17 +952,19 @@ impl<W: Work> Coordinator<W> {
         }
         self.mark_sent(&offsets);
         let records = self.take_outputs_if_transactional(&offsets);
-        let result = match self
+        let answer = match self
             .committer
             .commit_and_wait(offsets.clone(), records, timeout)
             .await
         {
-            Ok(()) => Ok(()),
-            Err(WaitError::Kafka(e)) => Err(e),
+            Ok(answer) | Err(WaitError::Kafka(answer)) => answer,
             Err(WaitError::TimedOut) => return Err(PoolError::CommitTimeout),
         };
-        self.confirm(&offsets, &result);
-        result.map_err(|e| PoolError::Commit(e.kafka().clone()))
+        self.confirm(&offsets, &answer);
+        match answer.result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(PoolError::Commit(e.kafka().clone())),
+        }
     }
 
     /// Waits (up to `timeout`) for the answers of the background commits in flight.
@@ -967,7 +974,7 @@ impl<W: Work> Coordinator<W> {
             match tokio::time::timeout_at(deadline, self.commits_rx.recv()).await {
                 Ok(Some(c)) => {
                     self.committing = self.committing.saturating_sub(1);
-                    self.confirm(&c.offsets, &c.result);
+                    self.confirm(&c.offsets, &c.answer);
                 }
                 Ok(None) | Err(_) => return,
             }

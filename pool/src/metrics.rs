@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, core::Collector,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    core::Collector,
 };
 
 /// The metrics one pool updates.
@@ -26,6 +27,9 @@ pub struct Metrics {
     pub(crate) committed_offset: IntGaugeVec,
     pub(crate) gap: IntGaugeVec,
     pub(crate) lag: IntGaugeVec,
+    pub(crate) transactions: IntCounterVec,
+    pub(crate) transaction_records: IntCounter,
+    pub(crate) transaction_duration: Histogram,
 }
 
 impl Metrics {
@@ -93,6 +97,24 @@ impl Metrics {
                 "burrow_consumer_lag",
                 "Messages in the partition after the committed offset (high watermark - committed)",
             )?,
+            transactions: IntCounterVec::new(
+                opts(
+                    "burrow_transactions_total",
+                    "Exactly-once transactions, by result: committed or aborted (their messages ran again)",
+                ),
+                &["result"],
+            )?,
+            transaction_records: counter(
+                "burrow_transaction_records_total",
+                "Records produced in committed transactions",
+            )?,
+            transaction_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "burrow_transaction_duration_seconds",
+                    "Time from a transaction's begin to its commit",
+                )
+                .const_labels(const_labels.clone()),
+            )?,
         };
         for c in metrics.collectors() {
             registry.register(c)?;
@@ -115,6 +137,9 @@ impl Metrics {
             Box::new(self.committed_offset.clone()),
             Box::new(self.gap.clone()),
             Box::new(self.lag.clone()),
+            Box::new(self.transactions.clone()),
+            Box::new(self.transaction_records.clone()),
+            Box::new(self.transaction_duration.clone()),
         ]
     }
 }

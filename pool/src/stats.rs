@@ -29,6 +29,16 @@ pub struct Stats {
     pub commit_failures: u64,
     /// Assignments and revocations handled.
     pub rebalances: u64,
+    /// Transactions committed ([`Pool::with_transactions`](crate::Pool::with_transactions);
+    /// 0 otherwise).
+    pub transactions_committed: u64,
+    /// Transactions aborted (their messages ran again).
+    pub transactions_aborted: u64,
+    /// Records produced in committed transactions.
+    pub transaction_records: u64,
+    /// Time spent in committed transactions, begin to commit, in microseconds: over
+    /// `transactions_committed`, the mean.
+    pub transaction_micros: u64,
     /// Workers running a message right now.
     pub workers_busy: usize,
     /// Messages received and waiting for a worker right now.
@@ -98,6 +108,10 @@ pub(crate) struct Shared {
     committed: AtomicU64,
     commit_failures: AtomicU64,
     rebalances: AtomicU64,
+    transactions_committed: AtomicU64,
+    transactions_aborted: AtomicU64,
+    transaction_records: AtomicU64,
+    transaction_micros: AtomicU64,
     busy: AtomicUsize,
     queued: AtomicUsize,
     retrying: AtomicUsize,
@@ -145,6 +159,27 @@ impl Shared {
         if let Some(m) = &self.metrics {
             m.retried.inc();
             m.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// A transaction ended: committed with `records` after `took`, or aborted.
+    pub(crate) fn transaction(&self, committed: bool, records: usize, took: Duration) {
+        let records = records as u64;
+        if committed {
+            self.transactions_committed.fetch_add(1, Relaxed);
+            self.transaction_records.fetch_add(records, Relaxed);
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            self.transaction_micros.fetch_add(micros, Relaxed);
+        } else {
+            self.transactions_aborted.fetch_add(1, Relaxed);
+        }
+        if let Some(m) = &self.metrics {
+            let result = if committed { "committed" } else { "aborted" };
+            m.transactions.with_label_values(&[result]).inc();
+            if committed {
+                m.transaction_records.inc_by(records);
+                m.transaction_duration.observe(took.as_secs_f64());
+            }
         }
     }
 
@@ -273,6 +308,10 @@ impl Shared {
             offsets_committed: self.committed.load(Relaxed),
             commit_failures: self.commit_failures.load(Relaxed),
             rebalances: self.rebalances.load(Relaxed),
+            transactions_committed: self.transactions_committed.load(Relaxed),
+            transactions_aborted: self.transactions_aborted.load(Relaxed),
+            transaction_records: self.transaction_records.load(Relaxed),
+            transaction_micros: self.transaction_micros.load(Relaxed),
             workers_busy: self.busy.load(Relaxed),
             jobs_queued: self.queued.load(Relaxed),
             retries_waiting: self.retrying.load(Relaxed),

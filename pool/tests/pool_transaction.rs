@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use burrow_e2e::kafka;
 use burrow_pool::{
-    Attempt, Handler, Message, OutRecord, Pool, ProcessError, Processed, Transactions,
+    Attempt, Handler, Message, Ordering, OutRecord, Pool, ProcessError, Processed, Transactions,
 };
 use pool_support::{Cluster, guarded, stats_committed, test_config, unique_group, until};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -133,6 +133,12 @@ async fn every_output_is_committed_once_with_its_offset() {
     let seen = outputs(&cluster);
     assert_eq!(seen.len(), N, "every message's output");
     assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+    let stats = pool.stats();
+    assert_eq!(stats.transaction_records, N as u64, "{stats:?}");
+    assert!(
+        stats.transactions_committed > 0 && stats.transactions_aborted == 0,
+        "{stats:?}"
+    );
 }
 
 /// A message held at a worker is a gap: the outputs of the messages after it in its partition
@@ -186,11 +192,26 @@ async fn outputs_above_a_gap_wait_for_the_prefix() {
 /// theirs is visible, their messages run again, and the reader still sees each output once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aborted_transaction_shows_nothing_and_its_messages_run_again() {
+    aborts_under(Ordering::Unordered).await;
+}
+
+/// The same under partition and key ordering: a rewound partition's lanes start over cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborts_hold_the_guarantee_under_partition_and_key_ordering() {
+    aborts_under(Ordering::Partition).await;
+    aborts_under(Ordering::Key).await;
+}
+
+async fn aborts_under(ordering: Ordering) {
     const N: usize = 300;
     let cluster = Cluster::new(1, 2);
     kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
     let group = unique_group("txn-abort");
-    let pool = Pool::new(cluster.consumer(&group), test_config())
+    let config = burrow_pool::Config {
+        ordering,
+        ..test_config()
+    };
+    let pool = Pool::new(cluster.consumer(&group), config)
         .expect("pool")
         .with_transactions(transactions(&cluster, &group));
     let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
@@ -227,6 +248,7 @@ async fn an_aborted_transaction_shows_nothing_and_its_messages_run_again() {
         .filter(|&&n| n > 1)
         .count();
     assert!(rerun > 0, "the aborted transactions' messages ran again");
+    assert!(pool.stats().transactions_aborted >= 1, "{:?}", pool.stats());
     let seen = outputs(&cluster);
     assert_eq!(seen.len(), N, "every message's output");
     assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");

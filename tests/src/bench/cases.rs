@@ -194,6 +194,11 @@ impl<'a> Bench<'a> {
     /// Runs a host on `tenant` over the dataset; when it saw every message, waits for the
     /// group to commit every offset (not timed: the last commit waits for `commit_interval`).
     fn host_rate(&self, tenant: &TenantSpec) -> anyhow::Result<Rate> {
+        self.host_run(tenant).map(|(rate, _)| rate)
+    }
+
+    /// [`Self::host_rate`], with the tenant's pool stats at the end.
+    fn host_run(&self, tenant: &TenantSpec) -> anyhow::Result<(Rate, serde_json::Value)> {
         let mut host = Host::start(self.broker, tenant)?;
         let rate = host.rate(self.data.messages, self.options.cap, |_, _, _| Ok(false))?;
         if rate_saw_all(&mut host, self.data.messages)? {
@@ -205,14 +210,15 @@ impl<'a> Bench<'a> {
             )
             .context("the host processed every message but did not commit them all")?;
         }
+        let stats = host.pool_stats()?;
         host.stop()?;
-        Ok(rate)
+        Ok((rate, stats))
     }
 
     /// B4: json-validate emitting every message to an output topic, through the binary (against
     /// B3) and as a native pool handler (serde_json check + a `FutureProducer` send whose ack
     /// the message's result waits for, not the worker; the host producer's settings).
-    pub fn b4_emit(&self, b3: Rate) -> anyhow::Result<Vec<Row>> {
+    pub fn b4_emit(&self, b3: Rate) -> anyhow::Result<(Vec<Row>, Rate)> {
         let plugin = self.median_of("B4 burrow run json-validate + emit", || {
             let mut tenant = self.tenant("json-validate")?;
             let out = unique("bench-out");
@@ -262,7 +268,42 @@ impl<'a> Bench<'a> {
         )
         .note("no goal: how far the plugin is from the same work in Rust");
         (versus.goal, versus.met) = (Goal::None, None);
-        Ok(vec![emit, versus])
+        Ok((vec![emit, versus], plugin))
+    }
+
+    /// B9: B4's tenant with `delivery = "exactly-once"`, against B4 (at-least-once) from the
+    /// same run; the note gives the mean transaction's records and time, over the runs.
+    pub fn b9_exactly_once(&self, b4: Rate) -> anyhow::Result<Row> {
+        let (mut transactions, mut records, mut micros) = (0u64, 0u64, 0u64);
+        let rate = self.median_of("B9 burrow run json-validate + emit, exactly-once", || {
+            let mut tenant = self.tenant("json-validate")?;
+            let out = unique("bench-out");
+            create_topic(self.broker, &out, data::PARTITIONS)?;
+            tenant.output = Some(out);
+            tenant.delivery = Some("exactly-once".into());
+            let (rate, stats) = self.host_run(&tenant)?;
+            let count = |key: &str| stats[key].as_u64().unwrap_or(0);
+            transactions += count("transactions_committed");
+            records += count("transaction_records");
+            micros += count("transaction_micros");
+            Ok(rate)
+        })?;
+        let per = |total: u64| total as f64 / transactions.max(1) as f64;
+        let note = format!(
+            "mean transaction: {:.0} records, {:.1} ms ({} transactions)",
+            per(records),
+            per(micros) / 1000.0,
+            transactions
+        );
+        Ok(Row::against(
+            "B9",
+            "burrow run, json-validate + emit, exactly-once",
+            self.kind,
+            rate,
+            (b4, "B4 at-least-once"),
+            0.7,
+        )
+        .note(note))
     }
 
     /// B5: a 5 ms handler (tokio sleep), 100 workers, against 100 tasks sleeping 5 ms in a loop

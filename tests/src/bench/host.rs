@@ -54,6 +54,8 @@ pub struct TenantSpec {
     pub pool: Vec<String>,
     /// `cache_dir` at the top of the file (compiled-code cache); `None` writes `""`, no cache.
     pub cache_dir: Option<PathBuf>,
+    /// `delivery`; `None` leaves Burrow's default (at-least-once).
+    pub delivery: Option<String>,
 }
 
 impl TenantSpec {
@@ -66,6 +68,7 @@ impl TenantSpec {
             output: None,
             pool: Vec::new(),
             cache_dir: None,
+            delivery: None,
         }
     }
 
@@ -98,6 +101,9 @@ impl TenantSpec {
         let _ = writeln!(s, "dead_letter_topic = {}", q(&self.dead_letter_topic));
         if let Some(out) = &self.output {
             let _ = writeln!(s, "output_topics = [{}]", q(out));
+        }
+        if let Some(delivery) = &self.delivery {
+            let _ = writeln!(s, "delivery = {}", q(delivery));
         }
         if !self.pool.is_empty() {
             let _ = writeln!(s, "[tenant.pool]\n{}", self.pool.join("\n"));
@@ -160,6 +166,14 @@ impl Host {
 
     /// The tenant's counts, or `None` while the admin listener is not up yet or the tenant not
     /// started; fails if the process has exited.
+    /// The tenant's pool stats now (`/stats`).
+    pub fn pool_stats(&mut self) -> anyhow::Result<serde_json::Value> {
+        let (code, body) = http_get(self.admin, "/stats")?;
+        anyhow::ensure!(code == 200, "/stats answered {code}");
+        let stats: serde_json::Value = serde_json::from_str(&body).context("parsing /stats")?;
+        Ok(stats["tenants"][TENANT]["pool"].clone())
+    }
+
     pub fn counts(&mut self) -> anyhow::Result<Option<TenantCounts>> {
         if let Some(status) = self.process.exited()? {
             bail!(
