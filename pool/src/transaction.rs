@@ -39,7 +39,6 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -158,14 +157,7 @@ impl Transactions {
 
     /// Queues one record in the open transaction, waiting (up to [`QUEUE_PATIENCE`]) for room.
     fn send(&self, record: &OutRecord) -> Result<(), KafkaError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for header in &record.headers {
-            headers = headers.insert(KafkaHeader {
-                key: &header.key,
-                value: header.value.as_deref(),
-            });
-        }
-        let mut out = BaseRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
+        let mut out = BaseRecord::<[u8], [u8]>::to(&record.topic).headers(record.kafka_headers());
         if let Some(value) = &record.value {
             out = out.payload(value);
         }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use burrow_e2e::kafka;
 use burrow_pool::{
-    Attempt, Handler, Message, Ordering, OutRecord, Pool, ProcessError, Processed, Transactions,
+    Attempt, Config, Handler, Message, Ordering, OutRecord, Pool, ProcessError, Processed,
+    Transactions,
 };
 use pool_support::{Cluster, guarded, stats_committed, test_config, unique_group, until};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -79,6 +80,24 @@ fn outputs(cluster: &Cluster) -> BTreeMap<String, usize> {
     seen
 }
 
+/// A cluster of `partitions` with the output topic, and a pool with transactions on it.
+fn transactional_pool(partitions: i32, name: &str, config: Config) -> (Cluster, Pool) {
+    let cluster = Cluster::new(1, partitions);
+    kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
+    let group = unique_group(name);
+    let pool = Pool::new(cluster.consumer(&group), config)
+        .expect("pool")
+        .with_transactions(transactions(&cluster, &group));
+    (cluster, pool)
+}
+
+/// The `read_committed` reader found each of `n` outputs exactly once.
+fn assert_each_once(cluster: &Cluster, n: usize) {
+    let seen = outputs(cluster);
+    assert_eq!(seen.len(), n, "every message's output");
+    assert!(seen.values().all(|&k| k == 1), "each once: {seen:?}");
+}
+
 /// Waits until the pool's transactions have committed every partition to its end. (The mock
 /// cluster keeps no offsets committed in a transaction, so the pool's own count is read.)
 async fn committed_to_the_ends(cluster: &Cluster, pool: &Pool) {
@@ -109,13 +128,8 @@ fn forward(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_output_is_committed_once_with_its_offset() {
     const N: usize = 400;
-    let cluster = Cluster::new(1, 4);
-    kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
+    let (cluster, pool) = transactional_pool(4, "txn-all", test_config());
     cluster.produce(N, 20);
-    let group = unique_group("txn-all");
-    let pool = Pool::new(cluster.consumer(&group), test_config())
-        .expect("pool")
-        .with_transactions(transactions(&cluster, &group));
     let calls = Arc::default();
     let (_open, gate) = watch::channel(true);
     let stop = CancellationToken::new();
@@ -130,9 +144,7 @@ async fn every_output_is_committed_once_with_its_offset() {
     })
     .await;
     result.expect("the pool ran");
-    let seen = outputs(&cluster);
-    assert_eq!(seen.len(), N, "every message's output");
-    assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+    assert_each_once(&cluster, N);
     let stats = pool.stats();
     assert_eq!(stats.transaction_records, N as u64, "{stats:?}");
     assert!(
@@ -147,13 +159,8 @@ async fn every_output_is_committed_once_with_its_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outputs_above_a_gap_wait_for_the_prefix() {
     const N: usize = 100;
-    let cluster = Cluster::new(1, 1);
-    kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
+    let (cluster, pool) = transactional_pool(1, "txn-gap", test_config());
     cluster.produce(N, 10);
-    let group = unique_group("txn-gap");
-    let pool = Pool::new(cluster.consumer(&group), test_config())
-        .expect("pool")
-        .with_transactions(transactions(&cluster, &group));
     let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
     let (open, gate) = watch::channel(false);
     let stop = CancellationToken::new();
@@ -183,9 +190,7 @@ async fn outputs_above_a_gap_wait_for_the_prefix() {
     })
     .await;
     result.expect("the pool ran");
-    let seen = outputs(&cluster);
-    assert_eq!(seen.len(), N, "every message's output");
-    assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+    assert_each_once(&cluster, N);
 }
 
 /// Transactions that fail to commit (the broker refuses to end them) are aborted: nothing of
@@ -204,16 +209,11 @@ async fn aborts_hold_the_guarantee_under_partition_and_key_ordering() {
 
 async fn aborts_under(ordering: Ordering) {
     const N: usize = 300;
-    let cluster = Cluster::new(1, 2);
-    kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
-    let group = unique_group("txn-abort");
-    let config = burrow_pool::Config {
+    let config = Config {
         ordering,
         ..test_config()
     };
-    let pool = Pool::new(cluster.consumer(&group), config)
-        .expect("pool")
-        .with_transactions(transactions(&cluster, &group));
+    let (cluster, pool) = transactional_pool(2, "txn-abort", config);
     let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
     let (_open, gate) = watch::channel(true);
     let stop = CancellationToken::new();
@@ -249,7 +249,5 @@ async fn aborts_under(ordering: Ordering) {
         .count();
     assert!(rerun > 0, "the aborted transactions' messages ran again");
     assert!(pool.stats().transactions_aborted >= 1, "{:?}", pool.stats());
-    let seen = outputs(&cluster);
-    assert_eq!(seen.len(), N, "every message's output");
-    assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+    assert_each_once(&cluster, N);
 }

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::Header;
@@ -319,14 +318,7 @@ impl Producer {
 
     /// Produces one record and waits for its acknowledgement.
     pub async fn send(&self, record: &OutRecord) -> Result<(), ProduceError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for header in &record.headers {
-            headers = headers.insert(KafkaHeader {
-                key: &header.key,
-                value: header.value.as_deref(),
-            });
-        }
-        let mut out = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
+        let mut out = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(record.kafka_headers());
         if let Some(value) = &record.value {
             out = out.payload(value);
         }

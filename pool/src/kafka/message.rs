@@ -72,6 +72,19 @@ impl OutRecord {
             + self.value.as_ref().map_or(0, Vec::len)
             + headers
     }
+
+    /// Its headers as rdkafka takes them, in order (a null value stays null).
+    pub fn kafka_headers(&self) -> rdkafka::message::OwnedHeaders {
+        self.headers.iter().fold(
+            rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len()),
+            |headers, header| {
+                headers.insert(rdkafka::message::Header {
+                    key: &header.key,
+                    value: header.value.as_deref(),
+                })
+            },
+        )
+    }
 }
 
 impl Message {
