@@ -87,7 +87,9 @@ fn run_on(broker: &Broker, kind: BrokerKind, options: &Options) -> anyhow::Resul
             if wants(&["B4", "B9"]) {
                 let (b4_rows, b4) = bench.b4_emit(b3)?;
                 rows.extend(b4_rows);
-                if wants(&["B9"]) {
+                // The mock cluster keeps no offsets committed in a transaction: B9 could never
+                // see its run committed there.
+                if wants(&["B9"]) && kind == BrokerKind::Tansu {
                     rows.push(bench.b9_exactly_once(b4)?);
                 }
             }
