@@ -4,6 +4,11 @@
 //! own group and assignment), its own workers and plugin instances, its own producer, its own
 //! limits and its own metrics registry. A tenant whose plugin loops is held to its deadline on
 //! its own workers; a tenant that halts stops alone.
+//!
+//! In the data's order: `handler` (one worker: the plugin's outcome to the pool's decision,
+//! emits produced at once, or handed to the pool's transaction with `delivery =
+//! "exactly-once"`), `canary` (a candidate's share of keys, its tallies, and its hot
+//! promotion or rollback), then this module, which starts and stops the whole.
 
 mod canary;
 mod handler;
