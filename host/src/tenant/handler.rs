@@ -592,9 +592,14 @@ mod tests {
     /// A tenant `t` on the `chaos` plugin (built by `make plugins`) with `limits`; its producer
     /// points nowhere, as these calls emit nothing.
     fn shared(limits: Limits) -> anyhow::Result<Arc<Shared>> {
+        parts(limits).map(Arc::new)
+    }
+
+    /// [`shared`]'s parts, for a test to change before sharing them.
+    fn parts(limits: Limits) -> anyhow::Result<Shared> {
         let runtime = Runtime::new(&RuntimeConfig::default())?;
         let plugin = runtime.load_file(&plugin_dir().join("chaos.wasm"))?;
-        Ok(Arc::new(Shared {
+        Ok(Shared {
             name: "t".into(),
             slot: Arc::new(DeploymentSlot::new(
                 Deployment::new(plugin).with_limits(limits),
@@ -607,7 +612,7 @@ mod tests {
             rollout: arc_swap::ArcSwapOption::empty(),
             exactly_once: false,
             max_record_bytes: 1_000_000,
-        }))
+        })
     }
 
     fn chaos(action: &str) -> Message {
@@ -677,6 +682,79 @@ mod tests {
         assert_eq!(&*other_worker.answered_by(&failure(error)).name, "chaos");
         let unanswered = failure("plugin thread lost results".into());
         assert_eq!(&*other_worker.answered_by(&unanswered).name, "passthrough");
+        Ok(())
+    }
+
+    /// With `delivery = "exactly-once"`, a committing message's emits go to the pool, for the
+    /// transaction that commits it, not to the producer; an emit over the producer's record
+    /// limit fails its own message, naming the sizes, instead of aborting every transaction it
+    /// would ride in.
+    #[tokio::test]
+    async fn exactly_once_emits_go_to_the_transaction_and_an_oversized_one_fails_its_message()
+    -> anyhow::Result<()> {
+        let mut parts = parts(Limits::default())?;
+        parts.exactly_once = true;
+        parts.max_record_bytes = 64;
+        parts.output_topics = vec!["out".into()];
+        let mut handler = PluginHandler::new(Arc::new(parts), 0);
+        let mut small = chaos("emit:out");
+        small.payload = Some(b"{}".to_vec());
+        let mut big = chaos("emit:out");
+        big.offset = 8;
+        big.payload = Some(vec![b'x'; 1000]);
+        let batch = [small, big].map(|message| Attempt {
+            message: Arc::new(message),
+            attempt: 1,
+        });
+        let results = handler.process_batch(&batch).await;
+        assert!(
+            matches!(&results[0], Processed::Output(records)
+                if records.len() == 1 && records[0].topic == "out"),
+            "{:?}",
+            results[0]
+        );
+        assert!(
+            matches!(&results[1], Processed::Now(Err(ProcessError::Permanent { error }))
+                if error.to_string().contains("the producer's limit is 64 bytes")),
+            "{:?}",
+            results[1]
+        );
+        Ok(())
+    }
+
+    /// With `delivery = "exactly-once"`, a dead letter goes to the pool with the message, for
+    /// the transaction that commits it; one over the producer's record limit is replaced by its
+    /// reference record, which names why.
+    #[tokio::test]
+    async fn exactly_once_dead_letters_go_to_the_transaction() -> anyhow::Result<()> {
+        let failure = Failure {
+            error: "bad".into(),
+            attempts: 1,
+            non_retriable: true,
+        };
+        for (max, truncated) in [(1_000_000, false), (600, true)] {
+            let mut parts = parts(Limits::default())?;
+            parts.exactly_once = true;
+            parts.max_record_bytes = max;
+            parts.on_failure = FailurePolicy::DeadLetter;
+            parts.dead_letter_topic = Some("dlq".into());
+            let mut handler = PluginHandler::new(Arc::new(parts), 0);
+            let mut message = chaos("fail");
+            message.payload = Some(vec![b'x'; 1000]);
+            let action = handler.on_permanent_failure(&message, &failure).await;
+            let FailureAction::MarkDoneWith(records) = action else {
+                anyhow::bail!("expected the dead letter for the transaction, got {action:?}");
+            };
+            assert_eq!(records.len(), 1);
+            let record = &records[0];
+            assert_eq!(record.topic, "dlq");
+            let reference = record
+                .headers
+                .iter()
+                .any(|h| h.key == producer::headers::TRUNCATED);
+            assert_eq!(reference, truncated, "max {max}: {record:?}");
+            assert_eq!(record.value.is_some(), !truncated, "max {max}");
+        }
         Ok(())
     }
 }
