@@ -555,18 +555,13 @@ impl<W: Work> Coordinator<W> {
         }
         match outcome {
             Outcome::Settling(_) => unreachable!("handled above"),
-            Outcome::Done => {
+            Outcome::Done | Outcome::Output(_) => {
                 self.shared.message_processed(c.took);
                 self.consecutive_failures = 0;
                 if current.is_some() {
-                    self.mark_done(&job);
-                }
-            }
-            Outcome::Output(records) => {
-                self.shared.message_processed(c.took);
-                self.consecutive_failures = 0;
-                if current.is_some() {
-                    self.hold_outputs(&job, records);
+                    if let Outcome::Output(records) = outcome {
+                        self.hold_outputs(&job, records);
+                    }
                     self.mark_done(&job);
                 }
             }
