@@ -38,15 +38,24 @@ fn rewriting_the_config_to_a_new_plugin_under_load_loses_nothing() -> anyhow::Re
     let mut burrow = Burrow::start(&path)?;
     burrow.wait_ready()?;
 
-    // The producer: batches of not-JSON values with `fail`, until told to stop.
+    // The producer: batches of not-JSON values with `fail`, until told to stop. `issued` moves
+    // before a batch is sent and `next_id` once it is acknowledged: a batch being sent when the
+    // swap shows may reach the old plugin, so "after the swap" starts at `issued`.
     let next_id = Arc::new(AtomicU64::new(0));
+    let issued = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let producer = std::thread::spawn({
-        let (next_id, stop, input) = (Arc::clone(&next_id), Arc::clone(&stop), input.clone());
+        let (next_id, issued, stop, input) = (
+            Arc::clone(&next_id),
+            Arc::clone(&issued),
+            Arc::clone(&stop),
+            input.clone(),
+        );
         move || -> anyhow::Result<BTreeMap<u64, Position>> {
             let mut produced = BTreeMap::new();
             while !stop.load(Ordering::SeqCst) {
                 let first = next_id.load(Ordering::SeqCst);
+                issued.store(first + BATCH, Ordering::SeqCst);
                 let records: Vec<Out> = (first..first + BATCH)
                     .map(|id| {
                         Out::value(format!("not json {id}"))
@@ -76,7 +85,7 @@ fn rewriting_the_config_to_a_new_plugin_under_load_loses_nothing() -> anyhow::Re
             .as_str()
             .is_some_and(|p| p.starts_with("json-validate")))
     })?;
-    let after_swap = next_id.load(Ordering::SeqCst);
+    let after_swap = issued.load(Ordering::SeqCst);
     wait_until("five more batches after the swap", || {
         Ok(next_id.load(Ordering::SeqCst) >= after_swap + 5 * BATCH)
     })?;
@@ -99,7 +108,7 @@ fn rewriting_the_config_to_a_new_plugin_under_load_loses_nothing() -> anyhow::Re
         if id >= after_swap {
             assert_eq!(
                 plugin, "json-validate",
-                "id {id} came after the swap: {record:?}"
+                "id {id} was sent after the swap (seen at id {after_swap}): {record:?}"
             );
         }
     }
