@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Headers as _, Message as _, OwnedHeaders};
@@ -406,6 +407,7 @@ impl Record {
 /// A reader of every partition of a topic from the beginning, accumulating what it has read.
 pub struct Reader {
     topic: String,
+    client: ClientConfig,
     consumer: BaseConsumer,
     /// Everything read so far, in arrival order.
     pub records: Vec<Record>,
@@ -414,23 +416,36 @@ pub struct Reader {
 impl Reader {
     /// Starts reading `topic` (which must exist) from the beginning of every partition.
     pub fn new(broker: &Broker, topic: &str) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer = broker
-            .client()
+        let client = broker.client();
+        Ok(Self {
+            topic: topic.to_owned(),
+            consumer: Self::consumer(&client, topic)?,
+            client,
+            records: Vec::new(),
+        })
+    }
+
+    fn consumer(client: &ClientConfig, topic: &str) -> anyhow::Result<BaseConsumer> {
+        let consumer: BaseConsumer = client
+            .clone()
             .set("group.id", crate::unique("reader"))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()
             .context("creating the reader")?;
         let mut tpl = TopicPartitionList::new();
-        for p in Inspector::new(&broker.client())?.partitions(topic)? {
+        for p in Inspector::new(client)?.partitions(topic)? {
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;
         }
         consumer.assign(&tpl)?;
-        Ok(Self {
-            topic: topic.to_owned(),
-            consumer,
-            records: Vec::new(),
-        })
+        Ok(consumer)
+    }
+
+    /// Forgets what it read and starts again from the beginning with a new consumer.
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.consumer = Self::consumer(&self.client, &self.topic)?;
+        self.records.clear();
+        Ok(())
     }
 
     /// Reads what arrives within `wait`; returns how many records it read.
@@ -491,7 +506,26 @@ impl Reader {
     }
 
     /// Reads until every id in `ids` has been seen at least once.
+    ///
+    /// A Tansu consumer has been seen to stop short of records that a new consumer reads, so a
+    /// reader that times out is replaced once by a fresh one from the beginning. Ids the fresh
+    /// one misses too are lost, and the error lists the first of them.
     pub fn read_ids(&mut self, ids: &BTreeSet<u64>) -> anyhow::Result<&[Record]> {
+        let stalled = match self.try_read_ids(ids) {
+            Ok(()) => return Ok(&self.records),
+            Err(stalled) => stalled,
+        };
+        println!("{stalled}; reading {} again from the beginning", self.topic);
+        self.restart()?;
+        if let Err(again) = self.try_read_ids(ids) {
+            let seen: BTreeSet<u64> = self.records.iter().filter_map(Record::id).collect();
+            let missing: Vec<&u64> = ids.difference(&seen).take(10).collect();
+            bail!("{again}; ids missing (the first 10): {missing:?}");
+        }
+        Ok(&self.records)
+    }
+
+    fn try_read_ids(&mut self, ids: &BTreeSet<u64>) -> anyhow::Result<()> {
         // Only new records are looked at each round: a run may read a million.
         let mut missing = ids.clone();
         let mut checked = 0;
@@ -501,7 +535,8 @@ impl Reader {
             }
             checked = records.len();
             missing.is_empty()
-        })
+        })?;
+        Ok(())
     }
 
     /// After the expected records are in, keeps reading until nothing new arrives for

@@ -95,7 +95,7 @@ fn run_with_kills(broker: &Broker, s: &Setup, messages: u64) -> anyhow::Result<O
         })
         .collect();
     let mut out = Reader::new(broker, &s.output)?;
-    let dead = Reader::new(broker, &s.dlq)?;
+    let mut dead = Reader::new(broker, &s.dlq)?;
     let mut a = Burrow::start(&s.config)?;
     a.wait_ready()?;
     let positions = kafka::produce(broker, &s.input, &records)?;
@@ -122,8 +122,10 @@ fn run_with_kills(broker: &Broker, s: &Setup, messages: u64) -> anyhow::Result<O
     kafka::wait_committed(broker, &s.group, &s.input, &ends)?;
     let (kept, failed): (BTreeMap<u64, Position>, BTreeMap<u64, Position>) =
         produced.into_iter().partition(|(id, _)| !fails(*id));
-    let out = read_all(broker, out, &s.output, &kept)?;
-    let dead = read_all(broker, dead, &s.dlq, &failed)?;
+    for (reader, expected) in [(&mut out, &kept), (&mut dead, &failed)] {
+        reader.read_ids(&expected.keys().copied().collect())?;
+        reader.settle(Duration::from_secs(2))?;
+    }
     for host in [a, b] {
         let status = host.terminate()?;
         anyhow::ensure!(status.success(), "a host exited with {status}");
@@ -134,38 +136,6 @@ fn run_with_kills(broker: &Broker, s: &Setup, messages: u64) -> anyhow::Result<O
         output: Delivery::of(&kept, &out.records, &none),
         dead_letters: Delivery::of(&failed, &dead.records, &none),
     })
-}
-
-/// `reader`, once it has every id of `expected` (then quiet for 2 s). A reader that times out
-/// is replaced once by a fresh one from the start of `topic`: a consumer of Tansu's has been
-/// seen to stop short of records that a new one reads. If the fresh one misses ids too, they
-/// are reported: lost.
-fn read_all(
-    broker: &Broker,
-    mut reader: Reader,
-    topic: &str,
-    expected: &BTreeMap<u64, Position>,
-) -> anyhow::Result<Reader> {
-    let ids = expected.keys().copied().collect();
-    if let Err(first) = reader.read_ids(&ids) {
-        println!("{topic}: {first}; reading it again from the start");
-        reader = Reader::new(broker, topic)?;
-        if let Err(again) = reader.read_ids(&ids) {
-            let seen: std::collections::BTreeSet<u64> = reader
-                .records
-                .iter()
-                .filter_map(kafka::Record::id)
-                .collect();
-            let missing: Vec<_> = expected
-                .iter()
-                .filter(|(id, _)| !seen.contains(id))
-                .take(10)
-                .collect();
-            anyhow::bail!("{again}; missing (first 10, id and input position): {missing:?}");
-        }
-    }
-    reader.settle(Duration::from_secs(2))?;
-    Ok(reader)
 }
 
 /// Exactly-once through three `kill -9`s and a member joining and dying, in every ordering
