@@ -1,7 +1,14 @@
 //! Exactly-once output (`Pool::with_transactions`) on the mock cluster: each commit is a
 //! transaction carrying exactly the records of the messages its offsets commit; records of
-//! messages above a gap wait for the prefix; an aborted transaction shows nothing and its
-//! messages run again, so a `read_committed` reader sees each record once.
+//! messages above a gap wait for the prefix; an aborted transaction's messages run again; a
+//! fenced producer halts the pool and commits nothing more.
+//!
+//! The mock cluster does not hide aborted transactions from `read_committed` readers (its
+//! `EndTxn` writes no markers and its fetches list no aborted transactions; measured: all 10
+//! records of a flushed, then aborted, transaction are read back). So the faults here are
+//! injected on `AddPartitionsToTxn`, which librdkafka must pass before it sends a transaction's
+//! first record to a partition: the failed transactions' records never reach the log, and what
+//! a reader sees is exactly what committed transactions carried.
 
 mod pool_support;
 
@@ -11,8 +18,8 @@ use std::time::Duration;
 
 use burrow_e2e::kafka;
 use burrow_pool::{
-    Attempt, Config, Handler, Message, Ordering, OutRecord, Pool, ProcessError, Processed,
-    Transactions,
+    Attempt, Config, HaltReason, Handler, Message, Ordering, OutRecord, Pool, PoolError,
+    ProcessError, Processed, Transactions,
 };
 use pool_support::{Cluster, guarded, stats_committed, test_config, unique_group, until};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -193,8 +200,8 @@ async fn outputs_above_a_gap_wait_for_the_prefix() {
     assert_each_once(&cluster, N);
 }
 
-/// Transactions that fail to commit (the broker refuses to end them) are aborted: nothing of
-/// theirs is visible, their messages run again, and the reader still sees each output once.
+/// Transactions that fail (the broker refuses to add their output partition) are aborted: their
+/// partitions rewind, their messages run again, and the reader sees each output once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aborted_transaction_shows_nothing_and_its_messages_run_again() {
     aborts_under(Ordering::Unordered).await;
@@ -224,15 +231,10 @@ async fn aborts_under(ordering: Ordering) {
                 // The group settles before the fault, so the aborts hit transactions that carry
                 // records.
                 tokio::time::sleep(Duration::from_secs(4)).await;
-                cluster
-                    .broker
-                    .on_mock(|mock| {
-                        mock.request_errors(
-                            RDKafkaApiKey::AddOffsetsToTxn,
-                            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 2],
-                        );
-                    })
-                    .expect("inject");
+                inject(
+                    &cluster,
+                    &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 2],
+                );
                 cluster.produce(N, 30);
                 committed_to_the_ends(&cluster, &pool).await;
                 stop.cancel();
@@ -249,5 +251,65 @@ async fn aborts_under(ordering: Ordering) {
         .count();
     assert!(rerun > 0, "the aborted transactions' messages ran again");
     assert!(pool.stats().transactions_aborted >= 1, "{:?}", pool.stats());
+    assert_each_once(&cluster, N);
+}
+
+/// Fails the next `AddPartitionsToTxn` requests with `errors`, one each (see the module docs).
+fn inject(cluster: &Cluster, errors: &[RDKafkaRespErr]) {
+    let errors = errors.to_vec();
+    cluster
+        .broker
+        .on_mock(move |mock| mock.request_errors(RDKafkaApiKey::AddPartitionsToTxn, &errors))
+        .expect("inject");
+}
+
+/// A producer fenced mid-run (its epoch refused, as when another producer with the same
+/// `transactional.id` has started) halts the pool with a transactions error, and commits
+/// nothing after the fence: the offsets stay where the last committed transaction left them,
+/// and a reader sees exactly the records that committed transactions carried, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_producer_halts_the_pool_and_commits_nothing_more() {
+    const N: usize = 200;
+    let (cluster, pool) = transactional_pool(2, "txn-fenced", test_config());
+    cluster.produce(N, 20);
+    let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
+    let (_open, gate) = watch::channel(true);
+    let committed_before = Mutex::new(0);
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(std::future::pending(), forward(&calls, None, &gate)),
+            async {
+                committed_to_the_ends(&cluster, &pool).await;
+                *committed_before.lock().expect("count") = pool.stats().transactions_committed;
+                inject(
+                    &cluster,
+                    &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH],
+                );
+                cluster.produce(N, 20);
+            }
+        )
+    })
+    .await;
+    match result {
+        Err(PoolError::Halted(HaltReason::Transactions { reason })) => {
+            assert!(
+                reason.contains("fenced"),
+                "the reason names the fence: {reason}"
+            );
+        }
+        other => panic!("the pool must halt on the fence, not {other:?}"),
+    }
+    let stats = pool.stats();
+    assert_eq!(
+        stats.transactions_committed,
+        *committed_before.lock().expect("count"),
+        "no transaction commits after the fence: {stats:?}"
+    );
+    // The first N committed; nothing of the second N did.
+    for p in 0..cluster.partitions {
+        let first = i64::try_from(N).expect("small") / i64::from(cluster.partitions);
+        assert_eq!(stats_committed(&stats, p), Some(first), "{stats:?}");
+    }
+    assert_eq!(stats.transaction_records, N as u64, "{stats:?}");
     assert_each_once(&cluster, N);
 }

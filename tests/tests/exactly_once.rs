@@ -10,9 +10,10 @@
 //! records, and their rerun shows them again. (Its group coordinator also keeps a member that
 //! left gracefully after a transactional offset commit as the group's leader, so the next
 //! member's SyncGroup fails "rebalance in progress" for good: the runs stop members with
-//! `kill -9`, which the coordinator expires.) On a broker that filters aborted transactions
-//! (librdkafka's mock cluster, `pool/tests/pool_transaction.rs`) an aborted transaction shows
-//! nothing; the duplicates here are printed for the record.
+//! `kill -9`, which the coordinator expires.) No broker this machine can run filters aborted
+//! transactions: librdkafka's mock cluster shows them too (`pool/tests/pool_transaction.rs`
+//! checks the pool's side of an abort there). The duplicates here are printed for the record;
+//! on Apache Kafka or Redpanda they would be asserted to be 0.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
