@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::commit::{Answer, CommitError, Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
 use super::handler::{Failure, FailureAction, Outcome, Work, judge};
-use super::stats::Shared;
+use super::stats::{Shared, TransactionEnd};
 use super::worker::{self, Completion, Completions, Task};
 use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow};
@@ -858,6 +858,9 @@ impl<W: Work> Coordinator<W> {
     fn commit(&mut self, trigger: Trigger) {
         self.finished_since_commit = 0;
         self.publish_partitions();
+        if self.fenced() {
+            return;
+        }
         if self.committing > 0 {
             self.commit_again = true;
             return;
@@ -870,6 +873,12 @@ impl<W: Work> Coordinator<W> {
         self.committing += 1;
         let records = self.take_outputs_if_transactional(&offsets);
         self.committer.commit(offsets, records);
+    }
+
+    /// Whether the transactional producer has failed for good: nothing can commit any more,
+    /// and the pool is halting.
+    fn fenced(&self) -> bool {
+        matches!(self.halt, Some(HaltReason::Transactions { .. }))
     }
 
     fn take_outputs_if_transactional(&mut self, offsets: &[(Tp, i64)]) -> Vec<OutRecord> {
@@ -895,8 +904,12 @@ impl<W: Work> Coordinator<W> {
         let kafka: KafkaResult<()> = result.as_ref().map(|_| ()).map_err(|e| e.kafka().clone());
         self.shared.record_commit(offsets, &kafka);
         if self.transactional {
-            self.shared
-                .transaction(result.is_ok(), answer.records, answer.took);
+            let end = match result {
+                Ok(()) => TransactionEnd::Committed,
+                Err(CommitError::Fatal(_)) => TransactionEnd::Fatal,
+                Err(_) => TransactionEnd::Aborted,
+            };
+            self.shared.transaction(end, answer.records, answer.took);
         }
         for (tp, next) in offsets {
             match result {
@@ -942,7 +955,7 @@ impl<W: Work> Coordinator<W> {
             self.await_background_commits(timeout).await;
         }
         let offsets = self.to_commit(Trigger::Interval, only);
-        if offsets.is_empty() {
+        if offsets.is_empty() || self.fenced() {
             return Ok(());
         }
         self.mark_sent(&offsets);

@@ -100,7 +100,7 @@ impl Metrics {
             transactions: IntCounterVec::new(
                 opts(
                     "burrow_transactions_total",
-                    "Exactly-once transactions, by result: committed or aborted (their messages ran again)",
+                    "Exactly-once transactions, by result: committed, aborted (their messages ran again) or fatal (the producer was fenced; the pool halts)",
                 ),
                 &["result"],
             )?,

@@ -14,6 +14,26 @@ use serde::Serialize;
 
 use crate::metrics::Metrics;
 
+/// How a transaction ended, as the stats count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransactionEnd {
+    Committed,
+    /// Aborted: its partitions rewound, its messages run again.
+    Aborted,
+    /// The producer cannot go on (fenced): the pool halts.
+    Fatal,
+}
+
+impl TransactionEnd {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Committed => "committed",
+            Self::Aborted => "aborted",
+            Self::Fatal => "fatal",
+        }
+    }
+}
+
 /// A snapshot of a pool's activity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -162,21 +182,24 @@ impl Shared {
         }
     }
 
-    /// A transaction ended: committed with `records` after `took`, or aborted.
-    pub(crate) fn transaction(&self, committed: bool, records: usize, took: Duration) {
+    /// A transaction ended as `end`, carrying `records`, after `took`.
+    pub(crate) fn transaction(&self, end: TransactionEnd, records: usize, took: Duration) {
         let records = records as u64;
-        if committed {
-            self.transactions_committed.fetch_add(1, Relaxed);
-            self.transaction_records.fetch_add(records, Relaxed);
-            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-            self.transaction_micros.fetch_add(micros, Relaxed);
-        } else {
-            self.transactions_aborted.fetch_add(1, Relaxed);
+        match end {
+            TransactionEnd::Committed => {
+                self.transactions_committed.fetch_add(1, Relaxed);
+                self.transaction_records.fetch_add(records, Relaxed);
+                let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                self.transaction_micros.fetch_add(micros, Relaxed);
+            }
+            TransactionEnd::Aborted => {
+                self.transactions_aborted.fetch_add(1, Relaxed);
+            }
+            TransactionEnd::Fatal => {}
         }
         if let Some(m) = &self.metrics {
-            let result = if committed { "committed" } else { "aborted" };
-            m.transactions.with_label_values(&[result]).inc();
-            if committed {
+            m.transactions.with_label_values(&[end.label()]).inc();
+            if end == TransactionEnd::Committed {
                 m.transaction_records.inc_by(records);
                 m.transaction_duration.observe(took.as_secs_f64());
             }

@@ -311,5 +311,9 @@ async fn a_fenced_producer_halts_the_pool_and_commits_nothing_more() {
         assert_eq!(stats_committed(&stats, p), Some(first), "{stats:?}");
     }
     assert_eq!(stats.transaction_records, N as u64, "{stats:?}");
+    assert_eq!(
+        stats.transactions_aborted, 0,
+        "a fenced producer's transaction is not an abort, and none is tried after it: {stats:?}"
+    );
     assert_each_once(&cluster, N);
 }
