@@ -93,8 +93,7 @@ impl HostConfig {
     ///
     /// On a real broker, `session.timeout.ms = 6000` so a killed member's partitions move within
     /// seconds. Not on the mock cluster: its tests run the host in-process and never kill a
-    /// member, and the host hands `[kafka.options]` to its producer too, which logs a warning
-    /// for each consumer-only property (a test may assert a clean run logs nothing above INFO).
+    /// member.
     pub fn new(broker: &Broker) -> Self {
         let mut config = Self::for_bootstrap(&broker.bootstrap);
         if !broker.is_mock() {

@@ -243,14 +243,14 @@ fn message_max_bytes(options: &BTreeMap<String, String>) -> Option<String> {
     Some(receivable.clamp(min, max).to_string())
 }
 
-/// The settings of every producer of Burrow's: `options` first, then what delivery needs
-/// (idempotence, all replicas' acks), which they cannot weaken.
+/// The settings of every producer of Burrow's: `options` first (those a producer reads), then
+/// what delivery needs (idempotence, all replicas' acks), which they cannot weaken.
 fn producer_config(brokers: &str, options: &BTreeMap<String, String>) -> ClientConfig {
     let mut config = ClientConfig::new();
     if let Some(max) = message_max_bytes(options) {
         config.set("message.max.bytes", max);
     }
-    for (key, value) in options {
+    for (key, value) in super::scope::for_producer(options) {
         config.set(key, value);
     }
     config

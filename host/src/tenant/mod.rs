@@ -291,15 +291,15 @@ pub fn deployment(runtime: &Runtime, config: &TenantConfig) -> Result<Deployment
         }))
 }
 
-/// The consumer settings of a tenant: the operator's pass-through options first, then what
-/// the delivery guarantee needs, which they cannot override. Public so `burrow validate` builds
+/// The consumer settings of a tenant: the operator's pass-through options first (those a
+/// consumer reads), then what the delivery guarantee needs, which they cannot override. Public so `burrow validate` builds
 /// the very client `run` would.
 pub fn consumer_config(host: &HostConfig, tenant: &TenantConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     // A new group starts from the beginning: a processing system must not skip what was
     // produced before it first ran. An operator can say otherwise.
     config.set("auto.offset.reset", "earliest");
-    for (key, value) in &host.kafka.options {
+    for (key, value) in crate::kafka::scope::for_consumer(&host.kafka.options) {
         config.set(key, value);
     }
     config
