@@ -342,3 +342,58 @@ impl Tenant {
         }
     }
 }
+
+/// A tenant with topics of its own, ready to run: an input, an output and a dead-letter topic
+/// (unique names made from `name`) created on the broker, and a one-tenant config, written in a
+/// directory that lives as long as this, whose tenant reads the input with the chaos plugin
+/// (which emits to the output or fails as each record's `burrow-action` header says).
+pub struct Pipeline {
+    pub input: String,
+    pub output: String,
+    pub dlq: String,
+    /// The tenant's consumer group.
+    pub group: String,
+    /// The written `burrow.toml`.
+    pub config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Pipeline {
+    /// Creates the topics (input and output with `partitions`, the dead letters with
+    /// `dlq_partitions`) and writes the config; `shape` adds to the tenant (its pool settings,
+    /// its delivery).
+    pub fn create(
+        broker: &Broker,
+        name: &str,
+        (partitions, dlq_partitions): (i32, i32),
+        shape: impl FnOnce(Tenant) -> Tenant,
+    ) -> anyhow::Result<Self> {
+        let named = |what: &str| crate::unique(&format!("{name}-{what}"));
+        let (input, output, dlq) = (named("in"), named("out"), named("dlq"));
+        crate::kafka::create_topics(
+            broker,
+            &[
+                (&input, partitions),
+                (&output, partitions),
+                (&dlq, dlq_partitions),
+            ],
+        )?;
+        let group = crate::unique(name);
+        let dir = tempfile::tempdir()?;
+        let chaos = crate::plugins::plugin_path("chaos")?;
+        let tenant = Tenant::new(name, &group, &[&input], &chaos)
+            .output(&output)
+            .dead_letters(&dlq);
+        let config = HostConfig::new(broker)
+            .tenant(shape(tenant))
+            .write(dir.path())?;
+        Ok(Self {
+            input,
+            output,
+            dlq,
+            group,
+            config,
+            _dir: dir,
+        })
+    }
+}

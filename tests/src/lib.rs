@@ -14,7 +14,7 @@
 //!   values, any compression codec) and read-back of a topic's records, end offsets and a group's
 //!   committed offsets (through `burrow_pool::kafka::inspect`, the same code `burrow demo` uses).
 //! - [`config`]: a builder that writes a `burrow.toml`: tenants, plugins, limits, pool settings,
-//!   failure policies.
+//!   failure policies; and a [`config::Pipeline`], a tenant with its own topics, ready to run.
 //! - [`process`]: a child process with its output kept, the real `burrow` binary run as one, and
 //!   the admin listener client (`/readyz`, `/stats`, `/metrics`) for a host in a child process or
 //!   in the test's own.

@@ -2,14 +2,12 @@
 //! lost; only messages in flight at the crash (at or above the committed offset) may run twice.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use burrow_e2e::broker::Broker;
-use burrow_e2e::config::{HostConfig, Tenant};
+use burrow_e2e::config::Pipeline;
 use burrow_e2e::kafka::{self, Delivery, Position, Reader, positions_by_id};
-use burrow_e2e::plugins::plugin_path;
 use burrow_e2e::process::Burrow;
-use burrow_e2e::{unique, wait_until};
+use burrow_e2e::wait_until;
 
 const PARTITIONS: i32 = 8;
 /// Messages per run: enough that the host is still busy when it is killed (it processes this
@@ -17,44 +15,12 @@ const PARTITIONS: i32 = 8;
 const MESSAGES: u64 = 100_000;
 
 /// A tenant that emits each message's value (`{"id":N}`) to the output topic.
-struct Setup {
-    input: String,
-    output: String,
-    group: String,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn setup(broker: &Broker, name: &str) -> anyhow::Result<Setup> {
-    let (input, output, dlq) = (
-        unique(&format!("{name}-in")),
-        unique(&format!("{name}-out")),
-        unique(&format!("{name}-dlq")),
-    );
-    kafka::create_topics(
-        broker,
-        &[(&input, PARTITIONS), (&output, PARTITIONS), (&dlq, 1)],
-    )?;
-    let group = unique(name);
-    let dir = tempfile::tempdir()?;
-    let config = HostConfig::new(broker)
-        .tenant(
-            Tenant::new(name, &group, &[&input], &plugin_path("chaos")?)
-                .output(&output)
-                .dead_letters(&dlq),
-        )
-        .write(dir.path())?;
-    Ok(Setup {
-        input,
-        output,
-        group,
-        config,
-        _dir: dir,
-    })
+fn setup(broker: &Broker, name: &str) -> anyhow::Result<Pipeline> {
+    Pipeline::create(broker, name, (PARTITIONS, 1), |tenant| tenant)
 }
 
 /// Produces the run; returns where each id landed.
-fn produce_run(broker: &Broker, s: &Setup) -> anyhow::Result<BTreeMap<u64, Position>> {
+fn produce_run(broker: &Broker, s: &Pipeline) -> anyhow::Result<BTreeMap<u64, Position>> {
     let records = kafka::numbered(0..MESSAGES, Some(&format!("emit:{}", s.output)));
     let positions = kafka::produce(broker, &s.input, &records)?;
     Ok(positions_by_id(&records, &positions))
@@ -64,7 +30,7 @@ fn produce_run(broker: &Broker, s: &Setup) -> anyhow::Result<BTreeMap<u64, Posit
 /// `kill` has run (a dead host commits nothing more, so they are final).
 fn kill_mid_run(
     broker: &Broker,
-    s: &Setup,
+    s: &Pipeline,
     out: &mut Reader,
     kill: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<BTreeMap<i32, i64>> {

@@ -16,15 +16,12 @@
 //! on Apache Kafka or Redpanda they would be asserted to be 0.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use burrow_e2e::broker::Broker;
-use burrow_e2e::config::{HostConfig, Tenant};
+use burrow_e2e::config::Pipeline;
 use burrow_e2e::kafka::{self, Delivery, Out, Position, Reader, positions_by_id};
-use burrow_e2e::plugins::plugin_path;
 use burrow_e2e::process::Burrow;
-use burrow_e2e::unique;
 
 const PARTITIONS: i32 = 8;
 const MESSAGES: u64 = 100_000;
@@ -34,44 +31,12 @@ fn fails(id: u64) -> bool {
     id % 10 == 7
 }
 
-struct Setup {
-    input: String,
-    output: String,
-    dlq: String,
-    group: String,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn setup(broker: &Broker, name: &str, delivery: &str, ordering: &str) -> anyhow::Result<Setup> {
-    let (input, output, dlq) = (
-        unique(&format!("{name}-in")),
-        unique(&format!("{name}-out")),
-        unique(&format!("{name}-dlq")),
-    );
-    kafka::create_topics(
-        broker,
-        &[(&input, PARTITIONS), (&output, PARTITIONS), (&dlq, 2)],
-    )?;
-    let group = unique(name);
-    let dir = tempfile::tempdir()?;
-    let config = HostConfig::new(broker)
-        .tenant(
-            Tenant::new(name, &group, &[&input], &plugin_path("chaos")?)
-                .output(&output)
-                .dead_letters(&dlq)
-                .delivery(delivery)
-                .pool("ordering", ordering)
-                .pool("max_consecutive_errors", 1_000_000u32),
-        )
-        .write(dir.path())?;
-    Ok(Setup {
-        input,
-        output,
-        dlq,
-        group,
-        config,
-        _dir: dir,
+fn setup(broker: &Broker, name: &str, delivery: &str, ordering: &str) -> anyhow::Result<Pipeline> {
+    Pipeline::create(broker, name, (PARTITIONS, 2), |tenant| {
+        tenant
+            .delivery(delivery)
+            .pool("ordering", ordering)
+            .pool("max_consecutive_errors", 1_000_000u32)
     })
 }
 
@@ -84,7 +49,7 @@ struct Outcome {
 /// The run: host `a` starts; the input is produced; `a` is killed with `kill -9` and restarted
 /// three times as its output grows (10%, 35%, 65% of it); a second member joins after the first
 /// kill, is killed with the second and comes back. Then everything is committed and read back.
-fn run_with_kills(broker: &Broker, s: &Setup, messages: u64) -> anyhow::Result<Outcome> {
+fn run_with_kills(broker: &Broker, s: &Pipeline, messages: u64) -> anyhow::Result<Outcome> {
     let records: Vec<Out> = (0..messages)
         .map(|id| {
             let action = if fails(id) {
