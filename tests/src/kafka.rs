@@ -552,6 +552,41 @@ impl Reader {
     }
 }
 
+/// Whether `broker` hides aborted transactions from `read_committed` readers, as Kafka's
+/// protocol says it must (KIP-98): a transaction of one record is aborted after the record was
+/// flushed to the broker, then one of one record is committed, and a reader reads the topic.
+/// Tansu 0.6.0 and librdkafka's mock cluster do not: the reader sees both records.
+pub fn hides_aborted_transactions(broker: &Broker) -> anyhow::Result<bool> {
+    use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
+    let topic = crate::unique("abort-probe");
+    create_topic(broker, &topic, 1)?;
+    // Threaded: an abort waits for delivery reports that a polling thread serves.
+    let producer: ThreadedProducer<DefaultProducerContext> = broker
+        .client()
+        .set("transactional.id", &topic)
+        .create()
+        .context("creating the probe's transactional producer")?;
+    producer.init_transactions(KAFKA_TIMEOUT)?;
+    for (value, commit) in [("aborted", false), ("committed", true)] {
+        producer.begin_transaction()?;
+        producer
+            .send(BaseRecord::<[u8], [u8]>::to(&topic).payload(value.as_bytes()))
+            .map_err(|(e, _)| e)?;
+        producer.flush(KAFKA_TIMEOUT)?;
+        if commit {
+            producer.commit_transaction(KAFKA_TIMEOUT)?;
+        } else {
+            producer.abort_transaction(KAFKA_TIMEOUT)?;
+        }
+    }
+    let mut reader = Reader::new(broker, &topic)?;
+    reader.read_until("the committed record", |records| {
+        records.iter().any(|r| r.value_text() == "committed")
+    })?;
+    reader.settle(Duration::from_secs(1))?;
+    Ok(!reader.records.iter().any(|r| r.value_text() == "aborted"))
+}
+
 /// Every record in `topic` once it holds at least `n` (then nothing more for a second).
 pub fn read_exactly_after(broker: &Broker, topic: &str, n: usize) -> anyhow::Result<Vec<Record>> {
     let mut reader = Reader::new(broker, topic)?;
