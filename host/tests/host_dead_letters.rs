@@ -243,3 +243,47 @@ fn dead_letters_keep_nulls_and_carry_only_the_hosts_burrow_headers() -> anyhow::
     assert_eq!(one(letter, "burrow-action")?, "fail", "other headers kept");
     Ok(())
 }
+
+/// A dead letter the broker never acknowledges halts the tenant, naming the message and the
+/// error, and the message's offset is not committed: it is redelivered after a restart, never
+/// lost. (The worker was free while the dead letter was tried: the pool waited on its ack.)
+#[test]
+fn a_dead_letter_never_acknowledged_halts_the_tenant_before_its_offset() -> anyhow::Result<()> {
+    let kafka = Broker::mock(&[("nak-in", 1), ("nak-dlq", 1)])?;
+    let offsets = produce_raw(
+        &kafka,
+        "nak-in",
+        vec![
+            Out::value("a").action("commit"),
+            Out::value("b").action("fail"),
+        ],
+    )?;
+    // Every Produce request for long enough: each of the dead letter's tries is refused.
+    kafka.on_mock(|mock| {
+        mock.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50],
+        );
+    })?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&config(&kafka, "nak", &[])?.write(dir.path())?)?;
+    let halted = burrow_e2e::wait_for("/stats to show tenant nak halted", || {
+        let status = host.tenant("nak")?["status"]["halted"].clone();
+        Ok(status.as_str().map(str::to_owned))
+    })?;
+    assert!(
+        halted.contains(&format!("cannot dead-letter nak-in/0@{}", offsets[1])),
+        "the halt names the message and why: {halted}"
+    );
+    assert!(
+        halted.contains("authoriz"),
+        "and the broker's error: {halted}"
+    );
+    host.stop()?;
+    assert_eq!(
+        committed(&kafka, "nak-group", "nak-in")?.get(&0).copied(),
+        Some(offsets[1]),
+        "committed up to, not past, the message whose dead letter failed"
+    );
+    Ok(())
+}

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::{Answer, CommitError, Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
-use super::handler::{Failure, FailureAction, Outcome, Work, judge};
+use super::handler::{Failure, FailureAction, Outcome, Pending, Work, judge};
 use super::stats::{Shared, TransactionEnd};
 use super::worker::{self, Completion, Completions, Task};
 use super::{Config, HaltReason, PoolError};
@@ -87,6 +87,22 @@ struct Settled {
     result: Result<(), crate::ProcessError>,
     /// The bytes its result held against its partition's part of the bound, and that part.
     held: Option<(Arc<Flow>, usize)>,
+    then: Then,
+}
+
+/// What a late result is.
+enum Then {
+    /// A handler's result ([`crate::Processed::Later`]): done, retried or failed.
+    Judge,
+    /// The end of a permanent failure's handling ([`FailureAction::MarkDoneWhen`]): done, or
+    /// a halt.
+    FailureHandled,
+}
+
+/// Where `job`'s message is, as logs and halt reasons say it.
+fn at(job: &Job) -> String {
+    let m = &job.message;
+    format!("{}/{}@{}", m.topic, m.partition, m.offset)
 }
 
 /// A revoke waiting for its partitions' in-flight jobs.
@@ -519,25 +535,14 @@ impl<W: Work> Coordinator<W> {
         let job = c.job;
         let outcome = match c.outcome {
             Outcome::Settling(pending) => {
-                let held = self.hold(&job, pending.bytes());
-                let (took, since) = (c.took, std::time::Instant::now());
-                self.settling.push(Box::pin(async move {
-                    // A late result that panics is a retriable failure, as a handler that does.
-                    let result = std::panic::AssertUnwindSafe(pending)
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(crate::ProcessError::retriable(
-                                "the handler's pending result panicked",
-                            ))
-                        });
-                    Settled {
-                        job,
-                        took: took + since.elapsed(),
-                        result,
-                        held,
-                    }
-                }));
+                self.settle_later(job, c.took, pending, Then::Judge);
+                return;
+            }
+            // Counted now, as the failure it is; done only once its handling is.
+            Outcome::Failed(FailureAction::MarkDoneWhen(pending), error) => {
+                let at = self.count_failure(&job, c.took, &error);
+                self.halt_if_failing_in_a_row(&at, &error);
+                self.settle_later(job, c.took, pending, Then::FailureHandled);
                 return;
             }
             outcome => outcome,
@@ -554,7 +559,9 @@ impl<W: Work> Coordinator<W> {
             self.zombie_ended(&tp, job.message.weight());
         }
         match outcome {
-            Outcome::Settling(_) => unreachable!("handled above"),
+            Outcome::Settling(_) | Outcome::Failed(FailureAction::MarkDoneWhen(_), _) => {
+                unreachable!("handled above")
+            }
             Outcome::Done | Outcome::Output(_) => {
                 self.shared.message_processed(c.took);
                 self.consecutive_failures = 0;
@@ -571,36 +578,77 @@ impl<W: Work> Coordinator<W> {
                     self.schedule_retry(job, hint);
                 }
             }
-            Outcome::Failed(action, error) => {
-                self.shared.message_failed(c.took);
-                self.consecutive_failures += 1;
-                let m = &job.message;
-                let at = format!("{}/{}@{}", m.topic, m.partition, m.offset);
-                tracing::warn!(message = %at, %error, "message failed permanently");
-                let done = match action {
-                    FailureAction::MarkDone => Some(Vec::new()),
-                    FailureAction::MarkDoneWith(records) => Some(records),
-                    FailureAction::Halt(reason) => {
-                        let at = at.clone();
-                        self.halt
-                            .get_or_insert(HaltReason::FailureHandler { at, reason });
-                        None
-                    }
-                };
-                if let Some(records) = done {
-                    if current.is_some() {
-                        self.hold_outputs(&job, records);
-                        self.mark_done(&job);
-                    }
-                    if self.consecutive_failures >= self.config.max_consecutive_errors {
-                        self.halt.get_or_insert(HaltReason::ConsecutiveFailures {
-                            count: self.consecutive_failures,
-                            last: format!("{at}: {error}"),
-                        });
-                    }
+            Outcome::Handled(Ok(())) => {
+                if current.is_some() {
+                    self.mark_done(&job);
                 }
             }
+            Outcome::Handled(Err(reason)) => {
+                let at = at(&job);
+                self.halt
+                    .get_or_insert(HaltReason::FailureHandler { at, reason });
+            }
+            Outcome::Failed(action, error) => {
+                let at = self.count_failure(&job, c.took, &error);
+                let records = match action {
+                    FailureAction::MarkDone => Vec::new(),
+                    FailureAction::MarkDoneWith(records) => records,
+                    FailureAction::Halt(reason) => {
+                        self.halt
+                            .get_or_insert(HaltReason::FailureHandler { at, reason });
+                        return;
+                    }
+                    FailureAction::MarkDoneWhen(_) => unreachable!("handled above"),
+                };
+                if current.is_some() {
+                    self.hold_outputs(&job, records);
+                    self.mark_done(&job);
+                }
+                self.halt_if_failing_in_a_row(&at, &error);
+            }
         }
+    }
+
+    /// Counts a permanent failure and logs it; where it happened, for a halt's reason.
+    fn count_failure(&mut self, job: &Job, took: Duration, error: &str) -> String {
+        self.shared.message_failed(took);
+        self.consecutive_failures += 1;
+        let at = at(job);
+        tracing::warn!(message = %at, %error, "message failed permanently");
+        at
+    }
+
+    fn halt_if_failing_in_a_row(&mut self, at: &str, error: &str) {
+        if self.consecutive_failures >= self.config.max_consecutive_errors {
+            self.halt.get_or_insert(HaltReason::ConsecutiveFailures {
+                count: self.consecutive_failures,
+                last: format!("{at}: {error}"),
+            });
+        }
+    }
+
+    /// Keeps `job` in flight until `pending` resolves, its worker free meanwhile; then `then`.
+    fn settle_later(&mut self, job: Job, took: Duration, pending: Pending, then: Then) {
+        let held = self.hold(&job, pending.bytes());
+        let since = std::time::Instant::now();
+        self.settling.push(Box::pin(async move {
+            // A late result that panics is a retriable failure, as a handler that does.
+            let result = std::panic::AssertUnwindSafe(pending)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::ProcessError::retriable(
+                        "the handler's pending result panicked",
+                    ))
+                });
+            Settled {
+                job,
+                took: took + since.elapsed(),
+                result,
+                held,
+                then,
+            }
+        }));
     }
 
     /// Holds a done message's records until the commit that takes its offset; a pool without
@@ -676,9 +724,15 @@ impl<W: Work> Coordinator<W> {
             took,
             result,
             held,
+            then,
         } = settled;
         if let Some((flow, bytes)) = held {
             self.unhold(&job, &flow, bytes);
+        }
+        if let Then::FailureHandled = then {
+            let outcome = Outcome::Handled(result.map_err(|e| e.to_string()));
+            self.on_completion(Completion { job, outcome, took });
+            return;
         }
         match judge(result, job.attempt, self.config.max_retries) {
             Ok(outcome) => self.on_completion(Completion { job, outcome, took }),

@@ -119,11 +119,18 @@ pub struct Failure {
 }
 
 /// What the pool does after a permanent failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum FailureAction {
     /// The failure is handled (skipped, or dead-lettered and acknowledged): mark the message
     /// done so its offset can be committed. Still counts towards `max_consecutive_errors`.
     MarkDone,
+    /// The failure is being handled (a dead letter sent, its ack to come): the worker is free
+    /// at once, and the message is marked done when `Pending` resolves `Ok`, as with
+    /// `MarkDone`. Meanwhile it holds its offset, its lane and its place in the bound, as a
+    /// [`Processed::Later`] result does. If it resolves `Err`, the pool halts, as with `Halt`,
+    /// with the error as the reason: the message is not marked done. So a stream of bad
+    /// records costs each its ack's round trip in flight, not a worker's time.
+    MarkDoneWhen(Pending),
     /// Like `MarkDone`, with records (a dead letter) for the pool to produce in the transaction
     /// that commits the message (see [`Pool::with_transactions`](crate::Pool::with_transactions)).
     MarkDoneWith(Vec<crate::kafka::OutRecord>),
@@ -251,8 +258,8 @@ pub trait Handler: Send + 'static {
     }
 
     /// Called once a message has failed permanently, before its offset may advance: the place
-    /// to dead-letter it (and wait for the broker's ack). The default skips it:
-    /// [`FailureAction::MarkDone`].
+    /// to dead-letter it (and answer [`FailureAction::MarkDoneWhen`] the broker's ack, so the
+    /// worker need not wait for it). The default skips it: [`FailureAction::MarkDone`].
     fn on_permanent_failure(
         &mut self,
         message: &Message,
@@ -275,6 +282,9 @@ pub(crate) enum Outcome {
     Failed(FailureAction, String),
     /// The result comes later; the worker is free (see [`Pending`]).
     Settling(Pending),
+    /// A permanent failure, already counted, whose handling has ended (see
+    /// [`FailureAction::MarkDoneWhen`]): done, or the reason to halt.
+    Handled(Result<(), String>),
 }
 
 /// The pool's view of a handler: the user's [`Handler`] or a closure.

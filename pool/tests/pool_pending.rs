@@ -445,3 +445,129 @@ async fn a_late_result_that_panics_is_retried() {
     assert_eq!(stats.messages_retried, N as u64, "each panic was a retry");
     assert_eq!(stats.messages_failed, 0);
 }
+
+/// Fails every message; its failure hook sends a "dead letter" whose ack comes when `gate`
+/// opens, or fails when `fail_acks` says so.
+struct DeadLetters {
+    gate: watch::Receiver<bool>,
+    hooks: Arc<AtomicUsize>,
+    fail_acks: bool,
+}
+
+impl Handler for DeadLetters {
+    async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
+        Err(ProcessError::permanent("bad record"))
+    }
+
+    async fn on_permanent_failure(&mut self, _: &Message, _: &Failure) -> FailureAction {
+        self.hooks.fetch_add(1, AtomicOrdering::SeqCst);
+        let (mut gate, fail) = (self.gate.clone(), self.fail_acks);
+        FailureAction::MarkDoneWhen(Pending::new(async move {
+            let _ = gate.wait_for(|open| *open).await;
+            if fail {
+                Err(ProcessError::permanent("the dead-letter topic refused it"))
+            } else {
+                Ok(())
+            }
+        }))
+    }
+}
+
+/// A dead letter awaiting its ack (`FailureAction::MarkDoneWhen`) frees its worker: one worker
+/// hands every failed message to the hook while no ack has come, each counted failed at once,
+/// none committed; when the acks come, every offset commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_awaiting_its_ack_frees_its_worker_and_holds_its_offset() {
+    const N: usize = 200;
+    let cluster = Cluster::new(1, 2);
+    cluster.produce(N, 10);
+    let group = unique_group("pending-dead-letters");
+    let config = Config {
+        num_workers: 1,
+        // Room for every message: they all wait for their acks at once.
+        job_queue_size: 1_000,
+        max_consecutive_errors: 1_000_000,
+        ..test_config()
+    };
+    let pool = Pool::new(cluster.consumer(&group), config).expect("pool");
+    let (open, gate) = watch::channel(false);
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let script = async {
+        until("the one worker ran every message's hook", || {
+            hooks.load(AtomicOrdering::SeqCst) == N
+        })
+        .await;
+        let stats = pool.stats();
+        assert_eq!(stats.messages_failed, N as u64, "counted when they failed");
+        assert_eq!(
+            stats.results_awaited, N,
+            "each awaits its dead letter's ack"
+        );
+        assert_eq!(stats.workers_busy, 0, "no worker waits with them");
+        tokio::time::sleep(test_config().commit_interval * 3).await;
+        assert!(cluster.committed(&group).is_empty(), "nothing committed");
+        open.send_replace(true);
+        until("all committed", || {
+            cluster.committed(&group) == cluster.ends()
+        })
+        .await;
+        stop.cancel();
+    };
+    let handler = |_| DeadLetters {
+        gate: gate.clone(),
+        hooks: Arc::clone(&hooks),
+        fail_acks: false,
+    };
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(stop.clone().cancelled_owned(), handler),
+            script
+        )
+    })
+    .await;
+    result.expect("the pool ran");
+    assert_eq!(
+        pool.stats().messages_failed,
+        N as u64,
+        "each failure counted once"
+    );
+}
+
+/// A dead letter whose handling fails in the end halts the pool, naming the message and the
+/// error, and its offset is never committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_fails_late_halts_without_committing_its_message() {
+    let cluster = Cluster::new(1, 1);
+    cluster.produce(20, 1);
+    let group = unique_group("pending-dead-letter-fails");
+    let config = Config {
+        num_workers: 2,
+        max_consecutive_errors: 1_000_000,
+        ..test_config()
+    };
+    let pool = Pool::new(cluster.consumer(&group), config).expect("pool");
+    let (_open, gate) = watch::channel(true);
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let handler = |_| DeadLetters {
+        gate: gate.clone(),
+        hooks: Arc::clone(&hooks),
+        fail_acks: true,
+    };
+    let result = guarded(pool.run_with(std::future::pending(), handler)).await;
+    match result {
+        Err(burrow_pool::PoolError::Halted(burrow_pool::HaltReason::FailureHandler {
+            at,
+            reason,
+        })) => {
+            assert!(at.contains("/0@"), "names the message: {at}");
+            assert!(reason.contains("refused"), "says why: {reason}");
+        }
+        other => panic!("expected a halt from the failure handling, got {other:?}"),
+    }
+    let committed = cluster.committed(&group);
+    assert!(
+        committed.get(&0).copied().unwrap_or(0) == 0,
+        "the first failed message's offset is not committed: {committed:?}"
+    );
+}

@@ -132,6 +132,31 @@ const REFERENCE_ERROR_BYTES: usize = 4096;
 /// large (`why`): no key, no value, Burrow's headers (the error cut to 4 KiB), the original's
 /// sizes, and [`headers::TRUNCATED`] set to `why`.
 pub fn reference_record(topic: &str, failure: &Failure<'_>, why: &str) -> OutRecord {
+    reference(topic, failure).because(why)
+}
+
+/// A reference record but for its reason: made while the failed message is at hand, given its
+/// reason once the broker has refused the dead letter (see [`reference_record`]).
+pub struct Reference {
+    record: OutRecord,
+    /// Where [`headers::TRUNCATED`] goes among its headers.
+    reason_at: usize,
+}
+
+impl Reference {
+    /// The reference record, refused for `why`.
+    pub fn because(mut self, why: &str) -> OutRecord {
+        let reason = Header {
+            key: headers::TRUNCATED.to_owned(),
+            value: Some(why.as_bytes().to_vec()),
+        };
+        self.record.headers.insert(self.reason_at, reason);
+        self.record
+    }
+}
+
+/// [`reference_record`] without its reason.
+pub fn reference(topic: &str, failure: &Failure<'_>) -> Reference {
     let mut error = failure.error;
     if error.len() > REFERENCE_ERROR_BYTES {
         let mut end = REFERENCE_ERROR_BYTES;
@@ -141,13 +166,13 @@ pub fn reference_record(topic: &str, failure: &Failure<'_>, why: &str) -> OutRec
         error = &error[..end];
     }
     let mut headers: Vec<Header> = burrow_headers(&Failure { error, ..*failure }).collect();
+    let reason_at = headers.len();
     let header_bytes: usize = failure
         .headers
         .iter()
         .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
         .sum();
     let sizes = [
-        (headers::TRUNCATED, Some(why.to_owned())),
         (headers::KEY_SIZE, failure.key.map(|k| k.len().to_string())),
         (
             headers::VALUE_SIZE,
@@ -165,11 +190,14 @@ pub fn reference_record(topic: &str, failure: &Failure<'_>, why: &str) -> OutRec
             value: Some(v.into_bytes()),
         })
     }));
-    OutRecord {
-        topic: topic.to_owned(),
-        key: None,
-        value: None,
-        headers,
+    Reference {
+        record: OutRecord {
+            topic: topic.to_owned(),
+            key: None,
+            value: None,
+            headers,
+        },
+        reason_at,
     }
 }
 

@@ -279,9 +279,11 @@ impl PluginHandler {
         ProcessError::retriable(error)
     }
 
-    /// Dead-letters `message`, waiting for the ack: then it is done. A dead letter refused for
-    /// its size is replaced by a reference record (see [`producer::reference_record`]); one that
-    /// still fails after [`DEAD_LETTER_ATTEMPTS`] halts the tenant rather than lose the message.
+    /// Dead-letters `message`: it is done once the broker has acknowledged its dead letter,
+    /// and the worker is free meanwhile ([`FailureAction::MarkDoneWhen`]). A dead letter
+    /// refused for its size is replaced by a reference record (see
+    /// [`producer::reference_record`]); one that still fails after [`DEAD_LETTER_ATTEMPTS`]
+    /// halts the tenant rather than lose the message.
     async fn dead_letter(&mut self, message: &Message, failure: &Failure) -> FailureAction {
         let Some(topic) = &self.shared.dead_letter_topic else {
             return FailureAction::Halt(
@@ -322,39 +324,65 @@ impl PluginHandler {
             shared.metrics.dead_lettered.inc();
             return FailureAction::MarkDoneWith(vec![record]);
         }
-        let result = match send_dead_letter(shared, message, &record).await {
-            Err(e) if e.is_too_large() => {
-                let why = e.to_string();
-                tracing::warn!(
-                    tenant = %shared.name, topic = %message.topic,
-                    partition = message.partition, offset = message.offset,
-                    error = %why, "dead letter too large; writing a reference record instead"
-                );
-                let reference = producer::reference_record(topic, &failure, &why);
-                send_dead_letter(shared, message, &reference).await
-            }
-            other => other,
-        };
-        match result {
-            Ok(()) => {
-                shared.metrics.dead_lettered.inc();
-                FailureAction::MarkDone
-            }
-            // Marking it done without its dead letter would lose it; halting keeps it uncommitted.
-            Err(e) => FailureAction::Halt(format!(
-                "cannot dead-letter {}/{}@{}: {e}",
-                message.topic, message.partition, message.offset
-            )),
+        let reference = producer::reference(topic, &failure);
+        let source = Source::of(message);
+        let shared = Arc::clone(&self.shared);
+        let bytes = record.size();
+        FailureAction::MarkDoneWhen(
+            Pending::new(async move {
+                let result = match send_dead_letter(&shared, &source, &record).await {
+                    Err(e) if e.is_too_large() => {
+                        let why = e.to_string();
+                        tracing::warn!(
+                            tenant = %shared.name, message = %source, error = %why,
+                            "dead letter too large; writing a reference record instead"
+                        );
+                        send_dead_letter(&shared, &source, &reference.because(&why)).await
+                    }
+                    other => other,
+                };
+                // Marking it done without its dead letter would lose it; the pool halts
+                // instead, the message uncommitted.
+                result
+                    .map(|()| shared.metrics.dead_lettered.inc())
+                    .map_err(|e| {
+                        ProcessError::permanent(format!("cannot dead-letter {source}: {e}"))
+                    })
+            })
+            .holding(bytes),
+        )
+    }
+}
+
+/// Where a message came from, as the dead-letter logs say it.
+struct Source {
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+}
+
+impl Source {
+    fn of(message: &Message) -> Self {
+        Self {
+            topic: Arc::clone(&message.topic),
+            partition: message.partition,
+            offset: message.offset,
         }
     }
 }
 
-/// Sends a dead letter `record` for `message`, retrying up to [`DEAD_LETTER_ATTEMPTS`] times
-/// with a doubling pause; a record refused for its size is not retried (it would be refused
-/// again). Takes the tenant's shared parts, not the handler, which is not `Sync`.
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// Sends a dead letter `record` for the message at `source`, retrying up to
+/// [`DEAD_LETTER_ATTEMPTS`] times with a doubling pause; a record refused for its size is not
+/// retried (it would be refused again).
 async fn send_dead_letter(
     shared: &Shared,
-    message: &Message,
+    source: &Source,
     record: &OutRecord,
 ) -> Result<(), producer::ProduceError> {
     let mut attempt = 0;
@@ -366,8 +394,7 @@ async fn send_dead_letter(
         };
         attempt += 1;
         tracing::warn!(
-            tenant = %shared.name, topic = %message.topic,
-            partition = message.partition, offset = message.offset,
+            tenant = %shared.name, message = %source,
             error = %error, attempt, "dead letter not acknowledged"
         );
         if attempt >= DEAD_LETTER_ATTEMPTS {
