@@ -22,6 +22,10 @@
 //! | `env:NAME`               | fails, reporting `env NAME: unset` or `env NAME: set to V`    |
 //! | `config:KEY`             | fails, reporting `config KEY = VALUE` or `config KEY = <none>` |
 //!
+//! A message without the header does what the tenant's `default-action` setting says
+//! (`[tenant.config]`), else commits: `default-action = "fail"` makes every record of a topic
+//! fail (`make bench`'s B10).
+//!
 //! `sleep` and `block` both hold the instance MS milliseconds, differently: `sleep` runs guest
 //! code (an epoch check can stop it), `block` is `std::thread::sleep`, one WASI `poll` on a
 //! monotonic-clock pollable, so the guest sits inside the host until it returns — the case a
@@ -42,15 +46,22 @@ const ACTION_HEADER: &str = "burrow-action";
 thread_local! {
     /// Messages this instance has seen: instance state, gone with the instance.
     static SEEN: Cell<u64> = const { Cell::new(0) };
+    /// The `default-action` setting, read once per instance (settings do not change while it
+    /// lives).
+    static DEFAULT_ACTION: String =
+        burrow_plugin::config("default-action").unwrap_or_else(|| "commit".to_owned());
 }
 
 fn process(msg: &Message) -> Outcome {
     SEEN.with(|seen| seen.set(seen.get() + 1));
-    let action = match msg.header_str(ACTION_HEADER) {
-        Ok(Some(text)) => text,
-        Ok(None) => "commit",
-        Err(e) => return Outcome::fail(format!("chaos: {ACTION_HEADER} is not UTF-8: {e}")),
-    };
+    match msg.header_str(ACTION_HEADER) {
+        Ok(Some(text)) => act(text, msg),
+        Ok(None) => DEFAULT_ACTION.with(|action| act(action, msg)),
+        Err(e) => Outcome::fail(format!("chaos: {ACTION_HEADER} is not UTF-8: {e}")),
+    }
+}
+
+fn act(action: &str, msg: &Message) -> Outcome {
     match Action::parse(action) {
         Ok(action) => action.run(msg),
         Err(reason) => Outcome::fail(format!("chaos: {reason}")),

@@ -194,12 +194,20 @@ impl<'a> Bench<'a> {
     /// Runs a host on `tenant` over the dataset; when it saw every message, waits for the
     /// group to commit every offset (not timed: the last commit waits for `commit_interval`).
     fn host_rate(&self, tenant: &TenantSpec) -> anyhow::Result<Rate> {
-        self.host_run(tenant).map(|(rate, _)| rate)
+        self.host_run(tenant, false).map(|(rate, _)| rate)
     }
 
-    /// [`Self::host_rate`], with the tenant's pool stats at the end.
-    fn host_run(&self, tenant: &TenantSpec) -> anyhow::Result<(Rate, serde_json::Value)> {
+    /// [`Self::host_rate`], with the tenant's pool stats at the end; `failing`: every message
+    /// is meant to fail, and failed ones count as finished.
+    fn host_run(
+        &self,
+        tenant: &TenantSpec,
+        failing: bool,
+    ) -> anyhow::Result<(Rate, serde_json::Value)> {
         let mut host = Host::start(self.broker, tenant)?;
+        if failing {
+            host = host.expecting_failures();
+        }
         let rate = host.rate(self.data.messages, self.options.cap, |_, _, _| Ok(false))?;
         if rate_saw_all(&mut host, self.data.messages)? {
             wait_committed(
@@ -281,7 +289,7 @@ impl<'a> Bench<'a> {
             create_topic(self.broker, &out, data::PARTITIONS)?;
             tenant.output = Some(out);
             tenant.delivery = Some("exactly-once".into());
-            let (rate, stats) = self.host_run(&tenant)?;
+            let (rate, stats) = self.host_run(&tenant, false)?;
             let count = |key: &str| stats[key].as_u64().unwrap_or(0);
             transactions += count("transactions_committed");
             records += count("transaction_records");
@@ -304,6 +312,32 @@ impl<'a> Bench<'a> {
             0.7,
         )
         .note(note))
+    }
+
+    /// B10: hostile input — every record fails (chaos with `default-action = "fail"`) and is
+    /// dead-lettered, default config — against B4 from the same run: one record produced per
+    /// message either way, a dead letter here, an emit there.
+    pub fn b10_dead_letters(&self, b4: Rate) -> anyhow::Result<Row> {
+        let rate = self.median_of("B10 burrow run, every record dead-lettered", || {
+            let mut tenant = self.tenant("chaos")?;
+            tenant.settings = vec![("default-action".into(), "fail".into())];
+            tenant.pool = vec![format!("max_consecutive_errors = {}", u32::MAX)];
+            let (rate, stats) = self.host_run(&tenant, true)?;
+            let processed = stats["messages_processed"].as_u64().unwrap_or(0);
+            anyhow::ensure!(
+                processed == 0,
+                "B10 expected every record to fail, {processed} did not"
+            );
+            Ok(rate)
+        })?;
+        Ok(Row::against(
+            "B10",
+            "burrow run, every record dead-lettered, default config",
+            self.kind,
+            rate,
+            (b4, "B4 emit"),
+            0.5,
+        ))
     }
 
     /// B5: a 5 ms handler (tokio sleep), 100 workers, against 100 tasks sleeping 5 ms in a loop
@@ -567,9 +601,9 @@ impl<'a> Bench<'a> {
     }
 }
 
-/// Whether the host has processed all `n` (the last sample may have been the cap instead).
+/// Whether the host has finished all `n` (the last sample may have been the cap instead).
 fn rate_saw_all(host: &mut Host, n: u64) -> anyhow::Result<bool> {
-    Ok(host.counts()?.is_some_and(|c| c.processed >= n))
+    Ok(host.counts()?.is_some_and(|c| c.finished() >= n))
 }
 
 /// Runs a host over `n` messages (or until `cap`, or until processing has stopped for 5 s),

@@ -56,6 +56,8 @@ pub struct TenantSpec {
     pub cache_dir: Option<PathBuf>,
     /// `delivery`; `None` leaves Burrow's default (at-least-once).
     pub delivery: Option<String>,
+    /// `[tenant.config]` settings for the plugin, beside `output-topic`.
+    pub settings: Vec<(String, String)>,
 }
 
 impl TenantSpec {
@@ -69,6 +71,7 @@ impl TenantSpec {
             pool: Vec::new(),
             cache_dir: None,
             delivery: None,
+            settings: Vec::new(),
         }
     }
 
@@ -108,8 +111,14 @@ impl TenantSpec {
         if !self.pool.is_empty() {
             let _ = writeln!(s, "[tenant.pool]\n{}", self.pool.join("\n"));
         }
-        if let Some(out) = &self.output {
-            let _ = writeln!(s, "[tenant.config]\n\"output-topic\" = {}", q(out));
+        let output = self.output.iter().map(|out| ("output-topic", out.as_str()));
+        let settings = self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut settings = output.chain(settings).peekable();
+        if settings.peek().is_some() {
+            let _ = writeln!(s, "[tenant.config]");
+            for (key, value) in settings {
+                let _ = writeln!(s, "{} = {}", q(key), q(value));
+            }
         }
         s
     }
@@ -124,6 +133,9 @@ pub struct Host {
     config: PathBuf,
     /// Holds the config file.
     _dir: tempfile::TempDir,
+    /// Whether failed messages count as finished ([`Host::expecting_failures`]) rather than
+    /// fail the run.
+    failures_expected: bool,
 }
 
 /// What `/stats` says of the tenant.
@@ -131,6 +143,13 @@ pub struct Host {
 pub struct TenantCounts {
     pub processed: u64,
     pub failed: u64,
+}
+
+impl TenantCounts {
+    /// Messages done either way: processed, or failed and handled.
+    pub fn finished(self) -> u64 {
+        self.processed + self.failed
+    }
 }
 
 impl Host {
@@ -152,7 +171,16 @@ impl Host {
             spawned,
             config,
             _dir: dir,
+            failures_expected: false,
         })
+    }
+
+    /// Makes [`Host::rate`] count failed messages as finished (a case whose records all fail
+    /// on purpose) instead of failing the run on the first.
+    #[must_use]
+    pub fn expecting_failures(mut self) -> Self {
+        self.failures_expected = true;
+        self
     }
 
     /// Rewrites the config (whole, by rename) as `tenant` says: a hot reload.
@@ -245,15 +273,20 @@ impl Host {
         loop {
             let now = Instant::now();
             let counts = self.counts()?.unwrap_or_default();
-            if counts.failed > 0 {
+            if counts.failed > 0 && !self.failures_expected {
                 bail!(
                     "{} messages failed; log:\n{}",
                     counts.failed,
                     self.log_tail()
                 );
             }
+            let done = if self.failures_expected {
+                counts.finished()
+            } else {
+                counts.processed
+            };
             match first {
-                None if counts.processed > 0 => first = Some((now, counts.processed)),
+                None if done > 0 => first = Some((now, done)),
                 None if now - self.spawned > FIRST_MESSAGE_WITHIN => {
                     bail!(
                         "no message processed within {FIRST_MESSAGE_WITHIN:?}; log:\n{}",
@@ -262,10 +295,10 @@ impl Host {
                 }
                 None => {}
                 Some((t0, c0)) => {
-                    let enough = each(self, now, counts.processed)?;
-                    if enough || counts.processed >= n || now - t0 >= cap {
+                    let enough = each(self, now, done)?;
+                    if enough || done >= n || now - t0 >= cap {
                         return Ok(Rate {
-                            messages: counts.processed - c0,
+                            messages: done - c0,
                             secs: (now - t0).as_secs_f64(),
                         });
                     }

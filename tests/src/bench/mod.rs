@@ -7,7 +7,7 @@
 //! - [`data`]: the records every case reads, produced once per broker.
 //! - [`host`]: the real `burrow` binary as a child, its config (defaults only), and sampling of
 //!   its `/stats` and its memory.
-//! - [`cases`]: one function per case, B1 to B9.
+//! - [`cases`]: one function per case, B1 to B10.
 //! - [`report`]: the table (text and markdown), the chart, the machine.
 
 pub mod cases;
@@ -109,7 +109,7 @@ impl fmt::Display for Goal {
 /// One line of the table.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// `B1`..`B9`.
+    /// `B1`..`B10`.
     pub case: &'static str,
     /// What ran.
     pub what: String,

@@ -75,18 +75,21 @@ fn run_on(broker: &Broker, kind: BrokerKind, options: &Options) -> anyhow::Resul
     // partition): they run on Tansu when it is in the run, else on the mock, clipped.
     let first = options.brokers.first() == Some(&kind);
     let long_runs_here = kind == BrokerKind::Tansu || !options.brokers.contains(&BrokerKind::Tansu);
-    if wants(&["B1", "B2", "B3", "B4", "B9"]) {
+    if wants(&["B1", "B2", "B3", "B4", "B9", "B10"]) {
         let raw = bench.b1_raw()?;
         rows.push(baseline_row(raw, kind));
         if wants(&["B2"]) {
             rows.extend(bench.b2_pool(raw)?);
         }
-        if wants(&["B3", "B4", "B9"]) {
+        if wants(&["B3", "B4", "B9", "B10"]) {
             let (row, b3) = bench.b3_host(raw)?;
             rows.push(row);
-            if wants(&["B4", "B9"]) {
+            if wants(&["B4", "B9", "B10"]) {
                 let (b4_rows, b4) = bench.b4_emit(b3)?;
                 rows.extend(b4_rows);
+                if wants(&["B10"]) {
+                    rows.push(bench.b10_dead_letters(b4)?);
+                }
                 // The mock cluster keeps no offsets committed in a transaction: B9 could never
                 // see its run committed there.
                 if wants(&["B9"]) && kind == BrokerKind::Tansu {
