@@ -27,6 +27,7 @@ use super::stats::{Shared, TransactionEnd};
 use super::worker::{self, Completion, Completions, Task};
 use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow};
+use crate::kafka::client_log::{LogLimiter, Verdict};
 use crate::kafka::{Event, Message, OutRecord, PoolContext, Tp};
 use crate::offsets::PartitionOffsets;
 use crate::retry;
@@ -157,6 +158,10 @@ pub(crate) struct Coordinator<W> {
     /// A commit was due while one was in flight: send another when it returns.
     commit_again: bool,
     consecutive_failures: u32,
+    /// Permanent failures' log lines, rate-limited: a stream of bad records is one line per
+    /// distinct error and a summary of its repeats every 30 s, not a line per record (the
+    /// metrics count every one, and a dead letter keeps each).
+    failure_log: LogLimiter,
     revokes: Vec<PendingRevoke>,
     /// Per partition, calls of an earlier epoch still running: of a revoked assignment (past
     /// the revoke's deadline), or from before a rewind. The partition's current epoch starts
@@ -207,6 +212,7 @@ impl<W: Work> Coordinator<W> {
             credit,
             finished_since_commit: 0,
             consecutive_failures: 0,
+            failure_log: LogLimiter::new("pool"),
             revokes: Vec::new(),
             zombies: FxHashMap::default(),
             next_epoch: 0,
@@ -614,7 +620,17 @@ impl<W: Work> Coordinator<W> {
         self.shared.message_failed(took);
         self.consecutive_failures += 1;
         let at = at(job);
-        tracing::warn!(message = %at, %error, "message failed permanently");
+        match self.failure_log.check(error, std::time::Instant::now()) {
+            Verdict::Log => tracing::warn!(message = %at, %error, "message failed permanently"),
+            Verdict::Summary { repeats, since } => tracing::warn!(
+                message = %at, %error, repeats,
+                "message failed permanently ({repeats} with this error in the last {}s)",
+                since.as_secs()
+            ),
+            Verdict::Suppress => {
+                tracing::debug!(message = %at, %error, "message failed permanently")
+            }
+        }
         at
     }
 
