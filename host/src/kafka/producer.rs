@@ -132,73 +132,86 @@ const REFERENCE_ERROR_BYTES: usize = 4096;
 /// large (`why`): no key, no value, Burrow's headers (the error cut to 4 KiB), the original's
 /// sizes, and [`headers::TRUNCATED`] set to `why`.
 pub fn reference_record(topic: &str, failure: &Failure<'_>, why: &str) -> OutRecord {
-    reference(topic, failure).because(why)
+    reference(failure).because(dead_letter(topic, failure), why)
 }
 
-/// A reference record but for its reason: made while the failed message is at hand, given its
-/// reason once the broker has refused the dead letter (see [`reference_record`]).
+/// What a reference record needs of the failed message beyond its dead letter: the sizes of
+/// the input's own headers (the dead letter dropped those named like Burrow's). Two numbers,
+/// taken while the message is at hand; the record is made from the dead letter only if the
+/// broker refuses it (see [`reference_record`]).
 pub struct Reference {
-    record: OutRecord,
-    /// Where [`headers::TRUNCATED`] goes among its headers.
-    reason_at: usize,
+    header_bytes: usize,
+    header_count: usize,
+}
+
+/// The [`Reference`] of `failure`'s dead letter.
+pub fn reference(failure: &Failure<'_>) -> Reference {
+    Reference {
+        header_bytes: failure
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum(),
+        header_count: failure.headers.len(),
+    }
 }
 
 impl Reference {
-    /// The reference record, refused for `why`.
-    pub fn because(mut self, why: &str) -> OutRecord {
-        let reason = Header {
-            key: headers::TRUNCATED.to_owned(),
-            value: Some(why.as_bytes().to_vec()),
-        };
-        self.record.headers.insert(self.reason_at, reason);
-        self.record
-    }
-}
-
-/// [`reference_record`] without its reason.
-pub fn reference(topic: &str, failure: &Failure<'_>) -> Reference {
-    let mut error = failure.error;
-    if error.len() > REFERENCE_ERROR_BYTES {
-        let mut end = REFERENCE_ERROR_BYTES;
-        while !error.is_char_boundary(end) {
-            end -= 1;
-        }
-        error = &error[..end];
-    }
-    let mut headers: Vec<Header> = burrow_headers(&Failure { error, ..*failure }).collect();
-    let reason_at = headers.len();
-    let header_bytes: usize = failure
-        .headers
-        .iter()
-        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-        .sum();
-    let sizes = [
-        (headers::KEY_SIZE, failure.key.map(|k| k.len().to_string())),
-        (
-            headers::VALUE_SIZE,
-            failure.value.map(|v| v.len().to_string()),
-        ),
-        (headers::HEADERS_SIZE, Some(header_bytes.to_string())),
-        (
-            headers::HEADERS_COUNT,
-            Some(failure.headers.len().to_string()),
-        ),
-    ];
-    headers.extend(sizes.into_iter().filter_map(|(key, value)| {
-        value.map(|v| Header {
-            key: key.to_owned(),
-            value: Some(v.into_bytes()),
-        })
-    }));
-    Reference {
-        record: OutRecord {
-            topic: topic.to_owned(),
+    /// The reference record for `dead_letter`, refused for `why`: its Burrow headers, in order
+    /// (the error cut to 4 KiB), then the reason and the original's sizes.
+    pub fn because(self, dead_letter: OutRecord, why: &str) -> OutRecord {
+        let sizes = [
+            (headers::TRUNCATED, Some(why.to_owned())),
+            (
+                headers::KEY_SIZE,
+                dead_letter.key.as_ref().map(|k| k.len().to_string()),
+            ),
+            (
+                headers::VALUE_SIZE,
+                dead_letter.value.as_ref().map(|v| v.len().to_string()),
+            ),
+            (headers::HEADERS_SIZE, Some(self.header_bytes.to_string())),
+            (headers::HEADERS_COUNT, Some(self.header_count.to_string())),
+        ];
+        let mut headers: Vec<Header> = dead_letter
+            .headers
+            .into_iter()
+            .filter(|h| headers::ALL.contains(&h.key.as_str()))
+            .map(|mut h| {
+                if h.key == headers::ERROR
+                    && let Some(error) = &mut h.value
+                {
+                    cut_text(error, REFERENCE_ERROR_BYTES);
+                }
+                h
+            })
+            .collect();
+        headers.extend(sizes.into_iter().filter_map(|(key, value)| {
+            value.map(|v| Header {
+                key: key.to_owned(),
+                value: Some(v.into_bytes()),
+            })
+        }));
+        OutRecord {
+            topic: dead_letter.topic,
             key: None,
             value: None,
             headers,
-        },
-        reason_at,
+        }
     }
+}
+
+/// Cuts UTF-8 `text` to at most `max` bytes, at a character boundary.
+fn cut_text(text: &mut Vec<u8>, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max;
+    // A continuation byte (0b10xx_xxxx) is not a character's start.
+    while end > 0 && (text[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    text.truncate(end);
 }
 
 /// Burrow's headers on a dead letter: where the message came from and why it failed.

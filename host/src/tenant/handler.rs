@@ -324,7 +324,7 @@ impl PluginHandler {
             shared.metrics.dead_lettered.inc();
             return FailureAction::MarkDoneWith(vec![record]);
         }
-        let reference = producer::reference(topic, &failure);
+        let reference = producer::reference(&failure);
         let source = Source::of(message);
         let shared = Arc::clone(&self.shared);
         let bytes = record.size();
@@ -337,7 +337,8 @@ impl PluginHandler {
                             tenant = %shared.name, message = %source, error = %why,
                             "dead letter too large; writing a reference record instead"
                         );
-                        send_dead_letter(&shared, &source, &reference.because(&why)).await
+                        let reference = reference.because(record, &why);
+                        send_dead_letter(&shared, &source, &reference).await
                     }
                     other => other,
                 };
