@@ -60,7 +60,13 @@ fn main() -> anyhow::Result<()> {
         };
         rows.extend(run_on(&broker, kind, &options).with_context(|| format!("on {kind}"))?);
     }
-    rows.sort_by_key(|r| r.case);
+    // By case number (B10 after B9), each case's brokers in the order they ran.
+    rows.sort_by_key(|r| {
+        r.case
+            .trim_start_matches('B')
+            .parse::<u32>()
+            .unwrap_or(u32::MAX)
+    });
     print!("{}", report::text(&rows, &machine, &options));
     write_results(&rows, &machine, &options)
 }
