@@ -317,7 +317,7 @@ impl PluginHandler {
                     record.size(),
                     shared.max_record_bytes
                 );
-                producer::reference_record(topic, &failure, &why)
+                producer::reference(&failure).because(record, &why)
             } else {
                 record
             };
