@@ -79,11 +79,40 @@ enum Reply {
     Waiting(oneshot::Sender<Answer>),
 }
 
-struct Request {
-    offsets: Vec<(Tp, i64)>,
+/// One commit asked of the committer, answered in the order asked.
+pub(crate) struct Request {
+    pub(crate) offsets: Vec<(Tp, i64)>,
     /// With transactions: the records of the messages these offsets commit.
-    records: Vec<OutRecord>,
+    pub(crate) records: Vec<OutRecord>,
     reply: Reply,
+}
+
+impl Request {
+    /// Whether nobody waits for it any more: a synchronous commit whose wait timed out. It is
+    /// withdrawn unsent, so it cannot land after the revoke (or shutdown) that gave up on it.
+    pub(crate) fn abandoned(&self) -> bool {
+        matches!(&self.reply, Reply::Waiting(reply) if reply.is_closed())
+    }
+
+    /// Sends `result` where the coordinator waits for it.
+    pub(crate) fn answer(self, result: Result<(), CommitError>, took: Duration) {
+        let answer = Answer {
+            result,
+            records: self.records.len(),
+            took,
+        };
+        match self.reply {
+            Reply::Background(results) => {
+                let _ = results.send(Committed {
+                    offsets: self.offsets,
+                    answer,
+                });
+            }
+            Reply::Waiting(reply) => {
+                let _ = reply.send(answer);
+            }
+        }
+    }
 }
 
 /// The coordinator's handle on the committer thread; the thread ends when it is dropped.
@@ -110,11 +139,18 @@ impl Committer {
         results: mpsc::UnboundedSender<Committed>,
         transactions: Option<Arc<Transactions>>,
     ) -> std::io::Result<Self> {
-        let (requests, queue) = channel();
+        let (committer, queue) = Self::queue(results);
         std::thread::Builder::new()
             .name("burrow-commit".into())
             .spawn(move || serve(&consumer, transactions.as_deref(), &queue))?;
-        Ok(Self { requests, results })
+        Ok(committer)
+    }
+
+    /// A committer whose requests someone else serves, in order, from the returned queue: the
+    /// thread [`Committer::spawn`] starts, or the simulation's broker.
+    pub(crate) fn queue(results: mpsc::UnboundedSender<Committed>) -> (Self, Receiver<Request>) {
+        let (requests, queue) = channel();
+        (Self { requests, results }, queue)
     }
 
     /// Commits in the background: the result comes back on the results channel.
@@ -161,6 +197,9 @@ fn serve(
     queue: &Receiver<Request>,
 ) {
     while let Ok(request) = queue.recv() {
+        if request.abandoned() {
+            continue;
+        }
         let started = std::time::Instant::now();
         let result = match transactions {
             Some(t) => t
@@ -170,22 +209,7 @@ fn serve(
                 .and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync))
                 .map_err(CommitError::Refused),
         };
-        let answer = Answer {
-            result,
-            records: request.records.len(),
-            took: started.elapsed(),
-        };
-        match request.reply {
-            Reply::Background(results) => {
-                let _ = results.send(Committed {
-                    offsets: request.offsets,
-                    answer,
-                });
-            }
-            Reply::Waiting(reply) => {
-                let _ = reply.send(answer);
-            }
-        }
+        request.answer(result, started.elapsed());
     }
 }
 

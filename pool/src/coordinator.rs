@@ -13,7 +13,6 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaResult;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -28,10 +27,9 @@ use super::worker::{self, Completion, Completions, Task};
 use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow};
 use crate::kafka::client_log::{LogLimiter, Verdict};
-use crate::kafka::{Event, Message, OutRecord, PoolContext, Tp};
+use crate::kafka::{Event, Message, OutRecord, Seeks, Tp};
 use crate::offsets::PartitionOffsets;
 use crate::retry;
-use crate::transaction::Transactions;
 
 /// One assigned partition, for as long as this member owns it.
 struct Partition {
@@ -43,8 +41,10 @@ struct Partition {
     epoch: u64,
     /// Jobs of this partition at a worker now; a revoke waits for them.
     in_flight: usize,
-    /// Jobs of this partition waiting for their retry delay.
+    /// Jobs of this partition waiting for their retry delay, and their bytes (given back if
+    /// a rewind cancels them).
     retrying: usize,
+    retrying_bytes: usize,
     /// The last offset sent in a commit, so the same offset is not sent again.
     sent: Option<i64>,
     /// The last offset the broker confirmed for this assignment. Per assignment, not the
@@ -70,6 +70,13 @@ struct Partition {
     /// After an aborted transaction, until the poll thread has sought back: what arrives was
     /// fetched before the seek and is dropped.
     rewinding: bool,
+    /// Transactions sent and not answered that carry this partition's records: until they
+    /// are, nothing more is committed for it (one that aborts takes records the next would
+    /// pass).
+    in_doubt: usize,
+    /// A transaction carrying its records aborted while it was being revoked: it is not
+    /// committed again in this assignment, and its next owner starts from the last commit.
+    aborted: bool,
 }
 
 /// Calls of a partition's earlier epoch still running.
@@ -109,7 +116,12 @@ fn at(job: &Job) -> String {
 /// A revoke waiting for its partitions' in-flight jobs.
 struct PendingRevoke {
     partitions: Vec<Tp>,
+    /// Until when its in-flight jobs may drain: three quarters of `shutdown_timeout`.
     deadline: Instant,
+    /// When it must be over, its final commit included: `shutdown_timeout` after it began, so
+    /// a revoke never holds the poll thread past `max.poll.interval.ms`, which the pool checks
+    /// is longer.
+    end: Instant,
     /// The rebalance (poll thread) waits on this.
     done: SyncSender<()>,
 }
@@ -173,26 +185,26 @@ pub(crate) struct Coordinator<W> {
     /// Every commit is a transaction carrying its messages' records (see `crate::transaction`).
     transactional: bool,
     /// To ask the poll thread to seek a partition back after an aborted transaction.
-    consumer: Arc<BaseConsumer<PoolContext>>,
+    seeks: Arc<Seeks>,
     halt: Option<HaltReason>,
 }
 
 impl<W: Work> Coordinator<W> {
+    /// A coordinator whose commits go through `committer` (answers on `commits_rx`), each a
+    /// transaction when `transactional`, and whose seeks go to `seeks`.
     pub(crate) fn new(
         config: Config,
-        consumer: Arc<BaseConsumer<PoolContext>>,
         shared: Arc<Shared>,
         handlers: Vec<W>,
         credit: Arc<Credit>,
-        transactions: Option<Arc<Transactions>>,
-    ) -> std::io::Result<Self> {
+        (committer, commits_rx): (Committer, UnboundedReceiver<Committed>),
+        transactional: bool,
+        seeks: Arc<Seeks>,
+    ) -> Self {
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
-        let (commits_tx, commits_rx) = mpsc::unbounded_channel();
-        let transactional = transactions.is_some();
-        let committer = Committer::spawn(Arc::clone(&consumer), commits_tx, transactions)?;
-        Ok(Self {
+        Self {
             transactional,
-            consumer,
+            seeks,
             committer,
             commits_rx,
             committing: 0,
@@ -218,7 +230,7 @@ impl<W: Work> Coordinator<W> {
             next_epoch: 0,
             stopping: false,
             halt: None,
-        })
+        }
     }
 
     /// Runs until `shutdown` completes or the pool halts, then drains, commits, and reports.
@@ -310,6 +322,8 @@ impl<W: Work> Coordinator<W> {
         while self.busy > 0 {
             let revoke_deadline = self.next_revoke_deadline();
             tokio::select! {
+                // In a fixed order, as the main loop's: a seeded simulation replays exactly.
+                biased;
                 Some(done) = running.next(), if !running.is_empty() => self.on_done(done),
                 Some(settled) = self.settling.next(), if !self.settling.is_empty() => {
                     self.on_settled(settled);
@@ -343,6 +357,7 @@ impl<W: Work> Coordinator<W> {
             epoch: self.next_epoch,
             in_flight: 0,
             retrying: 0,
+            retrying_bytes: 0,
             sent: None,
             confirmed: None,
             revoking: false,
@@ -352,6 +367,8 @@ impl<W: Work> Coordinator<W> {
             output_bytes: 0,
             start: None,
             rewinding: false,
+            in_doubt: 0,
+            aborted: false,
         }
     }
 
@@ -383,9 +400,11 @@ impl<W: Work> Coordinator<W> {
                         p.retrying = 0;
                     }
                 }
+                let now = Instant::now();
                 self.revokes.push(PendingRevoke {
                     partitions,
-                    deadline: Instant::now() + self.config.shutdown_timeout,
+                    deadline: now + self.config.shutdown_timeout * 3 / 4,
+                    end: now + self.config.shutdown_timeout,
                     done,
                 });
             }
@@ -472,7 +491,9 @@ impl<W: Work> Coordinator<W> {
             self.credit
                 .release_messages(flow, p.offsets.held() + p.offsets.pending());
             self.credit.release_bytes(flow, p.output_bytes);
+            self.credit.release_bytes(flow, p.retrying_bytes);
         }
+        p.retrying_bytes = 0;
         p.outputs.clear();
         p.output_bytes = 0;
         p.start = None;
@@ -589,6 +610,12 @@ impl<W: Work> Coordinator<W> {
                     self.mark_done(&job);
                 }
             }
+            // The handling of a message of a partition let go (or being let go) failed: its
+            // next owner runs it again, so there is nothing to halt for.
+            Outcome::Handled(Err(reason)) if current != Some(false) => tracing::warn!(
+                message = %at(&job), %reason,
+                "handling the failure of a message of a partition let go failed; its next owner runs it again"
+            ),
             Outcome::Handled(Err(reason)) => {
                 let at = at(&job);
                 self.halt
@@ -717,7 +744,18 @@ impl<W: Work> Coordinator<W> {
         let Some(target) = p.confirmed.or(p.start) else {
             return;
         };
-        if p.revoking || p.rewinding {
+        if p.rewinding {
+            return;
+        }
+        if p.revoking {
+            // Let go from its last commit: nothing it did since is committed by this member.
+            tracing::warn!(
+                topic = %tp.0, partition = tp.1, offset = target,
+                "transaction aborted during a revoke; the next owner starts from the last committed offset"
+            );
+            if let Some(p) = self.partitions.get_mut(tp) {
+                p.aborted = true;
+            }
             return;
         }
         tracing::warn!(
@@ -728,7 +766,7 @@ impl<W: Work> Coordinator<W> {
         if let Some(p) = self.partitions.get_mut(tp) {
             p.rewinding = true;
         }
-        rdkafka::consumer::Consumer::context(&*self.consumer).request_seek(tp.clone(), target);
+        self.seeks.request(tp.clone(), target);
         self.credit.wake();
     }
 
@@ -800,6 +838,7 @@ impl<W: Work> Coordinator<W> {
             return;
         };
         p.retrying += 1;
+        p.retrying_bytes += job.message.weight();
         let cancel = p.retries.clone();
         self.retrying += 1;
         let job = Job {
@@ -835,6 +874,7 @@ impl<W: Work> Coordinator<W> {
             return;
         }
         p.retrying -= 1;
+        p.retrying_bytes -= job.message.weight();
         self.retrying -= 1;
         self.dispatch.retry(job);
     }
@@ -905,7 +945,7 @@ impl<W: Work> Coordinator<W> {
                 Some(only) => only.contains(tp),
                 None => !p.revoking,
             })
-            .filter(|(_, p)| !p.rewinding)
+            .filter(|(_, p)| !p.rewinding && !p.aborted && p.in_doubt == 0)
             .filter_map(|(tp, p)| {
                 let next = p.offsets.committable()?;
                 let already = match trigger {
@@ -960,9 +1000,11 @@ impl<W: Work> Coordinator<W> {
     }
 
     fn mark_sent(&mut self, offsets: &[(Tp, i64)]) {
+        let transactional = self.transactional;
         for (tp, next) in offsets {
             if let Some(p) = self.partitions.get_mut(tp) {
                 p.sent = Some(*next);
+                p.in_doubt += usize::from(transactional);
             }
         }
     }
@@ -980,6 +1022,13 @@ impl<W: Work> Coordinator<W> {
                 Err(_) => TransactionEnd::Aborted,
             };
             self.shared.transaction(end, answer.records, answer.took);
+        }
+        if self.transactional {
+            for (tp, _) in offsets {
+                if let Some(p) = self.partitions.get_mut(tp) {
+                    p.in_doubt = p.in_doubt.saturating_sub(1);
+                }
+            }
         }
         for (tp, next) in offsets {
             match result {
@@ -1012,18 +1061,19 @@ impl<W: Work> Coordinator<W> {
         }
     }
 
-    /// A synchronous commit of `only` (or of every partition), waiting up to `timeout`. It is
+    /// A synchronous commit of `only` (or of every partition), waiting until `deadline`. It is
     /// queued behind any background commit, so it lands after it, never before.
     async fn commit_sync(
         &mut self,
         only: Option<&[Tp]>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(), PoolError> {
         self.publish_partitions();
         // A transaction in flight may yet abort, taking records these offsets would pass.
         if self.transactional {
-            self.await_background_commits(timeout).await;
+            self.await_background_commits(deadline).await;
         }
+        let timeout = deadline.saturating_duration_since(Instant::now());
         let offsets = self.to_commit(Trigger::Interval, only);
         if offsets.is_empty() || self.fenced() {
             return Ok(());
@@ -1045,9 +1095,8 @@ impl<W: Work> Coordinator<W> {
         }
     }
 
-    /// Waits (up to `timeout`) for the answers of the background commits in flight.
-    async fn await_background_commits(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+    /// Waits (until `deadline`) for the answers of the background commits in flight.
+    async fn await_background_commits(&mut self, deadline: Instant) {
         while self.committing > 0 {
             match tokio::time::timeout_at(deadline, self.commits_rx.recv()).await {
                 Ok(Some(c)) => {
@@ -1080,15 +1129,9 @@ impl<W: Work> Coordinator<W> {
                 drained,
                 "finishing a revoke"
             );
-            // The drain had until the revoke's deadline; the commit gets what is left, and at
-            // least a quarter of `shutdown_timeout`: a revoke holds the poll thread at most
-            // 1.25 × `shutdown_timeout` in all.
-            let floor = self.config.shutdown_timeout / 4;
-            let left = r
-                .deadline
-                .saturating_duration_since(Instant::now())
-                .max(floor);
-            if let Err(e) = self.commit_sync(Some(&r.partitions), left).await {
+            // The drain had until the revoke's deadline; the commit gets what is left of
+            // `shutdown_timeout`, at least its last quarter.
+            if let Err(e) = self.commit_sync(Some(&r.partitions), r.end).await {
                 tracing::warn!(error = %e, "commit on revoke failed; the new owner will reprocess");
             }
             for tp in &r.partitions {
@@ -1109,6 +1152,9 @@ impl<W: Work> Coordinator<W> {
                     zombies.flow = None;
                 }
             }
+            // A seek asked for them (after an aborted transaction) is void: the poll thread,
+            // blocked in this revoke until `done`, must not serve it to a later assignment.
+            self.seeks.forget(&r.partitions);
             // The rebalance may have given up waiting already; nothing to do then.
             let _ = r.done.send(());
         }
@@ -1116,7 +1162,8 @@ impl<W: Work> Coordinator<W> {
 
     async fn commit_all(&mut self) -> Result<(), PoolError> {
         tracing::debug!("final commit");
-        self.commit_sync(None, self.config.shutdown_timeout).await
+        self.commit_sync(None, Instant::now() + self.config.shutdown_timeout)
+            .await
     }
 
     /// Workers running a call now (`busy` counts messages: a worker may run a batch).

@@ -21,7 +21,8 @@
 //! A paused pool gives no partition credit: nothing more is taken, everything fetched waits in
 //! librdkafka, and the poll thread keeps polling, so the consumer stays in its group.
 //!
-//! So the total never exceeds the bound (the common half plus every share), and a partition stuck
+//! No take passes the bound in all, so the total never exceeds it (a partition that joins while
+//! another, alone until then, holds the whole bound waits for it to drain), and a partition stuck
 //! behind one message holds at most half the bound (or its share, if larger): the others keep
 //! theirs. Bytes are
 //! checked after each message is taken, so a partition may overshoot its byte allowance by one
@@ -112,9 +113,12 @@ impl Credit {
         let messages = flow.messages.load(Ordering::Acquire);
         let total = self.messages.load(Ordering::Acquire);
         let share = share(self.max_messages, partitions);
+        // Never past the bound in all: a partition that joins while another holds the whole
+        // bound (it was alone) waits for that one to drain below it.
         let by_count = share
             .saturating_sub(messages)
-            .max((self.max_messages / 2).saturating_sub(total));
+            .max((self.max_messages / 2).saturating_sub(total))
+            .min(self.max_messages.saturating_sub(total));
         if by_count == 0 || !self.bytes_allow(flow, partitions) {
             flow.starved.store(true, Ordering::Release);
             return 0;
@@ -181,6 +185,12 @@ impl Credit {
     #[cfg(test)]
     pub(crate) fn messages(&self) -> usize {
         self.messages.load(Ordering::Acquire)
+    }
+
+    /// Bytes held now, over every partition.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
     }
 }
 

@@ -68,6 +68,8 @@ pub mod kafka;
 pub mod metrics;
 pub mod offsets;
 pub mod retry;
+#[cfg(test)]
+mod sim;
 pub(crate) mod stats;
 pub mod transaction;
 mod worker;
@@ -85,6 +87,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaError;
 use tokio::sync::mpsc;
 
+use self::commit::Committer;
 pub use self::config::{Config, ConfigError, FieldError, Ordering};
 use self::coordinator::Coordinator;
 use self::flow::Credit;
@@ -385,17 +388,27 @@ impl Pool {
             }
         };
         let handlers: Vec<W> = (0..self.config.num_workers).map(&mut make).collect();
-        let coordinator = Coordinator::new(
-            self.config.clone(),
+        let (commits_tx, commits_rx) = mpsc::unbounded_channel();
+        let committer = Committer::spawn(
             self.consumer.shared(),
-            Arc::clone(&self.shared),
-            handlers,
-            credit,
+            commits_tx,
             self.transactions.clone(),
         );
         // Calls still running past the shutdown timeout end with it: they are its futures.
-        let result = match coordinator {
-            Ok(coordinator) => coordinator.run(shutdown, events_rx).await,
+        let result = match committer {
+            Ok(committer) => {
+                Coordinator::new(
+                    self.config.clone(),
+                    Arc::clone(&self.shared),
+                    handlers,
+                    credit,
+                    (committer, commits_rx),
+                    self.transactions.is_some(),
+                    context.seeks(),
+                )
+                .run(shutdown, events_rx)
+                .await
+            }
             Err(e) => Err(PoolError::Halted(HaltReason::ConsumerStopped {
                 reason: format!("cannot start the commit thread: {e}"),
             })),

@@ -40,11 +40,13 @@ pub(crate) fn schedule<T: Send + 'static>(
 ) {
     tokio::spawn(async move {
         tokio::select! {
+            // A fixed order, so a seeded simulation replays exactly: a cancel first.
+            biased;
+            () = cancel.cancelled() => {}
             () = tokio::time::sleep(delay) => {
                 // The pool may have stopped meanwhile; then the retry is simply not run.
                 let _ = to.send(item);
             }
-            () = cancel.cancelled() => {}
         }
     });
 }

@@ -47,6 +47,63 @@ pub(crate) enum Event {
     },
 }
 
+/// Partitions the coordinator asked to seek back (after an aborted transaction), and where;
+/// served by the poll thread at the start of its next round, which then sends
+/// [`Event::Rewound`].
+#[derive(Debug, Default)]
+pub(crate) struct Seeks(Mutex<Vec<(Tp, i64)>>);
+
+impl Seeks {
+    /// Asks for `tp` to be sought back to `offset`.
+    pub(crate) fn request(&self, tp: Tp, offset: i64) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((tp, offset));
+    }
+
+    /// The seeks asked for since the last call.
+    fn take(&self) -> Vec<(Tp, i64)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Serves the seeks asked for with `seek`; returns those done, for the caller to report
+    /// ([`Event::Rewound`]). One that fails is asked for again, for the next round.
+    pub(crate) fn serve<E: std::fmt::Display>(
+        &self,
+        mut seek: impl FnMut(&Tp, i64) -> Result<(), E>,
+    ) -> Vec<(Tp, i64)> {
+        let mut done = Vec::new();
+        for (tp, offset) in self.take() {
+            match seek(&tp, offset) {
+                Ok(()) => done.push((tp, offset)),
+                Err(e) => {
+                    tracing::warn!(topic = %tp.0, partition = tp.1, offset, error = %e, "seek failed; trying again");
+                    self.request(tp, offset);
+                }
+            }
+        }
+        done
+    }
+
+    /// Forgets the seeks asked for `tps` (revoked: a seek is for the assignment that asked).
+    pub(crate) fn forget(&self, tps: &[Tp]) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(tp, _)| !tps.contains(tp));
+    }
+
+    /// Whether no seek waits to be served.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+}
+
 /// What the context knows of the pool while it runs: where events go, and the bound that
 /// newly assigned partitions join.
 #[derive(Clone)]
@@ -97,9 +154,8 @@ pub struct PoolContext {
     /// The partition queues of the assignment, while a pool runs; read by the poll thread only
     /// (the rebalance callbacks run on it too), so the lock is never contended.
     feeds: Mutex<HashMap<Tp, Feed>>,
-    /// Partitions the coordinator asked to seek back, and where; served by the poll thread at
-    /// the start of its next round.
-    seeks: Mutex<Vec<(Tp, i64)>>,
+    /// Partitions the coordinator asked to seek back, and where.
+    seeks: Arc<Seeks>,
     /// Test-only fault injection: when set, the poll thread panics at its next turn, as it did
     /// on a non-UTF-8 header name before [`Message`] read names without rdkafka's unwrap.
     #[cfg(any(test, feature = "fault-injection"))]
@@ -114,7 +170,7 @@ impl Default for PoolContext {
             log: LogLimiter::new("consumer"),
             consumer: OnceLock::new(),
             feeds: Mutex::default(),
-            seeks: Mutex::default(),
+            seeks: Arc::default(),
             #[cfg(any(test, feature = "fault-injection"))]
             panic_in_poll: AtomicBool::new(false),
         }
@@ -242,16 +298,9 @@ impl PoolContext {
         }
     }
 
-    /// Asks the poll thread to seek `tp` back to `offset`; it then sends [`Event::Rewound`].
-    pub(crate) fn request_seek(&self, tp: Tp, offset: i64) {
-        self.seeks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((tp, offset));
-    }
-
-    fn take_seeks(&self) -> Vec<(Tp, i64)> {
-        std::mem::take(&mut *self.seeks.lock().unwrap_or_else(PoisonError::into_inner))
+    /// Where the coordinator asks the poll thread to seek.
+    pub(crate) fn seeks(&self) -> Arc<Seeks> {
+        Arc::clone(&self.seeks)
     }
 
     fn feeds(&self) -> MutexGuard<'_, HashMap<Tp, Feed>> {
@@ -565,18 +614,14 @@ fn receive(
 /// How long a seek may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the seeks the coordinator asked for, telling it of each; a seek that fails is tried
-/// again next round. `Err` once the coordinator is gone.
+/// Serves the seeks the coordinator asked for, telling it of each. `Err` once the coordinator
+/// is gone.
 fn seek_back(consumer: &BaseConsumer<PoolContext>, link: &Link) -> Result<(), ()> {
-    let context = consumer.context();
-    for (tp, offset) in context.take_seeks() {
-        match consumer.seek(&tp.0, tp.1, rdkafka::Offset::Offset(offset), SEEK_TIMEOUT) {
-            Ok(()) => link.send(Event::Rewound { tp, offset })?,
-            Err(e) => {
-                tracing::warn!(topic = %tp.0, partition = tp.1, offset, error = %e, "seek failed; trying again");
-                context.request_seek(tp, offset);
-            }
-        }
+    let sought = consumer.context().seeks.serve(|tp, offset| {
+        consumer.seek(&tp.0, tp.1, rdkafka::Offset::Offset(offset), SEEK_TIMEOUT)
+    });
+    for (tp, offset) in sought {
+        link.send(Event::Rewound { tp, offset })?;
     }
     Ok(())
 }
