@@ -775,19 +775,24 @@ mod tests {
     fn seeds_that_found_the_core_findings_pass() {
         let found = [
             // Finding 1: a transaction aborted during a revoke, then the revoke's commit passed
-            // its records (seed 1, 25 ms, 18 steps).
-            (1, "exactly-once output lost on a revoke after an abort"),
-            // Finding 5: a revoke held the poll thread 1.25 × shutdown_timeout (seed 2, 32 ms).
-            (2, "a revoke outlasts max.poll.interval.ms"),
-            // Finding 6: a refused dead letter of a partition let go halted the pool (seed 3,
-            // 38 ms).
-            (3, "a stale dead letter halts"),
+            // its records (seed 1, found in 25 ms, 18 steps). Finding 5 too: a revoke held the
+            // poll thread 1.25 x shutdown_timeout (seed 1, 23 ms).
+            (
+                1,
+                "exactly-once output lost on a revoke after an abort; a revoke too long",
+            ),
+            // Finding 6: a refused dead letter of a partition let go halted the pool (seed 10,
+            // 109 ms).
+            (10, "a stale dead letter halts"),
             // New: a partition that joins while another holds the whole bound took its share
-            // on top (seed 5, 65 ms).
-            (5, "the bound overshoots when a partition joins"),
+            // on top (seed 29, 228 ms).
+            (29, "the bound overshoots when a partition joins"),
             // New: a revoke's commit that timed out still landed after the revoke, and its
-            // records were committed again by the next assignment (seed 237, 1.9 s).
-            (237, "a withdrawn commit lands after its revoke"),
+            // records were committed again by the next assignment (seed 314, 2.5 s).
+            (314, "a withdrawn commit lands after its revoke"),
+            // Finding 3: an aborted transaction's rewind kept the bytes of the retries it
+            // cancelled; the partition crawled, its share spent (seed 766, 6.2 s).
+            (766, "byte credit leaks on a rewind"),
         ];
         for (seed, finding) in found {
             let kinds = Kinds {
