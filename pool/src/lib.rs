@@ -57,6 +57,8 @@
 //!   [with transactions](Pool::with_transactions), Kafka transactions carrying the records
 //!   handlers returned for the messages they commit (exactly-once output).
 //! - `stats` and [`metrics`] — what [`Pool::stats`] and Prometheus report.
+//! - `sim` (tests only) — the deterministic simulation: the coordinator driven by a simulated
+//!   consumer, broker and handlers under a seeded schedule, its invariants checked every step.
 
 mod commit;
 mod config;
