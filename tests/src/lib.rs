@@ -13,6 +13,9 @@
 //! - [`kafka`]: topics (admin client), producers (records with unique ids, keys, headers, null
 //!   values, any compression codec) and read-back of a topic's records, end offsets and a group's
 //!   committed offsets (through `burrow_pool::kafka::inspect`, the same code `burrow demo` uses).
+//! - [`log`]: a topic read from its log as stored (raw Fetch, transaction markers included), and
+//!   what a `read_committed` reader must see of it, for brokers that do not hide aborted
+//!   transactions (Tansu): committed and plain records kept, aborted and open ones dropped.
 //! - [`config`]: a builder that writes a `burrow.toml`: tenants, plugins, limits, pool settings,
 //!   failure policies; and a [`config::Pipeline`], a tenant with its own topics, ready to run.
 //! - [`process`]: a child process with its output kept, the real `burrow` binary run as one, and
@@ -31,6 +34,7 @@ pub mod broker;
 pub mod chaos;
 pub mod config;
 pub mod kafka;
+pub mod log;
 pub mod plugins;
 pub mod process;
 pub mod tls;
