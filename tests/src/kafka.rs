@@ -405,6 +405,10 @@ impl Record {
 }
 
 /// A reader of every partition of a topic from the beginning, accumulating what it has read.
+///
+/// It reads `read_committed`, but on a broker that does not hide aborted transactions (Tansu)
+/// it sees their records too: to count what a `read_committed` reader must see, use
+/// [`crate::log`].
 pub struct Reader {
     topic: String,
     client: ClientConfig,
@@ -555,7 +559,9 @@ impl Reader {
 /// Whether `broker` hides aborted transactions from `read_committed` readers, as Kafka's
 /// protocol says it must (KIP-98): a transaction of one record is aborted after the record was
 /// flushed to the broker, then one of one record is committed, and a reader reads the topic.
-/// Tansu 0.6.0 and librdkafka's mock cluster do not: the reader sees both records.
+/// Tansu 0.6.0 and librdkafka's mock cluster do not: the reader sees both records. (So what a
+/// `read_committed` reader must see is computed from the log by [`crate::log`]; this probe
+/// pins the mock cluster's behaviour for the pool's transaction tests.)
 pub fn hides_aborted_transactions(broker: &Broker) -> anyhow::Result<bool> {
     use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
     let topic = crate::unique("abort-probe");
@@ -585,6 +591,71 @@ pub fn hides_aborted_transactions(broker: &Broker) -> anyhow::Result<bool> {
     })?;
     reader.settle(Duration::from_secs(1))?;
     Ok(!reader.records.iter().any(|r| r.value_text() == "aborted"))
+}
+
+/// Whether `broker` keeps the input offsets a committed transaction carried, whatever other
+/// producers do, as Kafka does: producer A leaves a transaction open on a topic; producer B
+/// commits one to the same topic carrying offset 10 for a group, begins its next one (offset
+/// 20), and is replaced by a new producer of its transactional id (which aborts it); A commits.
+/// The group must then be at 10. Tansu 0.6.0 is not: it puts off applying B's offsets while A's
+/// transaction is open, and B's next transaction drops them, so the group stays where it was
+/// (measured; with no next transaction they land when A ends). A host killed then restarts
+/// below work whose records are committed, and runs it again: exactly-once duplicates in the
+/// log that no reader can tell from the pool's own.
+pub fn keeps_transaction_offsets(broker: &Broker) -> anyhow::Result<bool> {
+    use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
+    type Transactional = ThreadedProducer<DefaultProducerContext>;
+    let name = crate::unique("offsets-probe");
+    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+    create_topics(broker, &[(&input, 1), (&output, 1)])?;
+    let group: BaseConsumer = broker
+        .client()
+        .set("group.id", &name)
+        .create()
+        .context("creating the probe's group handle")?;
+    let group_metadata = group
+        .group_metadata()
+        .context("the probe's consumer has no group metadata")?;
+    let transactional = |id: &str| -> anyhow::Result<Transactional> {
+        let producer: Transactional = broker
+            .client()
+            .set("transactional.id", id)
+            .create()
+            .context("creating a probe producer")?;
+        producer.init_transactions(KAFKA_TIMEOUT)?;
+        Ok(producer)
+    };
+    let send = |producer: &Transactional, offset: Option<i64>| -> anyhow::Result<()> {
+        producer.begin_transaction()?;
+        producer
+            .send(BaseRecord::<[u8], [u8]>::to(&output).payload(b"probe".as_slice()))
+            .map_err(|(e, _)| e)?;
+        producer.flush(KAFKA_TIMEOUT)?;
+        if let Some(offset) = offset {
+            let mut offsets = TopicPartitionList::new();
+            offsets.add_partition_offset(&input, 0, Offset::Offset(offset))?;
+            producer.send_offsets_to_transaction(&offsets, &group_metadata, KAFKA_TIMEOUT)?;
+        }
+        Ok(())
+    };
+    let (a_id, b_id) = (format!("{name}-a"), format!("{name}-b"));
+    let a = transactional(&a_id)?;
+    let b = transactional(&b_id)?;
+    send(&a, None)?;
+    send(&b, Some(10))?;
+    b.commit_transaction(KAFKA_TIMEOUT)?;
+    send(&b, Some(20))?;
+    drop(b);
+    let b_again = transactional(&b_id)?;
+    a.commit_transaction(KAFKA_TIMEOUT)?;
+    // Kafka applies a transaction's offsets as its markers land: give them a few seconds.
+    let kept = crate::wait_for_within(Duration::from_secs(5), "the probe's offsets", || {
+        let at = committed(broker, &name, &input)?.get(&0).copied();
+        Ok((at == Some(10)).then_some(()))
+    });
+    drop(b_again);
+    // Not there in time: look once more, so that an error reading offsets fails the probe.
+    Ok(kept.is_ok() || committed(broker, &name, &input)?.get(&0) == Some(&10))
 }
 
 /// Every record in `topic` once it holds at least `n` (then nothing more for a second).
