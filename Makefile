@@ -88,7 +88,7 @@ chaos: setup plugins broker
 SEEDS ?= 100000
 START ?= 0
 sim: setup
-	BURROW_SIM_SEEDS=$(SEEDS) BURROW_SIM_START=$(START) BURROW_SIM_SEEK_BACK=1 BURROW_SIM_EXACTLY_ONCE=1 \
+	BURROW_SIM_SEEDS=$(SEEDS) BURROW_SIM_START=$(START) BURROW_SIM_EXACTLY_ONCE=1 \
 	  $(CARGO) test --release -p burrow-pool --lib sim::tests::survey -- --ignored --nocapture
 
 ## broker: install Tansu, the Kafka-protocol broker the end-to-end tests start, into .broker/

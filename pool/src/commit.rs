@@ -27,6 +27,8 @@ use crate::transaction::{TransactionError, Transactions};
 /// The broker's answer to a commit.
 pub(crate) struct Committed {
     pub(crate) offsets: Vec<(Tp, i64)>,
+    /// The epoch of each partition's offset when it was sent (see [`Request::epochs`]).
+    pub(crate) epochs: Vec<u64>,
     pub(crate) answer: Answer,
 }
 
@@ -82,6 +84,9 @@ enum Reply {
 /// One commit asked of the committer, answered in the order asked.
 pub(crate) struct Request {
     pub(crate) offsets: Vec<(Tp, i64)>,
+    /// Each partition's epoch when its offset was sent, one per offset: an answer from before
+    /// a rewind says nothing of the epoch after it.
+    pub(crate) epochs: Vec<u64>,
     /// With transactions: the records of the messages these offsets commit.
     pub(crate) records: Vec<OutRecord>,
     reply: Reply,
@@ -105,6 +110,7 @@ impl Request {
             Reply::Background(results) => {
                 let _ = results.send(Committed {
                     offsets: self.offsets,
+                    epochs: self.epochs,
                     answer,
                 });
             }
@@ -154,12 +160,18 @@ impl Committer {
     }
 
     /// Commits in the background: the result comes back on the results channel.
-    pub(crate) fn commit(&self, offsets: Vec<(Tp, i64)>, records: Vec<OutRecord>) {
+    pub(crate) fn commit(
+        &self,
+        offsets: Vec<(Tp, i64)>,
+        epochs: Vec<u64>,
+        records: Vec<OutRecord>,
+    ) {
         let reply = Reply::Background(self.results.clone());
         // A send fails only if the thread died, which `serve` cannot do but by a panic in
         // librdkafka's binding: the offsets are then committed by a later commit or redelivered.
         let _ = self.requests.send(Request {
             offsets,
+            epochs,
             records,
             reply,
         });
@@ -169,12 +181,14 @@ impl Committer {
     pub(crate) async fn commit_and_wait(
         &self,
         offsets: Vec<(Tp, i64)>,
+        epochs: Vec<u64>,
         records: Vec<OutRecord>,
         timeout: Duration,
     ) -> Result<Answer, WaitError> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             offsets,
+            epochs,
             records,
             reply: Reply::Waiting(reply),
         };

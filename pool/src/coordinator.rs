@@ -442,13 +442,13 @@ impl<W: Work> Coordinator<W> {
             Some(p) => !self.stopping && !p.revoking && p.offsets.rewinds(message.offset),
         };
         if rewinds {
-            self.rewind(&tp, message.offset);
+            self.went_back(&tp, message.offset);
         }
         let stopping = self.stopping;
         let Some(p) = self.partitions.get_mut(&tp) else {
             return;
         };
-        if stopping || p.revoking || !p.offsets.track(message.offset) {
+        if stopping || p.revoking || p.rewinding || !p.offsets.track(message.offset) {
             if let Some(flow) = &p.flow {
                 self.credit.release_bytes(flow, message.weight());
                 self.credit.release_messages(flow, 1);
@@ -466,21 +466,55 @@ impl<W: Work> Coordinator<W> {
 
     /// The consumer went back within an assignment (a seek, an offset reset after the log was
     /// truncated): offsets at or below ones already seen arrive again, and may be other records
-    /// than before. They are processed, not refused: the partition starts a new epoch from
-    /// `offset` — a fresh tracker, its queued jobs and retries dropped, its calls still running
-    /// left to end before anything of the new epoch starts — and its commits follow the new
-    /// epoch, even below what was committed.
-    fn rewind(&mut self, tp: &Tp, offset: i64) {
+    /// than before. They are processed, not refused. What was received below `offset` and is
+    /// not done yet is owed, and will not be fetched again: if there is any, the partition is
+    /// sought back to the first of it (what arrives until then is dropped), so nothing is
+    /// committed past it; otherwise the partition starts a new epoch from `offset`.
+    fn went_back(&mut self, tp: &Tp, offset: i64) {
+        let owed = self
+            .partitions
+            .get(tp)
+            .and_then(|p| p.offsets.first_pending())
+            .filter(|&first| first < offset);
+        match owed {
+            Some(first) => {
+                tracing::warn!(
+                    topic = %tp.0, partition = tp.1, offset, owed = first,
+                    "the consumer went back past messages not done yet; fetching again from the first of them"
+                );
+                self.seek_back(tp, first);
+            }
+            None => {
+                tracing::warn!(
+                    topic = %tp.0, partition = tp.1, offset,
+                    "the consumer went back within the assignment; processing the partition again from there"
+                );
+                self.rewind(tp);
+            }
+        }
+    }
+
+    /// Starts `tp` over from `target`: a new epoch there, and a seek the poll thread serves;
+    /// until it has ([`Event::Rewound`]), what arrives was fetched before and is dropped.
+    fn seek_back(&mut self, tp: &Tp, target: i64) {
+        self.rewind(tp);
+        if let Some(p) = self.partitions.get_mut(tp) {
+            p.rewinding = true;
+        }
+        self.seeks.request(tp.clone(), target);
+        self.credit.wake();
+    }
+
+    /// Starts a new epoch of `tp` from the next offset it receives — a fresh tracker, its queued jobs and retries
+    /// dropped, its calls still running left to end before anything of the new epoch starts —
+    /// whose commits follow the new epoch, even below what was committed.
+    fn rewind(&mut self, tp: &Tp) {
         let dropped = self.dispatch.drop_partition(tp);
         self.next_epoch += 1;
         let epoch = self.next_epoch;
         let Some(p) = self.partitions.get_mut(tp) else {
             return;
         };
-        tracing::warn!(
-            topic = %tp.0, partition = tp.1, offset,
-            "the consumer went back within the assignment; processing the partition again from there"
-        );
         if let Some(flow) = &p.flow {
             let bytes: usize = dropped
                 .iter()
@@ -530,7 +564,11 @@ impl<W: Work> Coordinator<W> {
             return;
         }
         self.zombies.remove(tp);
-        if let Some(p) = self.partitions.get_mut(tp) {
+        // A partition being revoked starts nothing more: its parked jobs go with it (pushed,
+        // they would hold lanes that no job of a later assignment could pass).
+        if let Some(p) = self.partitions.get_mut(tp)
+            && !p.revoking
+        {
             for job in std::mem::take(&mut p.parked) {
                 self.dispatch.push(job);
             }
@@ -762,12 +800,7 @@ impl<W: Work> Coordinator<W> {
             topic = %tp.0, partition = tp.1, offset = target,
             "transaction aborted; processing the partition again from its last committed offset"
         );
-        self.rewind(tp, target);
-        if let Some(p) = self.partitions.get_mut(tp) {
-            p.rewinding = true;
-        }
-        self.seeks.request(tp.clone(), target);
-        self.credit.wake();
+        self.seek_back(tp, target);
     }
 
     /// A late result came in: it is judged as the handler's own result would have been; a
@@ -979,10 +1012,10 @@ impl<W: Work> Coordinator<W> {
         if offsets.is_empty() {
             return;
         }
-        self.mark_sent(&offsets);
+        let epochs = self.mark_sent(&offsets);
         self.committing += 1;
         let records = self.take_outputs_if_transactional(&offsets);
-        self.committer.commit(offsets, records);
+        self.committer.commit(offsets, epochs, records);
     }
 
     /// Whether the transactional producer has failed for good: nothing can commit any more,
@@ -999,19 +1032,25 @@ impl<W: Work> Coordinator<W> {
         }
     }
 
-    fn mark_sent(&mut self, offsets: &[(Tp, i64)]) {
+    /// Records `offsets` as sent; returns each one's epoch, for its answer.
+    fn mark_sent(&mut self, offsets: &[(Tp, i64)]) -> Vec<u64> {
         let transactional = self.transactional;
-        for (tp, next) in offsets {
-            if let Some(p) = self.partitions.get_mut(tp) {
-                p.sent = Some(*next);
-                p.in_doubt += usize::from(transactional);
-            }
-        }
+        offsets
+            .iter()
+            .map(|(tp, next)| match self.partitions.get_mut(tp) {
+                Some(p) => {
+                    p.sent = Some(*next);
+                    p.in_doubt += usize::from(transactional);
+                    p.epoch
+                }
+                None => 0,
+            })
+            .collect()
     }
 
     /// Records what the broker confirmed; a refused commit will be resent by the next one, an
     /// aborted transaction's partitions start over, a fatal one halts the pool.
-    fn confirm(&mut self, offsets: &[(Tp, i64)], answer: &Answer) {
+    fn confirm(&mut self, offsets: &[(Tp, i64)], epochs: &[u64], answer: &Answer) {
         let result = &answer.result;
         let kafka: KafkaResult<()> = result.as_ref().map(|_| ()).map_err(|e| e.kafka().clone());
         self.shared.record_commit(offsets, &kafka);
@@ -1023,31 +1062,29 @@ impl<W: Work> Coordinator<W> {
             };
             self.shared.transaction(end, answer.records, answer.took);
         }
-        if self.transactional {
-            for (tp, _) in offsets {
-                if let Some(p) = self.partitions.get_mut(tp) {
-                    p.in_doubt = p.in_doubt.saturating_sub(1);
-                }
-            }
+        if let Err(CommitError::Fatal(e)) = result {
+            self.halt.get_or_insert(HaltReason::Transactions {
+                reason: e.to_string(),
+            });
         }
-        for (tp, next) in offsets {
+        let transactional = self.transactional;
+        for ((tp, next), &epoch) in offsets.iter().zip(epochs) {
+            let Some(p) = self.partitions.get_mut(tp) else {
+                continue;
+            };
+            if transactional {
+                p.in_doubt = p.in_doubt.saturating_sub(1);
+            }
+            if p.epoch != epoch {
+                // Sent before a rewind: it says nothing of this epoch, whose own commits
+                // follow (the rewind already reset what was sent and confirmed).
+                continue;
+            }
             match result {
-                Ok(()) => {
-                    if let Some(p) = self.partitions.get_mut(tp) {
-                        p.confirmed = p.confirmed.max(Some(*next));
-                    }
-                }
-                Err(CommitError::Refused(_)) => {
-                    if let Some(p) = self.partitions.get_mut(tp) {
-                        p.sent = p.confirmed;
-                    }
-                }
+                Ok(()) => p.confirmed = p.confirmed.max(Some(*next)),
+                Err(CommitError::Refused(_)) => p.sent = p.confirmed,
                 Err(CommitError::Aborted(_)) => self.rewind_aborted(tp),
-                Err(CommitError::Fatal(e)) => {
-                    self.halt.get_or_insert(HaltReason::Transactions {
-                        reason: e.to_string(),
-                    });
-                }
+                Err(CommitError::Fatal(_)) => {}
             }
         }
     }
@@ -1055,7 +1092,7 @@ impl<W: Work> Coordinator<W> {
     /// A background commit's answer.
     fn on_committed(&mut self, c: Committed) {
         self.committing = self.committing.saturating_sub(1);
-        self.confirm(&c.offsets, &c.answer);
+        self.confirm(&c.offsets, &c.epochs, &c.answer);
         if std::mem::take(&mut self.commit_again) {
             self.commit(Trigger::Batch);
         }
@@ -1078,17 +1115,17 @@ impl<W: Work> Coordinator<W> {
         if offsets.is_empty() || self.fenced() {
             return Ok(());
         }
-        self.mark_sent(&offsets);
+        let epochs = self.mark_sent(&offsets);
         let records = self.take_outputs_if_transactional(&offsets);
         let answer = match self
             .committer
-            .commit_and_wait(offsets.clone(), records, timeout)
+            .commit_and_wait(offsets.clone(), epochs.clone(), records, timeout)
             .await
         {
             Ok(answer) | Err(WaitError::Kafka(answer)) => answer,
             Err(WaitError::TimedOut) => return Err(PoolError::CommitTimeout),
         };
-        self.confirm(&offsets, &answer);
+        self.confirm(&offsets, &epochs, &answer);
         match answer.result {
             Ok(()) => Ok(()),
             Err(e) => Err(PoolError::Commit(e.kafka().clone())),
@@ -1101,7 +1138,7 @@ impl<W: Work> Coordinator<W> {
             match tokio::time::timeout_at(deadline, self.commits_rx.recv()).await {
                 Ok(Some(c)) => {
                     self.committing = self.committing.saturating_sub(1);
-                    self.confirm(&c.offsets, &c.answer);
+                    self.confirm(&c.offsets, &c.epochs, &c.answer);
                 }
                 Ok(None) | Err(_) => return,
             }

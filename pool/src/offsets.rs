@@ -77,6 +77,11 @@ impl PartitionOffsets {
         }
     }
 
+    /// The first offset received and not done yet: what the commit waits on.
+    pub fn first_pending(&self) -> Option<i64> {
+        self.window.first_key_value().map(|(offset, _)| *offset)
+    }
+
     /// The offset to commit (the next one to consume), or `None` while nothing is done.
     pub fn committable(&self) -> Option<i64> {
         self.next

@@ -45,6 +45,8 @@ pub(super) struct Member {
     pub(super) feeds: BTreeMap<i32, Feed>,
     pub(super) revoking: Option<Revoking>,
     topic: Arc<str>,
+    /// The coordinator's stats, for what a stall report says.
+    pub(super) stats: Arc<Stats>,
 }
 
 impl Member {
@@ -69,9 +71,10 @@ impl Member {
                 transactional,
             })
             .collect();
+        let stats = Arc::new(Stats::new(None));
         let coordinator = Coordinator::new(
             config.clone(),
-            Arc::new(Stats::new(None)),
+            Arc::clone(&stats),
             handlers,
             Arc::clone(&credit),
             (committer, commits_rx),
@@ -97,6 +100,7 @@ impl Member {
             feeds: BTreeMap::new(),
             revoking: None,
             topic: Arc::from(TOPIC),
+            stats,
         }
     }
 
