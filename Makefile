@@ -81,14 +81,13 @@ MESSAGES ?= 1000000
 chaos: setup plugins broker
 	$(CARGO) run -p burrow-e2e --bin chaos -- $(MESSAGES)
 
-## sim: the pool's deterministic simulation over SEEDS seeds from START (release build), every
-## kind of schedule on, including those still open in issue 18; prints, for each kind of
-## violation, the first seed that found it. `make sim START=N SEEDS=1` and the test `replay`
-## (BURROW_SIM_START=N) print one seed's shortest failing schedule. `make test` runs 2,000.
+## sim: the pool's deterministic simulation over SEEDS seeds from START (release build); prints,
+## for each kind of violation, the first seed that found it. The test `replay`
+## (BURROW_SIM_START=N) prints one seed's shortest failing schedule. `make test` runs 2,000.
 SEEDS ?= 100000
 START ?= 0
 sim: setup
-	BURROW_SIM_SEEDS=$(SEEDS) BURROW_SIM_START=$(START) BURROW_SIM_EXACTLY_ONCE=1 \
+	BURROW_SIM_SEEDS=$(SEEDS) BURROW_SIM_START=$(START) \
 	  $(CARGO) test --release -p burrow-pool --lib sim::tests::survey -- --ignored --nocapture
 
 ## broker: install Tansu, the Kafka-protocol broker the end-to-end tests start, into .broker/

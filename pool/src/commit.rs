@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
@@ -89,6 +89,11 @@ pub(crate) struct Request {
     pub(crate) epochs: Vec<u64>,
     /// With transactions: the records of the messages these offsets commit.
     pub(crate) records: Vec<OutRecord>,
+    /// The group's metadata when the commit was asked for, before any rebalance that follows:
+    /// a transaction the committer runs after this member lost its partitions carries the old
+    /// generation, and the broker fences it (KIP-447) instead of committing it beside the new
+    /// owner's.
+    group: Option<ConsumerGroupMetadata>,
     reply: Reply,
 }
 
@@ -124,6 +129,9 @@ impl Request {
 /// The coordinator's handle on the committer thread; the thread ends when it is dropped.
 pub(crate) struct Committer {
     requests: Sender<Request>,
+    /// The consumer whose group metadata each commit takes when it is asked for; `None` for a
+    /// committer served by the simulation.
+    consumer: Option<Arc<BaseConsumer<PoolContext>>>,
     /// Where background results go.
     results: mpsc::UnboundedSender<Committed>,
 }
@@ -145,18 +153,29 @@ impl Committer {
         results: mpsc::UnboundedSender<Committed>,
         transactions: Option<Arc<Transactions>>,
     ) -> std::io::Result<Self> {
-        let (committer, queue) = Self::queue(results);
+        let (mut committer, queue) = Self::queue(results);
+        committer.consumer = Some(Arc::clone(&consumer));
         std::thread::Builder::new()
             .name("burrow-commit".into())
             .spawn(move || serve(&consumer, transactions.as_deref(), &queue))?;
         Ok(committer)
     }
 
+    /// The group's metadata now.
+    fn group(&self) -> Option<ConsumerGroupMetadata> {
+        self.consumer.as_ref().and_then(|c| c.group_metadata())
+    }
+
     /// A committer whose requests someone else serves, in order, from the returned queue: the
     /// thread [`Committer::spawn`] starts, or the simulation's broker.
     pub(crate) fn queue(results: mpsc::UnboundedSender<Committed>) -> (Self, Receiver<Request>) {
         let (requests, queue) = channel();
-        (Self { requests, results }, queue)
+        let committer = Self {
+            requests,
+            consumer: None,
+            results,
+        };
+        (committer, queue)
     }
 
     /// Commits in the background: the result comes back on the results channel.
@@ -173,6 +192,7 @@ impl Committer {
             offsets,
             epochs,
             records,
+            group: self.group(),
             reply,
         });
     }
@@ -190,6 +210,7 @@ impl Committer {
             offsets,
             epochs,
             records,
+            group: self.group(),
             reply: Reply::Waiting(reply),
         };
         if self.requests.send(request).is_err() {
@@ -217,7 +238,7 @@ fn serve(
         let started = std::time::Instant::now();
         let result = match transactions {
             Some(t) => t
-                .transact(consumer, &request.offsets, &request.records)
+                .transact(request.group.as_ref(), &request.offsets, &request.records)
                 .map_err(CommitError::from),
             None => tpl_of(&request.offsets)
                 .and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync))

@@ -182,6 +182,10 @@ pub(crate) struct Coordinator<W> {
     next_epoch: u64,
     /// Set once shutdown or a halt began: nothing new is started.
     stopping: bool,
+    /// The transactional producer failed for good: no transaction is tried again, not even
+    /// the last commit (the records of the one that failed are gone; the next owner starts
+    /// from the last committed offsets).
+    fenced: bool,
     /// Every commit is a transaction carrying its messages' records (see `crate::transaction`).
     transactional: bool,
     /// To ask the poll thread to seek a partition back after an aborted transaction.
@@ -229,6 +233,7 @@ impl<W: Work> Coordinator<W> {
             zombies: FxHashMap::default(),
             next_epoch: 0,
             stopping: false,
+            fenced: false,
             halt: None,
         }
     }
@@ -1019,9 +1024,9 @@ impl<W: Work> Coordinator<W> {
     }
 
     /// Whether the transactional producer has failed for good: nothing can commit any more,
-    /// and the pool is halting.
+    /// and the pool is halting (whatever halted it first).
     fn fenced(&self) -> bool {
-        matches!(self.halt, Some(HaltReason::Transactions { .. }))
+        self.fenced
     }
 
     fn take_outputs_if_transactional(&mut self, offsets: &[(Tp, i64)]) -> Vec<OutRecord> {
@@ -1063,6 +1068,7 @@ impl<W: Work> Coordinator<W> {
             self.shared.transaction(end, answer.records, answer.took);
         }
         if let Err(CommitError::Fatal(e)) = result {
+            self.fenced = true;
             self.halt.get_or_insert(HaltReason::Transactions {
                 reason: e.to_string(),
             });

@@ -37,13 +37,13 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{OutRecord, PoolContext, Tp};
+use crate::kafka::{OutRecord, Tp};
 
 /// How long a record may wait for room in the producer's queue before its transaction fails.
 const QUEUE_PATIENCE: Duration = Duration::from_secs(30);
@@ -95,15 +95,16 @@ impl Transactions {
         Ok(Self { producer, timeout })
     }
 
-    /// Runs one transaction: produces `records`, adds `offsets` for `consumer`'s group, and
-    /// commits. Anything short of a commit is aborted.
+    /// Runs one transaction: produces `records`, adds `offsets` for the group as `group`
+    /// describes it (its generation when the commit was asked for), and commits. Anything
+    /// short of a commit is aborted.
     pub(crate) fn transact(
         &self,
-        consumer: &BaseConsumer<PoolContext>,
+        group: Option<&ConsumerGroupMetadata>,
         offsets: &[(Tp, i64)],
         records: &[OutRecord],
     ) -> Result<(), TransactionError> {
-        let result = self.try_transact(consumer, offsets, records);
+        let result = self.try_transact(group, offsets, records);
         tracing::debug!(
             records = records.len(),
             partitions = offsets.len(),
@@ -123,24 +124,22 @@ impl Transactions {
 
     fn try_transact(
         &self,
-        consumer: &BaseConsumer<PoolContext>,
+        group: Option<&ConsumerGroupMetadata>,
         offsets: &[(Tp, i64)],
         records: &[OutRecord],
     ) -> Result<(), KafkaError> {
+        // Only a consumer outside any group has none; the pool's consumers subscribe.
+        let group = group.ok_or(KafkaError::Global(RDKafkaErrorCode::InvalidArgument))?;
         self.begin()?;
         for record in records {
             self.send(record)?;
         }
-        // Only a consumer outside any group has none; the pool's consumers subscribe.
-        let group = consumer
-            .group_metadata()
-            .ok_or(KafkaError::Global(RDKafkaErrorCode::InvalidArgument))?;
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), next) in offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
         }
         self.producer
-            .send_offsets_to_transaction(&tpl, &group, self.timeout)?;
+            .send_offsets_to_transaction(&tpl, group, self.timeout)?;
         self.producer.commit_transaction(self.timeout)
     }
 

@@ -40,8 +40,9 @@ pub(super) struct Member {
     pub(super) credit: Arc<Credit>,
     pub(super) seeks: Arc<Seeks>,
     commits: Receiver<Request>,
-    /// Commits sent, in order, not answered yet.
-    pub(super) unanswered: VecDeque<Request>,
+    /// Commits sent, in order, not answered yet, each with the group's generation of every
+    /// partition when it was sent (the group metadata a real commit carries).
+    pub(super) unanswered: VecDeque<(Request, Vec<u64>)>,
     pub(super) feeds: BTreeMap<i32, Feed>,
     pub(super) revoking: Option<Revoking>,
     topic: Arc<str>,
@@ -115,13 +116,19 @@ impl Member {
         }
     }
 
-    /// Moves commits the coordinator sent into `unanswered`, in order.
-    pub(super) fn take_commits(&mut self) -> Vec<&Request> {
+    /// Moves commits the coordinator sent into `unanswered`, in order, with the generations
+    /// they were sent in.
+    pub(super) fn take_commits(&mut self, world: &Shared) -> Vec<&Request> {
         let before = self.unanswered.len();
         while let Ok(request) = self.commits.try_recv() {
-            self.unanswered.push_back(request);
+            let generations = lock(world).generation.clone();
+            self.unanswered.push_back((request, generations));
         }
-        self.unanswered.iter().skip(before).collect()
+        self.unanswered
+            .iter()
+            .skip(before)
+            .map(|(request, _)| request)
+            .collect()
     }
 
     /// Assigns `partitions`, each fetched from `positions`.

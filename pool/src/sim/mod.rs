@@ -96,7 +96,6 @@ impl Setup {
 #[derive(Debug)]
 pub(crate) struct Failure {
     pub(crate) seed: u64,
-    pub(crate) kinds: Kinds,
     pub(crate) steps: usize,
     pub(crate) violations: Vec<String>,
     pub(crate) trace: Vec<String>,
@@ -104,11 +103,7 @@ pub(crate) struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "seed {} ({:?}) fails in {} steps:",
-            self.seed, self.kinds, self.steps
-        )?;
+        writeln!(f, "seed {} fails in {} steps:", self.seed, self.steps)?;
         for v in &self.violations {
             writeln!(f, "  - {v}")?;
         }
@@ -121,14 +116,14 @@ impl std::fmt::Display for Failure {
 }
 
 /// Runs `seed` for `steps` steps and the final phase; `Err` with what failed.
-pub(crate) fn run(seed: u64, steps: usize, kinds: Kinds) -> Result<(), Failure> {
+pub(crate) fn run(seed: u64, steps: usize) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
     let world = runtime.block_on(async move {
-        let mut driver = Driver::new(seed, kinds);
+        let mut driver = Driver::new(seed);
         for step in 0..steps {
             driver.step(step).await;
         }
@@ -143,7 +138,6 @@ pub(crate) fn run(seed: u64, steps: usize, kinds: Kinds) -> Result<(), Failure> 
     }
     Err(Failure {
         seed,
-        kinds,
         steps,
         violations: std::mem::take(&mut w.violations),
         trace: std::mem::take(&mut w.trace),
@@ -169,7 +163,7 @@ pub(crate) fn shrink(failure: Failure) -> Failure {
     let mut ok = 0;
     let mut len = 1;
     while len < shortest.steps {
-        match run(shortest.seed, len, shortest.kinds) {
+        match run(shortest.seed, len) {
             Err(f) if same(&f) => {
                 shortest = f;
                 break;
@@ -181,7 +175,7 @@ pub(crate) fn shrink(failure: Failure) -> Failure {
     let (mut lo, mut hi) = (ok, shortest.steps);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        match run(shortest.seed, mid, shortest.kinds) {
+        match run(shortest.seed, mid) {
             Err(f) if same(&f) => {
                 hi = mid;
                 shortest = f;
@@ -205,7 +199,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(seed: u64, kinds: Kinds) -> Self {
+    fn new(seed: u64) -> Self {
         // The shape of the world first, from its own stream of the seed.
         let mut shape = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(!seed);
         let partitions = shape.random_range(1..5);
@@ -214,7 +208,7 @@ impl Driver {
             1 => Ordering::Partition,
             _ => Ordering::Key,
         };
-        let transactional = shape.random_ratio(3, 10) && kinds.exactly_once;
+        let transactional = shape.random_ratio(3, 10);
         let mut w = World::new(seed, partitions, ordering);
         let setup = Setup::draw(&mut w, transactional);
         w.trace.push(format!(
@@ -285,7 +279,7 @@ impl Driver {
     async fn observe(&mut self) {
         let sent: Vec<Vec<(i32, i64)>> = self
             .member
-            .take_commits()
+            .take_commits(&self.world)
             .iter()
             .map(|r| r.offsets.iter().map(|(tp, next)| (tp.1, *next)).collect())
             .collect();
@@ -371,8 +365,8 @@ impl Driver {
     /// The member is gone (its run ended, or it crashed): commits it sent and that were not
     /// answered may have landed or not; its partitions move on; a new member joins.
     async fn leave(&mut self, crashed: bool) {
-        self.member.take_commits();
-        while let Some(request) = self.member.unanswered.pop_front() {
+        self.member.take_commits(&self.world);
+        while let Some((request, _)) = self.member.unanswered.pop_front() {
             let landed = lock(&self.world).rng.random_ratio(1, 2);
             if landed {
                 self.apply(&request);
@@ -426,15 +420,16 @@ impl Driver {
             }
         }
         self.trace(format!(
-            "poll round (cap {cap}): {} [the pool holds {}]",
+            "poll round (cap {cap}): {} [the pool holds {} messages, {} bytes]",
             taken.join(", "),
-            self.member.credit.messages()
+            self.member.credit.messages(),
+            self.member.credit.bytes()
         ));
     }
 
     /// Answers the oldest commit sent: it lands, or is refused, aborted, or fenced.
     fn answer_commit(&mut self) {
-        let Some(request) = self.member.unanswered.pop_front() else {
+        let Some((request, generations)) = self.member.unanswered.pop_front() else {
             return;
         };
         // As the committer thread does: a commit nobody waits for any more is not sent.
@@ -446,7 +441,27 @@ impl Driver {
             let mut w = lock(&self.world);
             (w.faults, w.rng.random_range(0..100))
         };
+        // The group's generation moved on for a partition since it was sent: the broker
+        // fences the commit (KIP-447 for a transaction; an offset commit of an old generation
+        // is refused alike).
+        let stale = {
+            let w = lock(&self.world);
+            request
+                .offsets
+                .iter()
+                .any(|(tp, _)| w.generation[index(tp.1)] != generations[index(tp.1)])
+        };
         let result = match (self.setup.transactional, faults, roll) {
+            (true, ..) if stale && !self.fenced => Err(CommitError::Aborted(KafkaError::Global(
+                RDKafkaErrorCode::IllegalGeneration,
+            ))),
+            (false, ..) if stale => Err(CommitError::Refused(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::IllegalGeneration,
+            ))),
+            // A producer that failed for good fails every later transaction.
+            (true, ..) if self.fenced => Err(CommitError::Fatal(KafkaError::Global(
+                RDKafkaErrorCode::ProducerFenced,
+            ))),
             (_, false, _) | (false, true, 0..85) | (true, true, 0..80) => Ok(()),
             (false, true, _) => Err(CommitError::Refused(KafkaError::ConsumerCommit(
                 RDKafkaErrorCode::RebalanceInProgress,
@@ -568,7 +583,18 @@ impl Driver {
         lock(&self.world).faults = false;
         self.trace("final phase: no more faults".into());
         self.release();
-        for _ in 0..2000 {
+        // Slow progress is progress (a small byte bound holding outputs until each commit
+        // takes a message or two per commit interval): a stall is 30 s without a commit.
+        let mut last = Vec::new();
+        let mut still = 0;
+        while still < 1500 {
+            let committed = lock(&self.world).committed.clone();
+            if committed == last {
+                still += 1;
+            } else {
+                still = 0;
+                last = committed;
+            }
             self.observe().await;
             while !self.member.unanswered.is_empty() {
                 self.answer_commit();
@@ -592,7 +618,7 @@ impl Driver {
             }
         }
         let stall = self.stall();
-        lock(&self.world).violation(stall);
+        lock(&self.world).violation(format!("{stall} (no commit for 30 s)"));
     }
 
     fn quiescent(&self) -> bool {
@@ -612,7 +638,7 @@ impl Driver {
 
     fn stall(&self) -> String {
         let w = lock(&self.world);
-        let mut what = String::from("stalled after the final phase:");
+        let mut what = String::from("stalled in the final phase:");
         for p in 0..self.setup.partitions {
             let _ = write!(
                 what,
@@ -641,27 +667,6 @@ impl Driver {
             stats.partitions
         );
         what
-    }
-}
-
-/// Kinds of schedule still open in issue 18: `make sim` turns them on, `make test` leaves them
-/// off until they keep every invariant.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Kinds {
-    /// Exactly-once pools (`BURROW_SIM_EXACTLY_ONCE=1`). Three seeds of 3,000 still fail: byte
-    /// credit leaked under aborts (1013), an output missing after a fenced producer (1115),
-    /// and an output committed twice (2368).
-    pub(crate) exactly_once: bool,
-}
-
-impl Kinds {
-    pub(crate) const ALL: Self = Self { exactly_once: true };
-
-    /// The kinds the environment turns on.
-    pub(crate) fn from_env() -> Self {
-        Self {
-            exactly_once: std::env::var("BURROW_SIM_EXACTLY_ONCE").is_ok_and(|v| v == "1"),
-        }
     }
 }
 
@@ -712,7 +717,7 @@ mod tests {
         let seeds = seeds();
         let count = seeds.end - seeds.start;
         for seed in seeds {
-            if let Err(failure) = run(seed, STEPS, Kinds::from_env()) {
+            if let Err(failure) = run(seed, STEPS) {
                 let shortest = shrink(failure);
                 panic!("{shortest}");
             }
@@ -732,7 +737,7 @@ mod tests {
         let mut found: std::collections::BTreeMap<String, (u64, Duration, usize)> =
             std::collections::BTreeMap::new();
         for seed in seeds() {
-            if let Err(failure) = run(seed, STEPS, Kinds::from_env()) {
+            if let Err(failure) = run(seed, STEPS) {
                 for v in &failure.violations {
                     found
                         .entry(kind(v))
@@ -754,7 +759,7 @@ mod tests {
         let seed = seeds().start;
         // BURROW_SIM_KIND picks which of the seed's violations to shrink for.
         let wanted = std::env::var("BURROW_SIM_KIND").unwrap_or_default();
-        match run(seed, STEPS, Kinds::from_env()) {
+        match run(seed, STEPS) {
             Ok(()) => eprintln!("seed {seed} keeps every invariant"),
             Err(mut failure) => {
                 if let Some(i) = failure.violations.iter().position(|v| v.contains(&wanted)) {
@@ -776,40 +781,28 @@ mod tests {
             // poll thread 1.25 x shutdown_timeout (seed 1, 23 ms).
             (
                 1,
-                true,
                 "exactly-once output lost on a revoke after an abort; a revoke too long",
             ),
             // Finding 6: a refused dead letter of a partition let go halted the pool (seed 525,
             // 4.4 s).
-            (525, true, "a stale dead letter halts"),
+            (525, "a stale dead letter halts"),
             // New: a partition that joins while another holds the whole bound took its share
             // on top (seed 29, 228 ms).
-            (29, true, "the bound overshoots when a partition joins"),
-            // New: a revoke's commit that timed out still landed after the revoke, and its
-            // records were committed again by the next assignment (seed 314, 2.5 s).
-            (314, true, "a withdrawn commit lands after its revoke"),
+            (29, "the bound overshoots when a partition joins"),
             // Finding 3: an aborted transaction's rewind kept the bytes of the retries it
             // cancelled; the partition crawled, its share spent (seed 766, 6.2 s).
-            (766, true, "byte credit leaks on a rewind"),
+            (766, "byte credit leaks on a rewind"),
             // Finding 2's mechanism: the consumer went back to X past jobs below X not done
             // yet; they were dropped, never fetched again, and the new epoch committed past
             // them (seed 149, 1.2 s).
-            (
-                149,
-                true,
-                "a rewind drops what it still owes below its target",
-            ),
+            (149, "a rewind drops what it still owes below its target"),
             // New: a revoked partition's parked jobs were pushed when its zombies ended, and
             // their lane, never released, held the next assignment's jobs for good (seed
             // 1954, 14 s).
-            (
-                1954,
-                false,
-                "parked jobs of a revoked partition hold a lane",
-            ),
+            (1954, "parked jobs of a revoked partition hold a lane"),
         ];
-        for (seed, exactly_once, finding) in found {
-            if let Err(failure) = run(seed, STEPS, Kinds { exactly_once }) {
+        for (seed, finding) in found {
+            if let Err(failure) = run(seed, STEPS) {
                 panic!("{finding}:\n{}", shrink(failure));
             }
         }
@@ -825,7 +818,7 @@ mod tests {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let mut driver = Driver::new(seed, Kinds::ALL);
+                let mut driver = Driver::new(seed);
                 for step in 0..200 {
                     driver.step(step).await;
                 }
