@@ -541,8 +541,9 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
 /// fetching cannot go on.
 ///
 /// Each round serves the main queue first (rebalances, errors, and records of partitions not
-/// split yet, which are older than anything in their split queue), then takes from each
-/// partition queue as much as its credit allows, and hands the round's records over at once.
+/// split yet, which are older than anything in their split queue); once it is empty, takes
+/// from each partition queue as much as its credit allows; and hands the round's records over
+/// at once.
 /// With nothing to do it sleeps until a partition queue gets data, credit comes back, or
 /// [`IDLE_WAIT`] passes.
 fn receive(
@@ -563,9 +564,13 @@ fn receive(
             break;
         }
         let mut progressed = false;
+        let mut main_drained = false;
         for _ in 0..ROUND_MAIN {
             match consumer.poll(Duration::ZERO) {
-                None => break,
+                None => {
+                    main_drained = true;
+                    break;
+                }
                 Some(Ok(m)) => {
                     progressed = true;
                     let topic = topics
@@ -591,7 +596,10 @@ fn receive(
                 }
             }
         }
-        {
+        // A partition's own queue only once the main queue is empty: records fetched before
+        // the partition was split off (assigned before `run`) wait there, older than anything
+        // in its own queue, and must reach the pool first.
+        if main_drained {
             let feeds = context.feeds();
             for (tp, feed) in feeds.iter() {
                 progressed |= take_from(tp, feed, credit, &mut batch, &context.log);
