@@ -4,7 +4,7 @@
 //! outcomes from workers, retries whose delay is over, the commit tick) and decides alone, so
 //! the offset state needs no lock and every decision sees a consistent picture.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
@@ -28,64 +28,8 @@ use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow};
 use crate::kafka::client_log::{LogLimiter, Verdict};
 use crate::kafka::{Event, Message, OutRecord, Seeks, Tp};
-use crate::offsets::PartitionOffsets;
+use crate::partition::{Partition, Then as Answered, Trigger, Zombies};
 use crate::retry;
-
-/// One assigned partition, for as long as this member owns it.
-struct Partition {
-    offsets: PartitionOffsets,
-    /// Its part of the pool's bound, given back as messages leave; `None` for a partition the
-    /// poll thread does not meter (its records came through the main queue).
-    flow: Option<Arc<Flow>>,
-    /// Tells this assignment's jobs from an earlier one's.
-    epoch: u64,
-    /// Jobs of this partition at a worker now; a revoke waits for them.
-    in_flight: usize,
-    /// Jobs of this partition waiting for their retry delay, and their bytes (given back if
-    /// a rewind cancels them).
-    retrying: usize,
-    retrying_bytes: usize,
-    /// The last offset sent in a commit, so the same offset is not sent again.
-    sent: Option<i64>,
-    /// The last offset the broker confirmed for this assignment. Per assignment, not the
-    /// pool's all-time highest: after a reassignment from a lower committed offset (an offset
-    /// reset), what this member commits must still go out.
-    confirmed: Option<i64>,
-    /// Set on revoke: nothing more is dispatched or retried for it.
-    revoking: bool,
-    /// Jobs held back, in offset order, while jobs of an earlier assignment of this partition
-    /// still run (they outlived their revoke's deadline): the same offsets or keys must never
-    /// run twice at once.
-    parked: Vec<Job>,
-    /// Cancels this partition's retry timers on revoke.
-    retries: CancellationToken,
-    /// With transactions: the records of done messages, by offset, until a commit takes them
-    /// (see `crate::transaction`).
-    outputs: BTreeMap<i64, Vec<OutRecord>>,
-    /// Their bytes, held against the partition's part of the bound.
-    output_bytes: usize,
-    /// The first offset this epoch received: where an aborted transaction goes back to when
-    /// nothing was committed in it yet.
-    start: Option<i64>,
-    /// After an aborted transaction, until the poll thread has sought back: what arrives was
-    /// fetched before the seek and is dropped.
-    rewinding: bool,
-    /// Transactions sent and not answered that carry this partition's records: until they
-    /// are, nothing more is committed for it (one that aborts takes records the next would
-    /// pass).
-    in_doubt: usize,
-    /// A transaction carrying its records aborted while it was being revoked: it is not
-    /// committed again in this assignment, and its next owner starts from the last commit.
-    aborted: bool,
-}
-
-/// Calls of a partition's earlier epoch still running.
-struct Zombies {
-    running: usize,
-    /// The partition's part of the bound when they are from before a rewind (it still holds
-    /// their bytes); `None` after a revoke, which gave the part back whole.
-    flow: Option<Arc<Flow>>,
-}
 
 /// A job whose result came in later (see [`crate::Pending`]).
 struct Settled {
@@ -124,15 +68,6 @@ struct PendingRevoke {
     end: Instant,
     /// The rebalance (poll thread) waits on this.
     done: SyncSender<()>,
-}
-
-/// Why a commit is made, which decides what is worth sending.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Trigger {
-    /// `commit_batch_size` finished: send what advanced since the last send.
-    Batch,
-    /// `commit_interval` elapsed: also resend what the broker has not confirmed.
-    Interval,
 }
 
 pub(crate) struct Coordinator<W> {
@@ -356,25 +291,7 @@ impl<W: Work> Coordinator<W> {
 
     fn new_partition(&mut self, flow: Option<Arc<Flow>>) -> Partition {
         self.next_epoch += 1;
-        Partition {
-            offsets: PartitionOffsets::new(),
-            flow,
-            epoch: self.next_epoch,
-            in_flight: 0,
-            retrying: 0,
-            retrying_bytes: 0,
-            sent: None,
-            confirmed: None,
-            revoking: false,
-            parked: Vec::new(),
-            retries: self.retries.child_token(),
-            outputs: BTreeMap::new(),
-            output_bytes: 0,
-            start: None,
-            rewinding: false,
-            in_doubt: 0,
-            aborted: false,
-        }
+        Partition::new(flow, self.next_epoch, self.retries.child_token())
     }
 
     fn on_event(&mut self, event: Event) {
@@ -517,41 +434,19 @@ impl<W: Work> Coordinator<W> {
         let dropped = self.dispatch.drop_partition(tp);
         self.next_epoch += 1;
         let epoch = self.next_epoch;
+        let retries = self.retries.child_token();
         let Some(p) = self.partitions.get_mut(tp) else {
             return;
         };
-        if let Some(flow) = &p.flow {
-            let bytes: usize = dropped
-                .iter()
-                .chain(&p.parked)
-                .map(|job| job.message.weight())
-                .sum();
-            self.credit.release_bytes(flow, bytes);
-            self.credit
-                .release_messages(flow, p.offsets.held() + p.offsets.pending());
-            self.credit.release_bytes(flow, p.output_bytes);
-            self.credit.release_bytes(flow, p.retrying_bytes);
-        }
-        p.retrying_bytes = 0;
-        p.outputs.clear();
-        p.output_bytes = 0;
-        p.start = None;
-        p.parked.clear();
-        p.retries.cancel();
-        p.retries = self.retries.child_token();
         self.retrying -= p.retrying;
-        p.retrying = 0;
-        p.offsets = PartitionOffsets::new();
-        p.epoch = epoch;
-        p.sent = None;
-        p.confirmed = None;
-        if p.in_flight > 0 {
-            let zombies = self.zombies.entry(tp.clone()).or_insert(Zombies {
+        let (release, zombies) = p.restart(epoch, retries, &dropped);
+        release.to(&self.credit, p.flow.as_deref());
+        if zombies > 0 {
+            let entry = self.zombies.entry(tp.clone()).or_insert(Zombies {
                 running: 0,
                 flow: p.flow.clone(),
             });
-            zombies.running += p.in_flight;
-            p.in_flight = 0;
+            entry.running += zombies;
         }
     }
 
@@ -583,9 +478,7 @@ impl<W: Work> Coordinator<W> {
     /// The partition a job belongs to, if the job is not stale.
     fn partition_of(&mut self, job: &Job) -> Option<&mut Partition> {
         let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
-        self.partitions
-            .get_mut(&tp)
-            .filter(|p| p.epoch == job.epoch)
+        self.partitions.get_mut(&tp).filter(|p| p.owns(job))
     }
 
     /// A worker's call ended: its handler is idle again.
@@ -748,12 +641,10 @@ impl<W: Work> Coordinator<W> {
                 .get_or_insert(HaltReason::OutputWithoutTransactions);
             return;
         }
-        let bytes = records.iter().map(OutRecord::size).sum();
         let Some(p) = self.partition_of(job) else {
             return;
         };
-        p.outputs.insert(job.message.offset, records);
-        p.output_bytes += bytes;
+        let bytes = p.hold_outputs(job.message.offset, records);
         if let Some(flow) = p.flow.clone() {
             self.credit.hold_bytes(&flow, bytes);
         }
@@ -766,14 +657,9 @@ impl<W: Work> Coordinator<W> {
             let Some(p) = self.partitions.get_mut(tp) else {
                 continue;
             };
-            let above = p.outputs.split_off(next);
-            let below = std::mem::replace(&mut p.outputs, above);
-            let bytes: usize = below.values().flatten().map(OutRecord::size).sum();
-            p.output_bytes -= bytes;
-            if let Some(flow) = &p.flow {
-                self.credit.release_bytes(flow, bytes);
-            }
-            records.extend(below.into_values().flatten());
+            let (taken, release) = p.take_outputs(*next);
+            release.to(&self.credit, p.flow.as_deref());
+            records.extend(taken);
         }
         records
     }
@@ -784,7 +670,7 @@ impl<W: Work> Coordinator<W> {
         let Some(p) = self.partitions.get(tp) else {
             return;
         };
-        let Some(target) = p.confirmed.or(p.start) else {
+        let Some(target) = p.ledger.confirmed().or(p.start) else {
             return;
         };
         if p.rewinding {
@@ -797,7 +683,7 @@ impl<W: Work> Coordinator<W> {
                 "transaction aborted during a revoke; the next owner starts from the last committed offset"
             );
             if let Some(p) = self.partitions.get_mut(tp) {
-                p.aborted = true;
+                p.ledger.abort();
             }
             return;
         }
@@ -875,8 +761,7 @@ impl<W: Work> Coordinator<W> {
         let Some(p) = self.partition_of(&job) else {
             return;
         };
-        p.retrying += 1;
-        p.retrying_bytes += job.message.weight();
+        p.retry_scheduled(&job);
         let cancel = p.retries.clone();
         self.retrying += 1;
         let job = Job {
@@ -891,13 +776,7 @@ impl<W: Work> Coordinator<W> {
     fn mark_done(&mut self, job: &Job) {
         let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
         if let Some(p) = self.partitions.get_mut(&tp) {
-            let before = p.offsets.held() + p.offsets.pending();
-            p.offsets.mark_done(job.message.offset);
-            let left = before - (p.offsets.held() + p.offsets.pending());
-            if let Some(flow) = &p.flow {
-                self.credit.release_bytes(flow, job.message.weight());
-                self.credit.release_messages(flow, left);
-            }
+            p.done(job).to(&self.credit, p.flow.as_deref());
         }
         self.dispatch.finish(job);
         self.finished_since_commit += 1;
@@ -911,8 +790,7 @@ impl<W: Work> Coordinator<W> {
         if p.revoking || stopping {
             return;
         }
-        p.retrying -= 1;
-        p.retrying_bytes -= job.message.weight();
+        p.retry_due(&job);
         self.retrying -= 1;
         self.dispatch.retry(job);
     }
@@ -983,14 +861,10 @@ impl<W: Work> Coordinator<W> {
                 Some(only) => only.contains(tp),
                 None => !p.revoking,
             })
-            .filter(|(_, p)| !p.rewinding && !p.aborted && p.in_doubt == 0)
+            .filter(|(_, p)| !p.rewinding)
             .filter_map(|(tp, p)| {
-                let next = p.offsets.committable()?;
-                let already = match trigger {
-                    Trigger::Batch => p.sent,
-                    Trigger::Interval => p.confirmed,
-                };
-                (Some(next) > already).then(|| (tp.clone(), next))
+                let next = p.ledger.due(p.offsets.committable(), trigger)?;
+                Some((tp.clone(), next))
             })
             .collect()
     }
@@ -1044,8 +918,7 @@ impl<W: Work> Coordinator<W> {
             .iter()
             .map(|(tp, next)| match self.partitions.get_mut(tp) {
                 Some(p) => {
-                    p.sent = Some(*next);
-                    p.in_doubt += usize::from(transactional);
+                    p.ledger.sent(*next, transactional);
                     p.epoch
                 }
                 None => 0,
@@ -1078,19 +951,9 @@ impl<W: Work> Coordinator<W> {
             let Some(p) = self.partitions.get_mut(tp) else {
                 continue;
             };
-            if transactional {
-                p.in_doubt = p.in_doubt.saturating_sub(1);
-            }
-            if p.epoch != epoch {
-                // Sent before a rewind: it says nothing of this epoch, whose own commits
-                // follow (the rewind already reset what was sent and confirmed).
-                continue;
-            }
-            match result {
-                Ok(()) => p.confirmed = p.confirmed.max(Some(*next)),
-                Err(CommitError::Refused(_)) => p.sent = p.confirmed,
-                Err(CommitError::Aborted(_)) => self.rewind_aborted(tp),
-                Err(CommitError::Fatal(_)) => {}
+            let current = p.epoch == epoch;
+            if p.ledger.answered(*next, transactional, current, result) == Answered::StartOver {
+                self.rewind_aborted(tp);
             }
         }
     }

@@ -47,9 +47,13 @@
 //!   records and rebalances to the coordinator; the [`Message`] handlers read.
 //! - `flow` — the bound on what the pool holds, per partition: the poll thread takes from a
 //!   partition's own queue only while it has credit; nothing is paused, nothing refetched.
-//! - `coordinator` — one task that tracks offsets ([`offsets`]), orders and queues jobs
-//!   (`dispatch`), starts them on idle workers, gives credit back, and commits; [`retry`]
-//!   parks a retry on a timer without holding a worker.
+//! - `partition` — one assigned partition's life (its state diagram is there): its offsets
+//!   ([`offsets`]), its part of the bound, its epoch, its commit ledger (nothing committed past
+//!   a transaction in doubt or aborted; answers of an earlier epoch count for nothing), the
+//!   records its done messages hold for a transaction, its parked jobs and retries.
+//! - `coordinator` — one task that routes what happens to the partitions, orders and queues
+//!   jobs (`dispatch`), starts them on idle workers, and commits; [`retry`] parks a retry on a
+//!   timer without holding a worker.
 //! - `worker` — a worker's call: the user's function or [`Handler`] (`handler`), one attempt
 //!   (or one batch) at a time, run as a future of the coordinator's task; a result the handler
 //!   leaves [`Pending`] settles later in the coordinator, the worker already free.
@@ -69,6 +73,7 @@ mod handler;
 pub mod kafka;
 pub mod metrics;
 pub mod offsets;
+mod partition;
 pub mod retry;
 #[cfg(test)]
 mod sim;
