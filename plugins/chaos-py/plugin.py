@@ -17,6 +17,7 @@ demand, from a Python plugin.
 | `sleep:MS`               | busy-waits MS milliseconds, then commits                      |
 | `block:MS`               | sleeps MS ms in a host call (WASI clock poll), then commits   |
 | `emit:TOPIC`             | emits the message value to TOPIC, then commits                |
+| `emit-copies:N:TOPIC`    | emits the message value to TOPIC N times, then commits        |
 | `log:LEVEL:TEXT`         | logs TEXT at LEVEL (trace…error), then commits                |
 | `print:TEXT`             | writes TEXT to stdout and to stderr, then commits             |
 | `read-file:PATH`         | fails, reporting `read-file PATH: ok, N bytes` or `: error: E` |
@@ -107,6 +108,17 @@ def parse(text):
             return lambda msg: block(seconds)
         case ("emit", str(topic)):
             return lambda msg: emit(topic, msg.value)
+        case ("emit-copies", str(rest)):
+            n, colon, topic = rest.partition(":")
+            if not colon:
+                raise BadAction(f"`{text}`: expected emit-copies:N:TOPIC")
+            copies = number(text, n, 32)
+
+            def emit_copies(msg: Message) -> None:
+                for _ in range(copies):
+                    emit(topic, msg.value)
+
+            return emit_copies
         case ("log", str(rest)):
             level_name, colon, message = rest.partition(":")
             if not colon:

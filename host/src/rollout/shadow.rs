@@ -27,6 +27,9 @@ use crate::wasm::{CallError, Processed};
 
 /// Messages the shadow may be behind by before it skips.
 const QUEUE: usize = 10_000;
+/// Bytes (messages and the live verdicts' emits) the shadow may be behind by before it skips:
+/// what a slow candidate can make the host hold, whatever the messages weigh.
+const QUEUE_BYTES: u64 = 64 << 20;
 /// Differing messages kept for `/stats`.
 const SAMPLES: usize = 10;
 
@@ -39,9 +42,54 @@ struct Offer {
 /// The shadow of one tenant. Dropping it stops its thread after the batch in hand.
 pub(super) struct Shadow {
     offers: SyncSender<Offer>,
-    /// Messages waiting in the queue (the bound counts messages, not batches).
-    waiting: Arc<AtomicU64>,
+    /// What waits in the queue.
+    waiting: Arc<Backlog>,
     counts: Arc<Counts>,
+}
+
+/// What waits for the shadow, in messages and bytes; an offer that would pass either bound is
+/// skipped.
+#[derive(Default)]
+struct Backlog {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Backlog {
+    /// Counts `offer` in, unless it would pass a bound.
+    fn try_take(&self, offer: &Offer) -> bool {
+        let (n, bytes) = offer.weight();
+        let messages = self.messages.fetch_add(n, Ordering::Relaxed) + n;
+        let held = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if messages > QUEUE as u64 || held > QUEUE_BYTES {
+            self.give_back(offer);
+            return false;
+        }
+        true
+    }
+
+    /// Counts `offer` out: served, or never queued.
+    fn give_back(&self, offer: &Offer) {
+        let (n, bytes) = offer.weight();
+        self.messages.fetch_sub(n, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Offer {
+    /// Its messages, and the bytes it holds: theirs and the live verdicts' emits.
+    fn weight(&self) -> (u64, u64) {
+        let messages: usize = self.attempts.iter().map(|a| a.message.weight()).sum();
+        let emits: u64 = self
+            .live
+            .iter()
+            .flatten()
+            .flat_map(|p| &p.emitted)
+            .map(crate::wasm::record_size)
+            .sum();
+        let n = self.attempts.len() as u64;
+        (n, emits.saturating_add(messages as u64))
+    }
 }
 
 /// What the shadow found so far.
@@ -80,7 +128,7 @@ impl Shadow {
             nanos: AtomicU64::new(0),
             fuel: AtomicU64::new(0),
         });
-        let waiting = Arc::new(AtomicU64::new(0));
+        let waiting = Arc::new(Backlog::default());
         let (offers, queue) = mpsc::sync_channel::<Offer>(QUEUE);
         let thread_counts = Arc::clone(&counts);
         let thread_waiting = Arc::clone(&waiting);
@@ -94,7 +142,7 @@ impl Shadow {
                     return;
                 };
                 while let Ok(offer) = queue.recv() {
-                    thread_waiting.fetch_sub(offer.attempts.len() as u64, Ordering::Relaxed);
+                    thread_waiting.give_back(&offer);
                     for (attempt, live) in offer.attempts.iter().zip(offer.live) {
                         let message = to_plugin_message(&attempt.message, attempt.attempt);
                         let live = candidate.verdict_of(live);
@@ -126,29 +174,29 @@ impl Shadow {
     }
 }
 
+impl Shadow {
+    fn skipped(&self, messages: usize) {
+        self.counts
+            .results
+            .with_label_values(&["skipped"])
+            .inc_by(messages as u64);
+    }
+}
+
 impl Observer for Shadow {
     /// Hands a batch and its live results to the shadow, or skips it if the shadow is `QUEUE`
-    /// messages behind. Never waits.
+    /// messages or `QUEUE_BYTES` bytes behind. Never waits.
     fn offer(&self, attempts: Vec<Attempt>, live: Vec<Result<Processed, CallError>>) {
-        let n = attempts.len() as u64;
-        if self.waiting.fetch_add(n, Ordering::Relaxed) + n > QUEUE as u64 {
-            self.waiting.fetch_sub(n, Ordering::Relaxed);
-            self.counts
-                .results
-                .with_label_values(&["skipped"])
-                .inc_by(n);
+        let offer = Offer { attempts, live };
+        if !self.waiting.try_take(&offer) {
+            self.skipped(offer.attempts.len());
             return;
         }
-        match self.offers.try_send(Offer { attempts, live }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(offer) | TrySendError::Disconnected(offer)) => {
-                self.waiting.fetch_sub(n, Ordering::Relaxed);
-                let skipped = offer.attempts.len() as u64;
-                self.counts
-                    .results
-                    .with_label_values(&["skipped"])
-                    .inc_by(skipped);
-            }
+        if let Err(TrySendError::Full(offer) | TrySendError::Disconnected(offer)) =
+            self.offers.try_send(offer)
+        {
+            self.waiting.give_back(&offer);
+            self.skipped(offer.attempts.len());
         }
     }
 
@@ -180,7 +228,7 @@ impl Observer for Shadow {
             "candidate_mean_ms": c.nanos.load(Ordering::Relaxed) as f64 / calls as f64 / 1e6,
             "candidate_mean_fuel": c.fuel.load(Ordering::Relaxed) / calls,
             "results": results,
-            "behind": self.waiting.load(Ordering::Relaxed),
+            "behind": self.waiting.messages.load(Ordering::Relaxed),
             "differing_samples": samples,
         })
     }
@@ -235,4 +283,52 @@ pub enum ShadowError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot start the shadow thread: {0}")]
     Thread(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Message;
+
+    fn offer(messages: usize, bytes_each: usize) -> Offer {
+        let attempts = (0..messages)
+            .map(|i| {
+                let mut m = Message::new("in", 0, i64::try_from(i).unwrap_or_default());
+                m.payload = Some(vec![0; bytes_each]);
+                Attempt {
+                    message: Arc::new(m),
+                    attempt: 1,
+                }
+            })
+            .collect();
+        Offer {
+            attempts,
+            live: Vec::new(),
+        }
+    }
+
+    /// Finding 4 of issue 18: the shadow's queue held up to 10,000 messages whatever they
+    /// weighed. Large messages stop it at `QUEUE_BYTES`, few as they are; served ones make room.
+    #[test]
+    fn the_shadow_is_bounded_in_bytes_as_in_messages() {
+        let backlog = Backlog::default();
+        let big = offer(5, 10 << 20);
+        assert!(backlog.try_take(&big), "50 MiB fits");
+        assert!(
+            !backlog.try_take(&big),
+            "100 MiB does not, though 10 messages would"
+        );
+        assert_eq!(
+            backlog.messages.load(Ordering::Relaxed),
+            5,
+            "a refused offer leaves nothing"
+        );
+        backlog.give_back(&big);
+        assert!(backlog.try_take(&big), "served, it makes room");
+        assert!(backlog.try_take(&offer(QUEUE - 5, 1)));
+        assert!(
+            !backlog.try_take(&offer(1, 1)),
+            "and the bound in messages holds"
+        );
+    }
 }

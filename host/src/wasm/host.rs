@@ -78,7 +78,7 @@ impl bindings::Host for StoreState {
 impl bindings::burrow::plugin::types::Host for StoreState {}
 
 /// What a record weighs in host memory, near enough.
-fn record_size(record: &OutputRecord) -> u64 {
+pub(crate) fn record_size(record: &OutputRecord) -> u64 {
     let headers: usize = record
         .headers
         .iter()

@@ -53,6 +53,7 @@ mod bindings;
 mod call;
 mod deployment;
 mod host;
+pub(crate) use host::record_size;
 mod instance;
 mod limits;
 mod plugin;

@@ -82,9 +82,9 @@ pub(super) struct Emitted {
     /// Within a batch, the records of the messages before the current one, per message.
     pub(super) finished: Vec<Vec<OutputRecord>>,
     pub(super) bytes: u64,
-    /// The most bytes one call may emit: the memory cap, since the records sit in host memory
-    /// until the message commits and a plugin must not be able to use more there than in its
-    /// own memory.
+    /// The most bytes one call (a whole batch) may emit: the memory cap, since the records sit
+    /// in host memory until their messages commit and a plugin must not be able to use more
+    /// there than in its own memory — per worker, not per message of a batch.
     pub(super) byte_limit: u64,
 }
 
@@ -159,9 +159,11 @@ impl StoreState {
         }
         self.next += 1;
         if index > 0 {
+            // Not `bytes`: the records of every message of the batch sit in host memory until
+            // the batch returns, so the cap holds for the whole call (a batch over it runs
+            // again one by one, each message under the cap alone).
             let records = std::mem::take(&mut self.emitted.records);
             self.emitted.finished.push(records);
-            self.emitted.bytes = 0;
             let (stdout, stderr) = (self.stdout.take(), self.stderr.take());
             super::host::log_output(self, &stdout, &stderr);
         }

@@ -16,6 +16,7 @@
 //! | `sleep:MS`               | busy-waits MS milliseconds, then commits                      |
 //! | `block:MS`               | sleeps MS ms in a host call (WASI clock poll), then commits   |
 //! | `emit:TOPIC`             | emits the message value to TOPIC, then commits                |
+//! | `emit-copies:N:TOPIC`    | emits the message value to TOPIC N times, then commits        |
 //! | `log:LEVEL:TEXT`         | logs TEXT at LEVEL (trace…error), then commits                |
 //! | `print:TEXT`             | writes TEXT to stdout and to stderr, then commits             |
 //! | `read-file:PATH`         | fails, reporting `read-file PATH: ok, N bytes` or `: error: E` |
@@ -85,6 +86,7 @@ enum Action<'a> {
     Sleep(Duration),
     Block(Duration),
     Emit(&'a str),
+    EmitCopies(u64, &'a str),
     Log(Level, &'a str),
     Print(&'a str),
     ReadFile(&'a str),
@@ -113,6 +115,12 @@ impl<'a> Action<'a> {
             ("sleep", Some(ms)) => Action::Sleep(millis(text, ms)?),
             ("block", Some(ms)) => Action::Block(millis(text, ms)?),
             ("emit", Some(topic)) => Action::Emit(topic),
+            ("emit-copies", Some(rest)) => {
+                let (n, topic) = rest
+                    .split_once(':')
+                    .ok_or_else(|| format!("`{text}`: expected emit-copies:N:TOPIC"))?;
+                Action::EmitCopies(number(text, n)?, topic)
+            }
             ("log", Some(rest)) => {
                 let (level, message) = rest
                     .split_once(':')
@@ -157,6 +165,12 @@ impl<'a> Action<'a> {
             }
             Action::Emit(topic) => {
                 burrow_plugin::emit(Record::new(topic, msg.value.clone()));
+                Outcome::Commit
+            }
+            Action::EmitCopies(n, topic) => {
+                for _ in 0..n {
+                    burrow_plugin::emit(Record::new(topic, msg.value.clone()));
+                }
                 Outcome::Commit
             }
             Action::Log(level, message) => {
