@@ -5,8 +5,9 @@
 //! plugin. Most records say `emit:OUT` (processed = emitted); a few carry a plugin fault in
 //! their `burrow-action` header — a trap, a deadline overrun (`sleep` past the deadline), a
 //! call blocked in a host call past the deadline (`block`), a plain `fail` — and end as dead
-//! letters. While the host works, the driver injects, one at a
-//! time at random intervals: `kill -9` of a host and a restart, a second host joining the
+//! letters. The records flow in while the host works (paced so that the run lasts as long as
+//! one round of injections, and longer while a kind of fault has not landed), and the driver
+//! injects, one at a time at random intervals: `kill -9` of a host and a restart, a second host joining the
 //! group and later leaving (rebalances), a hot swap (the config rewritten to the other of two
 //! plugin files), and a broker stall (SIGSTOP, then SIGCONT, of Tansu). The first round
 //! injects one of each kind, so even a short run sees them all.
@@ -146,6 +147,16 @@ fn plugin_fault(n: u64, deadline_ms: u64) -> (&'static str, String) {
     }
 }
 
+/// How the stream flows: chunks of records, and the pause between two, so that `messages`
+/// records take about as long as `kinds` injections at the mean interval.
+fn pacing(options: &Options, kinds: usize) -> (u64, Duration) {
+    let chunk = (options.messages / 50).max(1_000);
+    let chunks = options.messages.div_ceil(chunk).max(1);
+    let mean = (options.interval.0 + options.interval.1) / 2;
+    let spread = mean * u32::try_from(kinds).unwrap_or(u32::MAX);
+    (chunk, spread / u32::try_from(chunks).unwrap_or(u32::MAX))
+}
+
 /// Runs the driver on `broker`; prints progress to stdout.
 pub fn run(broker: &Broker, options: &Options) -> anyhow::Result<Verdict> {
     let started = Instant::now();
@@ -177,7 +188,7 @@ pub fn run(broker: &Broker, options: &Options) -> anyhow::Result<Verdict> {
     };
     let path = config(&plugins[0]).write(dir.path())?;
 
-    // Produce everything first, in chunks (memory stays small for a million records).
+    // Records are produced in chunks while the run goes (memory stays small for a million).
     let emit = format!("emit:{output}");
     let mut produced: BTreeMap<u64, Position> = BTreeMap::new();
     let mut plugin_faults: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -208,13 +219,7 @@ pub fn run(broker: &Broker, options: &Options) -> anyhow::Result<Verdict> {
         }
         Ok(())
     };
-    produce_ids(0..options.messages, &mut produced)?;
-    let mut ends = kafka::ends_of(&produced.values().copied().collect::<Vec<_>>());
-    println!(
-        "chaos: produced {} records in {:.1}s",
-        produced.len(),
-        started.elapsed().as_secs_f64()
-    );
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
 
     let mut hosts = vec![Burrow::start(&path)?];
     let mut joined: Option<Burrow> = None;
@@ -232,34 +237,49 @@ pub fn run(broker: &Broker, options: &Options) -> anyhow::Result<Verdict> {
     let bound = started + options.bound;
     let mut done_at_last = 0;
     let mut next = Instant::now() + rng.random_range(options.interval.0..options.interval.1);
+    // The records flow in while the faults land: `messages` spread over the time the first
+    // round of injections takes, in chunks, and more (up to 4 x `messages`) while a kind of
+    // fault has still not landed; then the hosts drain what is left.
+    let (chunk, pause) = pacing(options, first_round.len());
+    let most = options.messages.saturating_mul(4);
+    let mut next_chunk = Instant::now();
     loop {
+        if Instant::now() > bound {
+            bail!(
+                "the run did not finish within {:?}: {} produced",
+                options.bound,
+                produced.len()
+            );
+        }
+        let count = produced.len() as u64;
+        let wanted = if round < first_round.len() {
+            most
+        } else {
+            options.messages
+        };
+        if count < wanted && Instant::now() >= next_chunk {
+            produce_ids(count..(count + chunk).min(wanted), &mut produced)?;
+            ends = kafka::ends_of(&produced.values().copied().collect::<Vec<_>>());
+            next_chunk = Instant::now() + pause;
+        }
         let committed = kafka::committed(broker, &group, &input).unwrap_or_default();
         let done: i64 = committed.values().sum();
         let all = ends.iter().all(|(p, end)| committed.get(p) == Some(end));
-        if all && round >= first_round.len() {
+        if all && produced.len() as u64 >= wanted {
+            if round < first_round.len() {
+                println!(
+                    "chaos: {} of {} kinds of fault landed before the stream's cap of {most}",
+                    round,
+                    first_round.len()
+                );
+            }
             break;
-        }
-        if all {
-            // The hosts finished before every kind of fault could land mid-run (the faster the
-            // pool, the sooner): keep the run going with more records until they have.
-            let next_id = produced.keys().next_back().map_or(0, |id| id + 1);
-            let more = (options.messages / 4).max(1_000);
-            produce_ids(next_id..next_id + more, &mut produced)?;
-            ends = kafka::ends_of(&produced.values().copied().collect::<Vec<_>>());
-            println!("chaos: the run got ahead of its faults; produced {more} more");
-            continue;
-        }
-        if Instant::now() > bound {
-            bail!(
-                "the run did not finish within {:?}: {done} committed",
-                options.bound
-            );
         }
         let injecting = round < first_round.len() || options.keep_injecting;
         // Each injection lands mid-run: only once the group has committed more since the last
         // one (so a fault never hits a host that has not started, or one still recovering).
-        if !injecting || Instant::now() < next || done <= done_at_last {
-            std::thread::sleep(Duration::from_millis(500));
+        if !injecting || all || Instant::now() < next || done <= done_at_last {
+            std::thread::sleep(Duration::from_millis(100));
             continue;
         }
         next = Instant::now() + rng.random_range(options.interval.0..options.interval.1);
