@@ -94,6 +94,16 @@ impl Seeks {
             .retain(|(tp, _)| !tps.contains(tp));
     }
 
+    /// Whether a seek of `tp` waits to be served.
+    #[cfg(test)]
+    pub(crate) fn wants(&self, tp: &Tp) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|(t, _)| t == tp)
+    }
+
     /// Whether no seek waits to be served.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {

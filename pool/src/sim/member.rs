@@ -31,6 +31,9 @@ pub(super) struct Revoking {
     pub(super) partitions: Vec<i32>,
     done: Receiver<()>,
     pub(super) since: Instant,
+    /// Set once over: the coordinator signalled it (`false`: it ended without, and the poll
+    /// thread went on, as the real one does).
+    pub(super) signalled: bool,
 }
 
 pub(super) struct Member {
@@ -154,19 +157,22 @@ impl Member {
             partitions,
             done: wait,
             since: Instant::now(),
+            signalled: false,
         });
     }
 
     /// Whether the revoke in progress is over; if so the partitions are let go.
     pub(super) fn revoke_finished(&mut self) -> Option<Revoking> {
-        let over = match &self.revoking {
-            Some(r) => !matches!(r.done.try_recv(), Err(TryRecvError::Empty)),
-            None => false,
+        let signalled = match &self.revoking {
+            Some(r) => match r.done.try_recv() {
+                Err(TryRecvError::Empty) => return None,
+                Ok(()) => true,
+                Err(TryRecvError::Disconnected) => false,
+            },
+            None => return None,
         };
-        if !over {
-            return None;
-        }
-        let revoking = self.revoking.take()?;
+        let mut revoking = self.revoking.take()?;
+        revoking.signalled = signalled;
         for partition in &revoking.partitions {
             if let Some(feed) = self.feeds.remove(partition) {
                 self.credit.leave(&feed.flow);
