@@ -286,3 +286,93 @@ async fn broker_faults_lose_nothing() {
     result.expect("clean shutdown");
     assert_eq!(cluster.committed(&group), cluster.ends());
 }
+
+/// Fails every message. A dead letter sent before `release` is cancelled is refused once it
+/// is; one sent after is acknowledged.
+struct RefusedDeadLetters {
+    release: CancellationToken,
+}
+
+impl burrow_pool::Handler for RefusedDeadLetters {
+    async fn process(&mut self, _: &Message, _: u32) -> Result<(), ProcessError> {
+        Err(ProcessError::permanent("bad record"))
+    }
+
+    async fn on_permanent_failure(
+        &mut self,
+        _: &Message,
+        _: &burrow_pool::Failure,
+    ) -> burrow_pool::FailureAction {
+        let release = self.release.clone();
+        let refused = !release.is_cancelled();
+        burrow_pool::FailureAction::MarkDoneWhen(burrow_pool::Pending::new(async move {
+            release.cancelled().await;
+            if refused {
+                Err(ProcessError::permanent("the dead-letter topic refused it"))
+            } else {
+                Ok(())
+            }
+        }))
+    }
+}
+
+/// Finding 6 of issue 18: a dead letter refused after its partition was revoked must not halt
+/// the member that let the partition go: the partition's next owner (this member again, or
+/// another) runs the message again. It halted the pool, naming a message it no longer owned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_refused_after_its_partition_was_revoked_does_not_halt() {
+    let cluster = Cluster::new(1, 1);
+    cluster.produce(1, 1);
+    let group = unique_group("stale-dead-letter");
+    // The revoke drains for 0.75 s, then lets the partition go with the dead letter awaited.
+    let config = Config {
+        shutdown_timeout: Duration::from_secs(1),
+        ..test_config()
+    };
+    let release = CancellationToken::new();
+    let a = Pool::new(cluster.consumer(&group), config.clone()).expect("pool a");
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let handler = || {
+        let release = release.clone();
+        move |_| RefusedDeadLetters {
+            release: release.clone(),
+        }
+    };
+    let (result_a, result_b) = guarded(async {
+        tokio::join!(
+            a.run_with(stop_a.clone().cancelled_owned(), handler()),
+            async {
+                until_stats(
+                    "a's dead letter awaited",
+                    || a.stats(),
+                    |s| s.results_awaited == 1,
+                )
+                .await;
+                // b joins: the group rebalances, a's partition is revoked.
+                let b = Pool::new(cluster.consumer(&group), config.clone()).expect("pool b");
+                let (result_b, ()) = tokio::join!(
+                    b.run_with(stop_b.clone().cancelled_owned(), handler()),
+                    async {
+                        until("the partition assigned again, to a or b", || {
+                            a.stats().rebalances >= 3 || b.stats().assigned_partitions > 0
+                        })
+                        .await;
+                        release.cancel();
+                        until("the partition committed by its owner", || {
+                            [a.stats(), b.stats()]
+                                .iter()
+                                .any(|s| s.partitions.iter().any(|p| p.committed_offset == Some(1)))
+                        })
+                        .await;
+                        stop_a.cancel();
+                        stop_b.cancel();
+                    }
+                );
+                result_b
+            }
+        )
+    })
+    .await;
+    result_a.expect("a dead letter refused after its partition was let go does not halt");
+    result_b.expect("b acknowledged its dead letter");
+}
