@@ -125,7 +125,17 @@ pub struct PoolSettings {
     /// How long shutdown and partition revocation wait for in-flight messages (`"30s"`).
     #[serde(default, deserialize_with = "units::opt_duration")]
     pub shutdown_timeout: Option<Duration>,
+    /// How long a tenant may take to start (`"10m"`): its transactional producer initialised
+    /// (exactly-once) and its consumer's first assignment from the group. Past it the tenant
+    /// halts, saying what it waited for. The host's, not the pool's: `to_pool_config` leaves it.
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    pub start_timeout: Option<Duration>,
 }
+
+/// How long a tenant may take to start by default: well past the longest join a healthy group
+/// makes a member wait (a rebalance waits up to the members' `max.poll.interval.ms`, 5 minutes
+/// by librdkafka's default, for the others to rejoin).
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Processing order guarantee.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -669,6 +679,7 @@ impl HostConfig {
                 &mut issues,
             );
             self.validate_shutdown_timeout(&at, tenant, &mut issues);
+            self.validate_start_timeout(&at, tenant, &mut issues);
             if !names.insert(tenant.name.as_str()) {
                 issues.push(issue(
                     format!("{at}.name"),
@@ -751,6 +762,50 @@ impl HostConfig {
                  revoke waits that long without polling, and the group would evict the member",
                 humantime::format_duration(shutdown),
                 humantime::format_duration(max_poll)
+            ),
+        ));
+    }
+
+    /// A member that comes back after a crash joins only once the group has given up on its
+    /// old self: after the consumer's `session.timeout.ms`. A `start_timeout` not longer than
+    /// that would halt a tenant at every restart after a crash. Reported where the value was
+    /// written, once.
+    fn validate_start_timeout(
+        &self,
+        at: &str,
+        tenant: &TenantConfig,
+        issues: &mut Vec<ConfigIssue>,
+    ) {
+        /// librdkafka's default `session.timeout.ms`.
+        const DEFAULT_SESSION_MS: u64 = 45_000;
+        const KEY: &str = "session.timeout.ms";
+        let session = match self.kafka.options.get(KEY).map(|v| v.trim().parse::<u64>()) {
+            None => Duration::from_millis(DEFAULT_SESSION_MS),
+            Some(Ok(ms)) => Duration::from_millis(ms),
+            // Not a number: building the consumer reports it, naming the key.
+            Some(Err(_)) => return,
+        };
+        let start = self.pool_settings_for(tenant).start_timeout();
+        if start > session {
+            return;
+        }
+        let key = if tenant.pool.start_timeout.is_some() {
+            format!("{at}.pool.start_timeout")
+        } else if self.pool.start_timeout.is_some() {
+            "pool.start_timeout".to_owned()
+        } else {
+            format!("kafka.options.{KEY}")
+        };
+        if issues.iter().any(|i| i.key == key) {
+            return;
+        }
+        issues.push(issue(
+            key,
+            format!(
+                "start_timeout ({}) must be longer than session.timeout.ms ({}): a member that \
+                 restarts after a crash waits that long for the group to drop its old self",
+                humantime::format_duration(start),
+                humantime::format_duration(session)
             ),
         ));
     }
@@ -972,7 +1027,13 @@ impl PoolSettings {
             retry_backoff_max: self.retry_backoff_max.or(base.retry_backoff_max),
             ordering: self.ordering.or(base.ordering),
             shutdown_timeout: self.shutdown_timeout.or(base.shutdown_timeout),
+            start_timeout: self.start_timeout.or(base.start_timeout),
         }
+    }
+
+    /// How long the tenant may take to start: the key, or [`DEFAULT_START_TIMEOUT`].
+    pub fn start_timeout(&self) -> Duration {
+        self.start_timeout.unwrap_or(DEFAULT_START_TIMEOUT)
     }
 
     /// The pool config these settings give: each key set here, the library default otherwise.

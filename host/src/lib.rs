@@ -14,8 +14,9 @@
 //! - [`pool`] — the `burrow-pool` crate: the consumer, many workers, offsets, ordering,
 //!   retries, backpressure, rebalances, commits and the pool's metrics. Its docs state the
 //!   guarantee.
-//! - [`tenant`] — one tenant: its pool, its plugin as the pool's handler, outcomes to offsets,
-//!   and a canary's routing, tallies and hot promotion or rollback.
+//! - [`tenant`] — one tenant: its start (what it waits for, said and bounded), its pool, its
+//!   plugin as the pool's handler, outcomes to offsets, and a canary's routing, tallies and hot
+//!   promotion or rollback.
 //! - [`kafka`] — the pool's message types and the acknowledged producer for emits and dead
 //!   letters.
 //! - [`wasm`] — the plugin runtime: one engine, compiled-once plugins, per-worker instances,

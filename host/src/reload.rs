@@ -19,7 +19,7 @@
 
 use std::path::Path;
 
-use crate::config::{HostConfig, TenantConfig};
+use crate::config::{HostConfig, PoolSettings, TenantConfig};
 
 /// A file of a tenant's that the host watches besides the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,7 +148,13 @@ fn restart_keys(
     if old.delivery != new.delivery {
         keys.push("delivery");
     }
-    if old_host.pool_settings_for(old) != new_host.pool_settings_for(new) {
+    // `start_timeout` bounds a start: a running tenant has started, a new value waits for
+    // its next one.
+    let running = |host: &HostConfig, tenant: &TenantConfig| PoolSettings {
+        start_timeout: None,
+        ..host.pool_settings_for(tenant)
+    };
+    if running(old_host, old) != running(new_host, new) {
         keys.push("pool");
     }
     keys
@@ -288,6 +294,17 @@ mod tests {
                 keys: vec!["pool"]
             }]
         );
+    }
+
+    /// A new `start_timeout` restarts nothing: it bounds a tenant's next start.
+    #[test]
+    fn start_timeout_change_restarts_nothing() {
+        let old = host(&tenant("a", ""));
+        let new = host(&format!(
+            "[pool]\nstart_timeout = \"2m\"\n{}",
+            tenant("a", "")
+        ));
+        assert_eq!(plan(&old, &new, never), vec![]);
     }
 
     /// Brokers cannot change under a running process: reported, not applied.

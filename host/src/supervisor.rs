@@ -124,6 +124,8 @@ impl Status for SharedTenants {
                 reasons.push(format!("tenant {name} halted: {why}"));
             } else if tenant.has_stopped() {
                 reasons.push(format!("tenant {name} stopped"));
+            } else if let Some(waiting) = tenant.starting() {
+                reasons.push(format!("tenant {name} is starting: {waiting}"));
             } else if tenant.stats().assigned_partitions == 0 {
                 reasons.push(format!("tenant {name} has no partitions assigned yet"));
             }

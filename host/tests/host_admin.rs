@@ -165,16 +165,20 @@ fn metrics_report_consumer_lag() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails unless the admin listener's first answer to `/readyz` is 503 naming `tenant` as not
-/// assigned yet (the group takes seconds to form: the first answer comes before any
+/// Fails unless the admin listener's first answer to `/readyz` is 503 naming `tenant` as
+/// joining its group (the group takes seconds to form: the first answer comes before any
 /// assignment).
 fn first_readyz_is_503_naming(host: &Host, tenant: &str) -> anyhow::Result<()> {
     let (code, body) = wait_for("the admin listener to answer", || {
         Ok(host.get("/readyz").ok())
     })?;
     assert_eq!(code, 503, "{body}");
+    let readiness: serde_json::Value = serde_json::from_str(&body)?;
+    let joining = format!("tenant {tenant} is starting: joining consumer group \"{tenant}-group\"");
     assert!(
-        body.contains(&format!("tenant {tenant} has no partitions assigned yet")),
+        readiness["reasons"].as_array().is_some_and(|r| r
+            .iter()
+            .any(|r| r.as_str().is_some_and(|r| r.starts_with(&joining)))),
         "{body}"
     );
     Ok(())

@@ -58,6 +58,7 @@ max_retries = 4
 retry_backoff_base = "50ms"
 ordering = "key"
 shutdown_timeout = "10s"
+start_timeout = "5m"
 [admin]
 listen = "0.0.0.0:9000"
 [log]
@@ -459,6 +460,35 @@ fn shutdown_timeout_must_be_below_max_poll_interval() {
         invalid_keys(&default),
         ["kafka.options.max.poll.interval.ms"]
     );
+}
+
+/// `start_timeout` is 10 minutes unless set, a tenant's own value wins, and one not longer
+/// than `session.timeout.ms` is refused where it was written: every restart after a crash
+/// would halt the tenant.
+#[test]
+fn start_timeout_defaults_and_must_outlast_the_session_timeout() {
+    let config = parse(MINIMAL).expect("parses");
+    let settings = config.pool_settings_for(&config.tenants[0]);
+    assert_eq!(settings.start_timeout(), Duration::from_secs(600));
+    let own =
+        parse(&(MINIMAL.to_owned() + "[tenant.pool]\nstart_timeout = \"90s\"\n")).expect("parses");
+    assert_eq!(
+        own.pool_settings_for(&own.tenants[0]).start_timeout(),
+        Duration::from_secs(90)
+    );
+
+    let top = MINIMAL.replace("[[tenant]]", "[pool]\nstart_timeout = \"45s\"\n[[tenant]]");
+    assert_eq!(invalid_keys(&top), ["pool.start_timeout"]);
+    let own = MINIMAL.to_owned() + "[tenant.pool]\nstart_timeout = \"0s\"\n";
+    assert_eq!(invalid_keys(&own), ["tenant[0].pool.start_timeout"]);
+    let options = "[kafka.options]\n\"session.timeout.ms\" = \"900000\"\n";
+    let default = MINIMAL.replace("[[tenant]]", &format!("{options}[[tenant]]"));
+    assert_eq!(invalid_keys(&default), ["kafka.options.session.timeout.ms"]);
+    let fast = MINIMAL.replace(
+        "[[tenant]]",
+        "[kafka.options]\n\"session.timeout.ms\" = \"6000\"\n[pool]\nstart_timeout = \"10s\"\n[[tenant]]",
+    );
+    parse(&fast).expect("parses").validate().expect("valid");
 }
 
 /// A read-only directory that does not exist is refused: every instance would fail to mount it.

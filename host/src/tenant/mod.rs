@@ -5,14 +5,16 @@
 //! limits and its own metrics registry. A tenant whose plugin loops is held to its deadline on
 //! its own workers; a tenant that halts stops alone.
 //!
-//! In the data's order: `handler` (one worker: the plugin's outcome to the pool's decision,
-//! emits produced at once, or handed to the pool's transaction with `delivery =
-//! "exactly-once"`), `canary` (a candidate's share of keys, its tallies, and its hot
-//! promotion or rollback), then this module, which starts and stops the whole.
+//! In the data's order: `start` (what a starting tenant waits for, said and bounded), `handler`
+//! (one worker: the plugin's outcome to the pool's decision, emits produced at once, or handed
+//! to the pool's transaction with `delivery = "exactly-once"`), `canary` (a candidate's share
+//! of keys, its tallies, and its hot promotion or rollback), then this module, which starts
+//! and stops the whole.
 
 mod canary;
 mod handler;
 mod metrics;
+mod start;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,8 +39,10 @@ use crate::wasm::{
 pub use canary::{By, Canary, Decision, End, EndError, Rules, Tally};
 pub use handler::{PluginHandler, to_plugin_message};
 pub use metrics::TenantMetrics;
+pub use start::{Phase, StartTimedOut};
 
 use canary::CanarySlot;
+use start::Start;
 
 /// Sees every batch the tenant's plugin answered, after the answer, without a say in it: a
 /// candidate version in shadow (`crate::rollout`). Defined here so the tenant need not know
@@ -120,9 +124,13 @@ pub(crate) struct Shared {
     max_record_bytes: usize,
 }
 
-/// How long each step of an exactly-once tenant's transactions may take (initialising the
-/// producer, adding offsets, committing, aborting).
+/// How long each step of an exactly-once tenant's transactions may take (adding offsets,
+/// committing, aborting), and each try at initialising its producer (tried again until the
+/// tenant's `start_timeout` while librdkafka calls the failure retriable).
 const TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long after a retriable failure to initialise transactions the next try starts.
+const TRANSACTION_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often a canary's rules are asked.
 const JUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -195,7 +203,9 @@ pub struct TenantError {
     pub error: Box<StartError>,
 }
 
-/// The part of a tenant that could not start.
+/// The part of a tenant that could not start: at once, in [`RunningTenant::start`] (its plugin,
+/// clients, pool, metrics), or in its task (its transactional producer, its subscription, the
+/// end of its `start_timeout`), which [`RunError::Start`] carries.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Its plugin was refused.
@@ -216,6 +226,25 @@ pub enum StartError {
     /// Its transactional producer (`delivery = "exactly-once"`) could not start.
     #[error("transactional producer {id}: {error}")]
     Transactions { id: String, error: TransactionError },
+    /// A thread of its own could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    /// It did not start within `start_timeout`.
+    #[error(transparent)]
+    TimedOut(StartTimedOut),
+}
+
+/// Why a running tenant stopped on its own: what `/stats` shows as `halted` and
+/// [`RunningTenant::stop`] returns.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// It never started: its transactional producer failed, or its start (transactions,
+    /// then its group's first assignment) outlasted `start_timeout`.
+    #[error(transparent)]
+    Start(StartError),
+    /// Its pool halted, or did not stop cleanly.
+    #[error(transparent)]
+    Pool(PoolError),
 }
 
 // By hand, not `#[from]`: that would make the error the variant's `source` too.
@@ -251,8 +280,10 @@ pub struct RunningTenant {
     /// Its own registry: dropped with the tenant, so a restarted tenant registers afresh.
     registry: Registry,
     status: Arc<Mutex<TenantStatus>>,
+    /// What it waits for while it starts, for `/readyz` and `/stats`.
+    start: Arc<Start>,
     stop: CancellationToken,
-    task: JoinHandle<Result<(), PoolError>>,
+    task: JoinHandle<Result<(), RunError>>,
     /// Test-only: the consumer's context, to inject a poll-thread fault.
     #[cfg(test)]
     consumer_context: Arc<crate::kafka::PoolContext>,
@@ -361,26 +392,30 @@ impl RunningTenant {
         rollout: Option<Rollout>,
     ) -> Result<Self, StartError> {
         let name = tenant.name.clone();
+        // Subscribed by the tenant's task, once its transactions (if any) are initialised.
         let consumer = Consumer::from_config(&consumer_config(host, tenant))?;
-        let topics: Vec<&str> = tenant.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
         let producer = Producer::new(&host.kafka.brokers, &host.kafka.options)?;
         let registry = Registry::new();
         let metrics = TenantMetrics::register(&registry, &name)?;
         let plugin = deployment.plugin().id().clone();
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
-        let pool_config = host.pool_settings_for(tenant).to_pool_config();
-        let mut pool = Pool::with_registry(consumer, pool_config, &registry, labels)?;
+        let settings = host.pool_settings_for(tenant);
+        let pool = Pool::with_registry(consumer, settings.to_pool_config(), &registry, labels)?;
         let exactly_once = tenant.delivery == Delivery::ExactlyOnce;
-        if exactly_once {
+        let transactional = exactly_once.then(|| {
             let id = host.transactional_id(tenant);
             let config =
                 producer::transactional_config(&host.kafka.brokers, &host.kafka.options, &id);
-            let transactions = Transactions::new(&config, TRANSACTION_TIMEOUT)
-                .map_err(|e| StartError::Transactions { id, error: e })?;
-            pool = pool.with_transactions(transactions);
-        }
+            (id, config)
+        });
+        let first = match &transactional {
+            Some((id, _)) => Phase::Transactions { id: id.clone() },
+            None => Phase::Joining {
+                group: tenant.group_id.clone(),
+            },
+        };
+        let start = Arc::new(Start::new(settings.start_timeout(), first));
         let pauser = pool.pauser();
         let shared = Arc::new(Shared {
             name: name.as_str().into(),
@@ -403,13 +438,26 @@ impl RunningTenant {
         let stop = CancellationToken::new();
         // Before the first message: a canary's keys never start on the live version.
         install_rollout(&shared, &registry, &stop, rollout)?;
+        let setup = Setup {
+            topics: tenant.topics.clone(),
+            group: tenant.group_id.clone(),
+            transactional,
+        };
         let task = tokio::spawn(run(
             pool,
             Arc::clone(&shared),
+            setup,
             stop.clone(),
             Arc::clone(&status),
+            Arc::clone(&start),
         ));
-        tracing::info!(tenant = %name, plugin = %plugin, topics = ?tenant.topics, "tenant started");
+        tracing::info!(
+            tenant = %name,
+            plugin = %plugin,
+            topics = ?tenant.topics,
+            start_timeout = %humantime::format_duration(settings.start_timeout()),
+            "tenant starting"
+        );
         Ok(Self {
             config: tenant.clone(),
             shared,
@@ -417,6 +465,7 @@ impl RunningTenant {
             stats,
             registry,
             status,
+            start,
             stop,
             task,
             #[cfg(test)]
@@ -460,6 +509,12 @@ impl RunningTenant {
     /// Its pool's stats now.
     pub fn stats(&self) -> Stats {
         self.stats.get()
+    }
+
+    /// What it waits for and for how long, while it starts (`None` once it has its first
+    /// assignment).
+    pub fn starting(&self) -> Option<String> {
+        self.start.waiting()
     }
 
     /// Its status now.
@@ -518,7 +573,7 @@ impl RunningTenant {
     }
 
     /// Stops gracefully: the pool finishes in-flight work, commits and leaves its group.
-    pub async fn stop(self) -> Result<(), PoolError> {
+    pub async fn stop(self) -> Result<(), RunError> {
         self.stop.cancel();
         match self.task.await {
             Ok(result) => result,
@@ -538,6 +593,7 @@ impl RunningTenant {
             "status": self.status(),
             "delivery": if self.shared.exactly_once { "exactly-once" } else { "at-least-once" },
             "paused": self.pauser.is_paused(),
+            "start": self.start.report(),
             "pool": self.stats(),
         });
         if let Some(rollout) = &*self.shared.rollout.load() {
@@ -574,19 +630,27 @@ fn install_rollout(
     Ok(())
 }
 
+/// What a tenant's task does before its pool runs.
+struct Setup {
+    topics: Vec<String>,
+    group: String,
+    /// Exactly-once: its transactional producer's `transactional.id` and settings.
+    transactional: Option<(String, ClientConfig)>,
+}
+
+/// The tenant's task: starts it (see [`start`]), runs its pool until `stop` or a halt, and
+/// records a halt in `status`.
 async fn run(
     pool: Pool,
     shared: Arc<Shared>,
+    setup: Setup,
     stop: CancellationToken,
     status: Arc<Mutex<TenantStatus>>,
-) -> Result<(), PoolError> {
-    let handlers = Arc::clone(&shared);
+    start: Arc<Start>,
+) -> Result<(), RunError> {
     // The pool's own logs (commits, rebalances, failures) carry the tenant through this span.
     let span = tracing::info_span!("tenant", tenant = %shared.name);
-    let result = pool
-        .run_with(stop.cancelled_owned(), move |worker| {
-            PluginHandler::new(Arc::clone(&handlers), worker)
-        })
+    let result = serve(pool, &shared, setup, &stop, &start)
         .instrument(span)
         .await;
     match &result {
@@ -597,6 +661,130 @@ async fn run(
         }
     }
     result
+}
+
+/// Initialises the tenant's transactions (if it has any), subscribes its consumer and runs its
+/// pool, while the start is watched: a start that outlasts `start_timeout` ends the run as a
+/// stop would, and is its error.
+async fn serve(
+    mut pool: Pool,
+    shared: &Arc<Shared>,
+    setup: Setup,
+    stop: &CancellationToken,
+    start: &Start,
+) -> Result<(), RunError> {
+    // Cancelled when the start runs out of time.
+    let gave_up = CancellationToken::new();
+    let stats = pool.stats_handle();
+    let watch = async {
+        // The first assignment, even an empty one, is a rebalance the pool counts.
+        let joined = || {
+            let stats = stats.get();
+            (stats.rebalances > 0 || stats.assigned_partitions > 0)
+                .then_some(stats.assigned_partitions)
+        };
+        let watched = start.watch(&shared.name, joined).await;
+        if watched.is_err() {
+            gave_up.cancel();
+        }
+        watched
+    };
+    let ended = || async {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = gave_up.cancelled() => {}
+        }
+    };
+    let work = async {
+        if let Some((id, config)) = setup.transactional {
+            match init_transactions(id, &config, start, ended()).await {
+                Ok(Some(transactions)) => pool = pool.with_transactions(transactions),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(RunError::Start(e)),
+            }
+        }
+        let topics: Vec<&str> = setup.topics.iter().map(String::as_str).collect();
+        pool.consumer()
+            .subscribe(&topics)
+            .map_err(|e| RunError::Start(StartError::Consumer(e)))?;
+        start.enter(Phase::Joining { group: setup.group });
+        let handlers = Arc::clone(shared);
+        pool.run_with(ended(), move |worker| {
+            PluginHandler::new(Arc::clone(&handlers), worker)
+        })
+        .await
+        .map_err(RunError::Pool)
+    };
+    tokio::pin!(watch, work);
+    let mut watching = true;
+    let mut timed_out = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            watched = &mut watch, if watching => {
+                watching = false;
+                timed_out = watched.err();
+            }
+        }
+    };
+    match timed_out {
+        Some(e) => Err(RunError::Start(StartError::TimedOut(e))),
+        None => result,
+    }
+}
+
+/// The tenant's transactional producer, its transactions initialised (see
+/// [`Transactions::new`]): each try on a thread of its own, so a `stop` or the end of the
+/// start's time is not held by it (the thread ends with its try, at most
+/// [`TRANSACTION_TIMEOUT`] later). A failure librdkafka calls retriable (the coordinator did
+/// not answer in time) is tried again; `None` if `ended` comes first.
+async fn init_transactions(
+    id: String,
+    config: &ClientConfig,
+    start: &Start,
+    ended: impl Future<Output = ()>,
+) -> Result<Option<Transactions>, StartError> {
+    tokio::pin!(ended);
+    loop {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let attempt = config.clone();
+        std::thread::Builder::new()
+            .name("burrow-txn-init".into())
+            .spawn(move || {
+                let _ = answer.send(Transactions::new(&attempt, TRANSACTION_TIMEOUT));
+            })
+            .map_err(StartError::Thread)?;
+        let tried = tokio::select! {
+            tried = answered => tried,
+            () = &mut ended => return Ok(None),
+        };
+        let error = match tried {
+            Ok(Ok(transactions)) => return Ok(Some(transactions)),
+            Ok(Err(error)) if is_retriable(&error) => error,
+            Ok(Err(error)) => return Err(StartError::Transactions { id, error }),
+            // The thread panicked: librdkafka's, not a case to try again.
+            Err(_) => {
+                return Err(StartError::Thread(std::io::Error::other(
+                    "the thread initialising transactions ended without an answer",
+                )));
+            }
+        };
+        tracing::warn!(transactional_id = %id, error = %error, "initialising transactions failed; trying again");
+        start.retried(error.to_string());
+        tokio::select! {
+            () = tokio::time::sleep(TRANSACTION_RETRY_DELAY) => {}
+            () = &mut ended => return Ok(None),
+        }
+    }
+}
+
+/// Whether initialising transactions may succeed if tried again (librdkafka says so of a
+/// coordinator that did not answer within the timeout).
+fn is_retriable(error: &TransactionError) -> bool {
+    matches!(
+        error,
+        TransactionError::Fatal(rdkafka::error::KafkaError::Transaction(e)) if e.is_retriable()
+    )
 }
 
 #[cfg(test)]
@@ -689,7 +877,9 @@ on_failure = "skip"
         assert!(
             matches!(
                 result,
-                Err(PoolError::Halted(HaltReason::ConsumerStopped { .. }))
+                Err(RunError::Pool(PoolError::Halted(
+                    HaltReason::ConsumerStopped { .. }
+                )))
             ),
             "{result:?}"
         );
