@@ -1,8 +1,16 @@
-//! The pool's single owner of state: offsets, dispatch, retries, commits, backpressure.
+//! The pool's task: it receives everything that happens (records and rebalances from the poll
+//! thread, outcomes from workers, retries whose delay is over, commit answers, the commit tick)
+//! and routes each to the partition it concerns and to the part that owns the concern, so the
+//! offset state needs no lock and every decision sees a consistent picture.
 //!
-//! One task receives everything that happens (records and rebalances from the poll thread,
-//! outcomes from workers, retries whose delay is over, the commit tick) and decides alone, so
-//! the offset state needs no lock and every decision sees a consistent picture.
+//! Its parts, in the data's order:
+//! - this module: events and records in, jobs out to idle workers (`dispatch`), outcomes back,
+//!   retries (`crate::retry`);
+//! - `settle`: results that come later, the worker already free;
+//! - `failure`: permanent failures counted, and the halt after too many in a row;
+//! - `rewind`: a partition going back (the consumer went back, a transaction aborted);
+//! - `commits`: what is due, sent, and answered, per partition's ledger (`crate::partition`);
+//! - `revoke`: partitions let go, and the zombies that outlive them.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -31,43 +39,19 @@ use crate::kafka::{Event, Message, OutRecord, Seeks, Tp};
 use crate::partition::{Partition, Then as Answered, Trigger, Zombies};
 use crate::retry;
 
-/// A job whose result came in later (see [`crate::Pending`]).
-struct Settled {
-    job: Job,
-    /// Its time at the worker plus the wait for the result.
-    took: Duration,
-    result: Result<(), crate::ProcessError>,
-    /// The bytes its result held against its partition's part of the bound, and that part.
-    held: Option<(Arc<Flow>, usize)>,
-    then: Then,
-}
+mod commits;
+mod failure;
+mod revoke;
+mod rewind;
+mod settle;
 
-/// What a late result is.
-enum Then {
-    /// A handler's result ([`crate::Processed::Later`]): done, retried or failed.
-    Judge,
-    /// The end of a permanent failure's handling ([`FailureAction::MarkDoneWhen`]): done, or
-    /// a halt.
-    FailureHandled,
-}
+use self::revoke::PendingRevoke;
+use self::settle::{Settled, Then};
 
 /// Where `job`'s message is, as logs and halt reasons say it.
 fn at(job: &Job) -> String {
     let m = &job.message;
     format!("{}/{}@{}", m.topic, m.partition, m.offset)
-}
-
-/// A revoke waiting for its partitions' in-flight jobs.
-struct PendingRevoke {
-    partitions: Vec<Tp>,
-    /// Until when its in-flight jobs may drain: three quarters of `shutdown_timeout`.
-    deadline: Instant,
-    /// When it must be over, its final commit included: `shutdown_timeout` after it began, so
-    /// a revoke never holds the poll thread past `max.poll.interval.ms`, which the pool checks
-    /// is longer.
-    end: Instant,
-    /// The rebalance (poll thread) waits on this.
-    done: SyncSender<()>,
 }
 
 pub(crate) struct Coordinator<W> {
@@ -281,14 +265,6 @@ impl<W: Work> Coordinator<W> {
         self.finish_revokes(true).await;
     }
 
-    fn next_revoke_deadline(&self) -> Instant {
-        self.revokes
-            .iter()
-            .map(|r| r.deadline)
-            .min()
-            .unwrap_or_else(Instant::now)
-    }
-
     fn new_partition(&mut self, flow: Option<Arc<Flow>>) -> Partition {
         self.next_epoch += 1;
         Partition::new(flow, self.next_epoch, self.retries.child_token())
@@ -383,95 +359,6 @@ impl<W: Work> Coordinator<W> {
             p.parked.push(job);
         } else {
             self.dispatch.push(job);
-        }
-    }
-
-    /// The consumer went back within an assignment (a seek, an offset reset after the log was
-    /// truncated): offsets at or below ones already seen arrive again, and may be other records
-    /// than before. They are processed, not refused. What was received below `offset` and is
-    /// not done yet is owed, and will not be fetched again: if there is any, the partition is
-    /// sought back to the first of it (what arrives until then is dropped), so nothing is
-    /// committed past it; otherwise the partition starts a new epoch from `offset`.
-    fn went_back(&mut self, tp: &Tp, offset: i64) {
-        let owed = self
-            .partitions
-            .get(tp)
-            .and_then(|p| p.offsets.first_pending())
-            .filter(|&first| first < offset);
-        match owed {
-            Some(first) => {
-                tracing::warn!(
-                    topic = %tp.0, partition = tp.1, offset, owed = first,
-                    "the consumer went back past messages not done yet; fetching again from the first of them"
-                );
-                self.seek_back(tp, first);
-            }
-            None => {
-                tracing::warn!(
-                    topic = %tp.0, partition = tp.1, offset,
-                    "the consumer went back within the assignment; processing the partition again from there"
-                );
-                self.rewind(tp);
-            }
-        }
-    }
-
-    /// Starts `tp` over from `target`: a new epoch there, and a seek the poll thread serves;
-    /// until it has ([`Event::Rewound`]), what arrives was fetched before and is dropped.
-    fn seek_back(&mut self, tp: &Tp, target: i64) {
-        self.rewind(tp);
-        if let Some(p) = self.partitions.get_mut(tp) {
-            p.rewinding = true;
-        }
-        self.seeks.request(tp.clone(), target);
-        self.credit.wake();
-    }
-
-    /// Starts a new epoch of `tp` from the next offset it receives — a fresh tracker, its queued jobs and retries
-    /// dropped, its calls still running left to end before anything of the new epoch starts —
-    /// whose commits follow the new epoch, even below what was committed.
-    fn rewind(&mut self, tp: &Tp) {
-        let dropped = self.dispatch.drop_partition(tp);
-        self.next_epoch += 1;
-        let epoch = self.next_epoch;
-        let retries = self.retries.child_token();
-        let Some(p) = self.partitions.get_mut(tp) else {
-            return;
-        };
-        self.retrying -= p.retrying;
-        let (release, zombies) = p.restart(epoch, retries, &dropped);
-        release.to(&self.credit, p.flow.as_deref());
-        if zombies > 0 {
-            let entry = self.zombies.entry(tp.clone()).or_insert(Zombies {
-                running: 0,
-                flow: p.flow.clone(),
-            });
-            entry.running += zombies;
-        }
-    }
-
-    /// A job of a revoked assignment ended: once the last one has, the partition's current
-    /// assignment may start its held-back jobs.
-    fn zombie_ended(&mut self, tp: &Tp, bytes: usize) {
-        let Some(zombies) = self.zombies.get_mut(tp) else {
-            return;
-        };
-        if let Some(flow) = &zombies.flow {
-            self.credit.release_bytes(flow, bytes);
-        }
-        zombies.running -= 1;
-        if zombies.running > 0 {
-            return;
-        }
-        self.zombies.remove(tp);
-        // A partition being revoked starts nothing more: its parked jobs go with it (pushed,
-        // they would hold lanes that no job of a later assignment could pass).
-        if let Some(p) = self.partitions.get_mut(tp)
-            && !p.revoking
-        {
-            for job in std::mem::take(&mut p.parked) {
-                self.dispatch.push(job);
-            }
         }
     }
 
@@ -578,182 +465,6 @@ impl<W: Work> Coordinator<W> {
         }
     }
 
-    /// Counts a permanent failure and logs it; where it happened, for a halt's reason.
-    fn count_failure(&mut self, job: &Job, took: Duration, error: &str) -> String {
-        self.shared.message_failed(took);
-        self.consecutive_failures += 1;
-        let at = at(job);
-        match self.failure_log.check(error, std::time::Instant::now()) {
-            Verdict::Log => tracing::warn!(message = %at, %error, "message failed permanently"),
-            Verdict::Summary { repeats, since } => tracing::warn!(
-                message = %at, %error, repeats,
-                "message failed permanently ({repeats} with this error in the last {}s)",
-                since.as_secs()
-            ),
-            Verdict::Suppress => {
-                tracing::debug!(message = %at, %error, "message failed permanently")
-            }
-        }
-        at
-    }
-
-    fn halt_if_failing_in_a_row(&mut self, at: &str, error: &str) {
-        if self.consecutive_failures >= self.config.max_consecutive_errors {
-            self.halt.get_or_insert(HaltReason::ConsecutiveFailures {
-                count: self.consecutive_failures,
-                last: format!("{at}: {error}"),
-            });
-        }
-    }
-
-    /// Keeps `job` in flight until `pending` resolves, its worker free meanwhile; then `then`.
-    fn settle_later(&mut self, job: Job, took: Duration, pending: Pending, then: Then) {
-        let held = self.hold(&job, pending.bytes());
-        let since = std::time::Instant::now();
-        self.settling.push(Box::pin(async move {
-            // A late result that panics is a retriable failure, as a handler that does.
-            let result = std::panic::AssertUnwindSafe(pending)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    Err(crate::ProcessError::retriable(
-                        "the handler's pending result panicked",
-                    ))
-                });
-            Settled {
-                job,
-                took: took + since.elapsed(),
-                result,
-                held,
-                then,
-            }
-        }));
-    }
-
-    /// Holds a done message's records until the commit that takes its offset; a pool without
-    /// transactions halts instead of dropping them.
-    fn hold_outputs(&mut self, job: &Job, records: Vec<OutRecord>) {
-        if records.is_empty() {
-            return;
-        }
-        if !self.transactional {
-            self.halt
-                .get_or_insert(HaltReason::OutputWithoutTransactions);
-            return;
-        }
-        let Some(p) = self.partition_of(job) else {
-            return;
-        };
-        let bytes = p.hold_outputs(job.message.offset, records);
-        if let Some(flow) = p.flow.clone() {
-            self.credit.hold_bytes(&flow, bytes);
-        }
-    }
-
-    /// The held records of the messages `offsets` commit, taken out of their partitions.
-    fn take_outputs(&mut self, offsets: &[(Tp, i64)]) -> Vec<OutRecord> {
-        let mut records = Vec::new();
-        for (tp, next) in offsets {
-            let Some(p) = self.partitions.get_mut(tp) else {
-                continue;
-            };
-            let (taken, release) = p.take_outputs(*next);
-            release.to(&self.credit, p.flow.as_deref());
-            records.extend(taken);
-        }
-        records
-    }
-
-    /// An aborted transaction took `tp`'s records with it: the partition starts over from its
-    /// last committed offset (see `crate::transaction`).
-    fn rewind_aborted(&mut self, tp: &Tp) {
-        let Some(p) = self.partitions.get(tp) else {
-            return;
-        };
-        let Some(target) = p.ledger.confirmed().or(p.start) else {
-            return;
-        };
-        if p.rewinding {
-            return;
-        }
-        if p.revoking {
-            // Let go from its last commit: nothing it did since is committed by this member.
-            tracing::warn!(
-                topic = %tp.0, partition = tp.1, offset = target,
-                "transaction aborted during a revoke; the next owner starts from the last committed offset"
-            );
-            if let Some(p) = self.partitions.get_mut(tp) {
-                p.ledger.abort();
-            }
-            return;
-        }
-        tracing::warn!(
-            topic = %tp.0, partition = tp.1, offset = target,
-            "transaction aborted; processing the partition again from its last committed offset"
-        );
-        self.seek_back(tp, target);
-    }
-
-    /// A late result came in: it is judged as the handler's own result would have been; a
-    /// permanent failure waits for a worker to run the failure hook.
-    fn on_settled(&mut self, settled: Settled) {
-        let Settled {
-            job,
-            took,
-            result,
-            held,
-            then,
-        } = settled;
-        if let Some((flow, bytes)) = held {
-            self.unhold(&job, &flow, bytes);
-        }
-        if let Then::FailureHandled = then {
-            let outcome = Outcome::Handled(result.map_err(|e| e.to_string()));
-            self.on_completion(Completion { job, outcome, took });
-            return;
-        }
-        match judge(result, job.attempt, self.config.max_retries) {
-            Ok(outcome) => self.on_completion(Completion { job, outcome, took }),
-            Err(failure) => self.failing.push_back((job, failure, took)),
-        }
-    }
-
-    /// Counts a late result's `bytes` against its partition's part of the bound.
-    fn hold(&mut self, job: &Job, bytes: usize) -> Option<(Arc<Flow>, usize)> {
-        if bytes == 0 {
-            return None;
-        }
-        let flow = Arc::clone(self.partition_of(job)?.flow.as_ref()?);
-        self.credit.hold_bytes(&flow, bytes);
-        Some((flow, bytes))
-    }
-
-    /// Gives held bytes back, unless the partition's part of the bound is gone (revoked: it was
-    /// given back whole) or is another one (revoked and assigned again).
-    fn unhold(&mut self, job: &Job, flow: &Arc<Flow>, bytes: usize) {
-        let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
-        let same = self
-            .partitions
-            .get(&tp)
-            .and_then(|p| p.flow.as_ref())
-            .is_some_and(|current| Arc::ptr_eq(current, flow));
-        if same {
-            self.credit.release_bytes(flow, bytes);
-        }
-    }
-
-    /// While stopping, failures still waiting for the failure hook are left undone: not
-    /// committed, so redelivered after the restart (the hook may dead-letter them then).
-    fn abandon_failing(&mut self) {
-        for (job, _, took) in std::mem::take(&mut self.failing) {
-            self.on_completion(Completion {
-                job,
-                outcome: Outcome::Retry(None),
-                took,
-            });
-        }
-    }
-
     /// Parks a job on a timer; it keeps its lane, so its partition or key waits behind it.
     fn schedule_retry(&mut self, job: Job, hint: Option<Duration>) {
         let delay = self.config.backoff().delay_or_hint(job.attempt, hint);
@@ -851,225 +562,6 @@ impl<W: Work> Coordinator<W> {
                 return Some(job);
             }
         }
-    }
-
-    /// The offsets worth committing now, per the trigger.
-    fn to_commit(&self, trigger: Trigger, only: Option<&[Tp]>) -> Vec<(Tp, i64)> {
-        self.partitions
-            .iter()
-            .filter(|(tp, p)| match only {
-                Some(only) => only.contains(tp),
-                None => !p.revoking,
-            })
-            .filter(|(_, p)| !p.rewinding)
-            .filter_map(|(tp, p)| {
-                let next = p.ledger.due(p.offsets.committable(), trigger)?;
-                Some((tp.clone(), next))
-            })
-            .collect()
-    }
-
-    fn publish_partitions(&self) {
-        for ((topic, partition), p) in &self.partitions {
-            self.shared
-                .set_partition(topic, *partition, p.offsets.held(), p.offsets.pending());
-        }
-    }
-
-    /// A commit on the hot path: runs in the background, the coordinator goes on.
-    fn commit(&mut self, trigger: Trigger) {
-        self.finished_since_commit = 0;
-        self.publish_partitions();
-        if self.fenced() {
-            return;
-        }
-        if self.committing > 0 {
-            self.commit_again = true;
-            return;
-        }
-        let offsets = self.to_commit(trigger, None);
-        if offsets.is_empty() {
-            return;
-        }
-        let epochs = self.mark_sent(&offsets);
-        self.committing += 1;
-        let records = self.take_outputs_if_transactional(&offsets);
-        self.committer.commit(offsets, epochs, records);
-    }
-
-    /// Whether the transactional producer has failed for good: nothing can commit any more,
-    /// and the pool is halting (whatever halted it first).
-    fn fenced(&self) -> bool {
-        self.fenced
-    }
-
-    fn take_outputs_if_transactional(&mut self, offsets: &[(Tp, i64)]) -> Vec<OutRecord> {
-        if self.transactional {
-            self.take_outputs(offsets)
-        } else {
-            Vec::new()
-        }
-    }
-
-    /// Records `offsets` as sent; returns each one's epoch, for its answer.
-    fn mark_sent(&mut self, offsets: &[(Tp, i64)]) -> Vec<u64> {
-        let transactional = self.transactional;
-        offsets
-            .iter()
-            .map(|(tp, next)| match self.partitions.get_mut(tp) {
-                Some(p) => {
-                    p.ledger.sent(*next, transactional);
-                    p.epoch
-                }
-                None => 0,
-            })
-            .collect()
-    }
-
-    /// Records what the broker confirmed; a refused commit will be resent by the next one, an
-    /// aborted transaction's partitions start over, a fatal one halts the pool.
-    fn confirm(&mut self, offsets: &[(Tp, i64)], epochs: &[u64], answer: &Answer) {
-        let result = &answer.result;
-        let kafka: KafkaResult<()> = result.as_ref().map(|_| ()).map_err(|e| e.kafka().clone());
-        self.shared.record_commit(offsets, &kafka);
-        if self.transactional {
-            let end = match result {
-                Ok(()) => TransactionEnd::Committed,
-                Err(CommitError::Fatal(_)) => TransactionEnd::Fatal,
-                Err(_) => TransactionEnd::Aborted,
-            };
-            self.shared.transaction(end, answer.records, answer.took);
-        }
-        if let Err(CommitError::Fatal(e)) = result {
-            self.fenced = true;
-            self.halt.get_or_insert(HaltReason::Transactions {
-                reason: e.to_string(),
-            });
-        }
-        let transactional = self.transactional;
-        for ((tp, next), &epoch) in offsets.iter().zip(epochs) {
-            let Some(p) = self.partitions.get_mut(tp) else {
-                continue;
-            };
-            let current = p.epoch == epoch;
-            if p.ledger.answered(*next, transactional, current, result) == Answered::StartOver {
-                self.rewind_aborted(tp);
-            }
-        }
-    }
-
-    /// A background commit's answer.
-    fn on_committed(&mut self, c: Committed) {
-        self.committing = self.committing.saturating_sub(1);
-        self.confirm(&c.offsets, &c.epochs, &c.answer);
-        if std::mem::take(&mut self.commit_again) {
-            self.commit(Trigger::Batch);
-        }
-    }
-
-    /// A synchronous commit of `only` (or of every partition), waiting until `deadline`. It is
-    /// queued behind any background commit, so it lands after it, never before.
-    async fn commit_sync(
-        &mut self,
-        only: Option<&[Tp]>,
-        deadline: Instant,
-    ) -> Result<(), PoolError> {
-        self.publish_partitions();
-        // A transaction in flight may yet abort, taking records these offsets would pass.
-        if self.transactional {
-            self.await_background_commits(deadline).await;
-        }
-        let timeout = deadline.saturating_duration_since(Instant::now());
-        let offsets = self.to_commit(Trigger::Interval, only);
-        if offsets.is_empty() || self.fenced() {
-            return Ok(());
-        }
-        let epochs = self.mark_sent(&offsets);
-        let records = self.take_outputs_if_transactional(&offsets);
-        let answer = match self
-            .committer
-            .commit_and_wait(offsets.clone(), epochs.clone(), records, timeout)
-            .await
-        {
-            Ok(answer) | Err(WaitError::Kafka(answer)) => answer,
-            Err(WaitError::TimedOut) => return Err(PoolError::CommitTimeout),
-        };
-        self.confirm(&offsets, &epochs, &answer);
-        match answer.result {
-            Ok(()) => Ok(()),
-            Err(e) => Err(PoolError::Commit(e.kafka().clone())),
-        }
-    }
-
-    /// Waits (until `deadline`) for the answers of the background commits in flight.
-    async fn await_background_commits(&mut self, deadline: Instant) {
-        while self.committing > 0 {
-            match tokio::time::timeout_at(deadline, self.commits_rx.recv()).await {
-                Ok(Some(c)) => {
-                    self.committing = self.committing.saturating_sub(1);
-                    self.confirm(&c.offsets, &c.epochs, &c.answer);
-                }
-                Ok(None) | Err(_) => return,
-            }
-        }
-    }
-
-    /// Completes the revokes whose partitions are drained (or all of them when `force`):
-    /// commits them synchronously, forgets them, then lets the rebalance go on.
-    async fn finish_revokes(&mut self, force: bool) {
-        let now = Instant::now();
-        let mut i = 0;
-        while i < self.revokes.len() {
-            let r = &self.revokes[i];
-            let drained = r
-                .partitions
-                .iter()
-                .all(|tp| self.partitions.get(tp).is_none_or(|p| p.in_flight == 0));
-            if !(force || drained || now >= r.deadline) {
-                i += 1;
-                continue;
-            }
-            let r = self.revokes.swap_remove(i);
-            tracing::debug!(
-                partitions = r.partitions.len(),
-                drained,
-                "finishing a revoke"
-            );
-            // The drain had until the revoke's deadline; the commit gets what is left of
-            // `shutdown_timeout`, at least its last quarter.
-            if let Err(e) = self.commit_sync(Some(&r.partitions), r.end).await {
-                tracing::warn!(error = %e, "commit on revoke failed; the new owner will reprocess");
-            }
-            for tp in &r.partitions {
-                if let Some(p) = self.partitions.remove(tp)
-                    && p.in_flight > 0
-                {
-                    tracing::warn!(
-                        topic = %tp.0, partition = tp.1, running = p.in_flight,
-                        "revoked with calls still running past shutdown_timeout; if this member \
-                         gets the partition back, it starts nothing there until they end"
-                    );
-                    let zombies = self.zombies.entry(tp.clone()).or_insert(Zombies {
-                        running: 0,
-                        flow: None,
-                    });
-                    zombies.running += p.in_flight;
-                    // The partition's part of the bound is given back whole on revoke.
-                    zombies.flow = None;
-                }
-            }
-            // A seek asked for them (after an aborted transaction) is void: the poll thread,
-            // blocked in this revoke until `done`, must not serve it to a later assignment.
-            self.seeks.forget(&r.partitions);
-            // The rebalance may have given up waiting already; nothing to do then.
-            let _ = r.done.send(());
-        }
-    }
-
-    async fn commit_all(&mut self) -> Result<(), PoolError> {
-        tracing::debug!("final commit");
-        self.commit_sync(None, Instant::now() + self.config.shutdown_timeout)
-            .await
     }
 
     /// Workers running a call now (`busy` counts messages: a worker may run a batch).
