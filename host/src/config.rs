@@ -732,11 +732,8 @@ impl HostConfig {
         /// librdkafka's default `max.poll.interval.ms`.
         const DEFAULT_MAX_POLL_MS: u64 = 300_000;
         const KEY: &str = "max.poll.interval.ms";
-        let max_poll = match self.kafka.options.get(KEY).map(|v| v.trim().parse::<u64>()) {
-            None => Duration::from_millis(DEFAULT_MAX_POLL_MS),
-            Some(Ok(ms)) => Duration::from_millis(ms),
-            // Not a number: building the consumer reports it, naming the key.
-            Some(Err(_)) => return,
+        let Some(max_poll) = self.kafka_millis(KEY, DEFAULT_MAX_POLL_MS) else {
+            return;
         };
         let settings = self.pool_settings_for(tenant);
         let shutdown = settings
@@ -745,13 +742,12 @@ impl HostConfig {
         if shutdown < max_poll {
             return;
         }
-        let key = if tenant.pool.shutdown_timeout.is_some() {
-            format!("{at}.pool.shutdown_timeout")
-        } else if self.pool.shutdown_timeout.is_some() {
-            "pool.shutdown_timeout".to_owned()
-        } else {
-            format!("kafka.options.{KEY}")
-        };
+        let key = written_at(
+            at,
+            "shutdown_timeout",
+            [tenant.pool.shutdown_timeout, self.pool.shutdown_timeout],
+            KEY,
+        );
         if issues.iter().any(|i| i.key == key) {
             return;
         }
@@ -764,6 +760,16 @@ impl HostConfig {
                 humantime::format_duration(max_poll)
             ),
         ));
+    }
+
+    /// A librdkafka option in milliseconds, or `default_ms` when unset; `None` when it is not a
+    /// number (building the consumer reports that, naming the key).
+    fn kafka_millis(&self, key: &str, default_ms: u64) -> Option<Duration> {
+        match self.kafka.options.get(key).map(|v| v.trim().parse::<u64>()) {
+            None => Some(Duration::from_millis(default_ms)),
+            Some(Ok(ms)) => Some(Duration::from_millis(ms)),
+            Some(Err(_)) => None,
+        }
     }
 
     /// A member that comes back after a crash joins only once the group has given up on its
@@ -779,23 +785,19 @@ impl HostConfig {
         /// librdkafka's default `session.timeout.ms`.
         const DEFAULT_SESSION_MS: u64 = 45_000;
         const KEY: &str = "session.timeout.ms";
-        let session = match self.kafka.options.get(KEY).map(|v| v.trim().parse::<u64>()) {
-            None => Duration::from_millis(DEFAULT_SESSION_MS),
-            Some(Ok(ms)) => Duration::from_millis(ms),
-            // Not a number: building the consumer reports it, naming the key.
-            Some(Err(_)) => return,
+        let Some(session) = self.kafka_millis(KEY, DEFAULT_SESSION_MS) else {
+            return;
         };
         let start = self.pool_settings_for(tenant).start_timeout();
         if start > session {
             return;
         }
-        let key = if tenant.pool.start_timeout.is_some() {
-            format!("{at}.pool.start_timeout")
-        } else if self.pool.start_timeout.is_some() {
-            "pool.start_timeout".to_owned()
-        } else {
-            format!("kafka.options.{KEY}")
-        };
+        let key = written_at(
+            at,
+            "start_timeout",
+            [tenant.pool.start_timeout, self.pool.start_timeout],
+            KEY,
+        );
         if issues.iter().any(|i| i.key == key) {
             return;
         }
@@ -1102,6 +1104,18 @@ impl PoolSettings {
             "shutdown_timeout" => self.shutdown_timeout.is_some(),
             _ => true,
         }
+    }
+}
+
+/// The key an issue between a pool duration and a librdkafka option is reported at: where the
+/// duration was written (the tenant's `[tenant.pool]`, then `[pool]`), else the option.
+fn written_at(at: &str, name: &str, [tenant, pool]: [Option<Duration>; 2], option: &str) -> String {
+    if tenant.is_some() {
+        format!("{at}.pool.{name}")
+    } else if pool.is_some() {
+        format!("pool.{name}")
+    } else {
+        format!("kafka.options.{option}")
     }
 }
 

@@ -155,14 +155,23 @@ impl World {
         }
     }
 
-    /// A commit of `partition` at `next` was sent: every record below it must be done.
-    pub(super) fn check_commit_sent(&mut self, partition: usize, next: i64) {
-        let missing = self.logs[partition]
+    /// The first record of `partition` below `next` whose id `seen` does not hold.
+    fn first_missing(
+        &self,
+        partition: usize,
+        next: i64,
+        seen: &HashMap<u64, u32>,
+    ) -> Option<Record> {
+        self.logs[partition]
             .below(next)
             .iter()
-            .find(|r| !self.processed.contains_key(&r.id))
-            .copied();
-        if let Some(r) = missing {
+            .find(|r| !seen.contains_key(&r.id))
+            .copied()
+    }
+
+    /// A commit of `partition` at `next` was sent: every record below it must be done.
+    pub(super) fn check_commit_sent(&mut self, partition: usize, next: i64) {
+        if let Some(r) = self.first_missing(partition, next, &self.processed) {
             self.violation(format!(
                 "commit of partition {partition} at {next} passes offset {} (record {}), never done",
                 r.offset, r.id
@@ -195,12 +204,7 @@ impl World {
         }
         for &(partition, next) in offsets {
             self.committed(partition, next);
-            let missing = self.logs[partition]
-                .below(next)
-                .iter()
-                .find(|r| !self.outputs.contains_key(&r.id))
-                .copied();
-            if let Some(r) = missing {
+            if let Some(r) = self.first_missing(partition, next, &self.outputs) {
                 self.violation(format!(
                     "transaction commits partition {partition} at {next} without the output of offset {} (record {})",
                     r.offset, r.id
