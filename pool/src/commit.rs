@@ -129,8 +129,8 @@ impl Request {
 /// The coordinator's handle on the committer thread; the thread ends when it is dropped.
 pub(crate) struct Committer {
     requests: Sender<Request>,
-    /// The consumer whose group metadata each commit takes when it is asked for; `None` for a
-    /// committer served by the simulation.
+    /// With transactions, the consumer whose group metadata each commit takes when it is asked
+    /// for; `None` for offset commits, and for a committer served by the simulation.
     consumer: Option<Arc<BaseConsumer<PoolContext>>>,
     /// Where background results go.
     results: mpsc::UnboundedSender<Committed>,
@@ -154,7 +154,8 @@ impl Committer {
         transactions: Option<Arc<Transactions>>,
     ) -> std::io::Result<Self> {
         let (mut committer, queue) = Self::queue(results);
-        committer.consumer = Some(Arc::clone(&consumer));
+        // Only a transaction carries the group's metadata.
+        committer.consumer = transactions.is_some().then(|| Arc::clone(&consumer));
         std::thread::Builder::new()
             .name("burrow-commit".into())
             .spawn(move || serve(&consumer, transactions.as_deref(), &queue))?;

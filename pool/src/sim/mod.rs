@@ -125,8 +125,8 @@ pub(crate) fn run(seed: u64, steps: usize) -> Result<(), Failure> {
         .expect("a current-thread runtime");
     let world = runtime.block_on(async move {
         let mut driver = Driver::new(seed);
-        for step in 0..steps {
-            driver.step(step).await;
+        for _ in 0..steps {
+            driver.step().await;
         }
         driver.settle().await;
         driver.world
@@ -247,7 +247,7 @@ impl Driver {
         w.trace.push(format!("#{at} {what}"));
     }
 
-    async fn step(&mut self, step: usize) {
+    async fn step(&mut self) {
         self.observe().await;
         let roll = lock(&self.world).rng.random_range(0..100);
         let revoking = self.member.revoking.is_some();
@@ -271,7 +271,6 @@ impl Driver {
             }
             _ => {}
         }
-        let _ = step;
         let ms = lock(&self.world).rng.random_range(1..10);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -841,8 +840,8 @@ mod tests {
                 .expect("runtime");
             runtime.block_on(async move {
                 let mut driver = Driver::new(seed);
-                for step in 0..200 {
-                    driver.step(step).await;
+                for _ in 0..200 {
+                    driver.step().await;
                 }
                 driver.settle().await;
                 lock(&driver.world).trace.clone()
