@@ -378,8 +378,10 @@ impl Driver {
     /// answered may have landed or not; its partitions move on; a new member joins.
     async fn leave(&mut self, crashed: bool) {
         self.member.take_commits(&self.world);
-        while let Some((request, _)) = self.member.unanswered.pop_front() {
-            let landed = lock(&self.world).rng.random_ratio(1, 2);
+        while let Some((request, generations)) = self.member.unanswered.pop_front() {
+            // Fenced as any answer is when its generation moved on; else it may have landed.
+            let landed =
+                !self.stale(&request, &generations) && lock(&self.world).rng.random_ratio(1, 2);
             if landed {
                 self.apply(&request);
             }
@@ -456,13 +458,7 @@ impl Driver {
         // The group's generation moved on for a partition since it was sent: the broker
         // fences the commit (KIP-447 for a transaction; an offset commit of an old generation
         // is refused alike).
-        let stale = {
-            let w = lock(&self.world);
-            request
-                .offsets
-                .iter()
-                .any(|(tp, _)| w.generation[index(tp.1)] != generations[index(tp.1)])
-        };
+        let stale = self.stale(&request, &generations);
         let result = match (self.setup.transactional, faults, roll) {
             (true, ..) if stale && !self.fenced => Err(CommitError::Aborted(KafkaError::Global(
                 RDKafkaErrorCode::IllegalGeneration,
@@ -497,6 +493,16 @@ impl Driver {
             self.apply(&request);
         }
         request.answer(result, Duration::ZERO);
+    }
+
+    /// Whether the group's generation moved on, for a partition of `request`, since it was
+    /// sent with `generations`.
+    fn stale(&self, request: &crate::commit::Request, generations: &[u64]) -> bool {
+        let w = lock(&self.world);
+        request
+            .offsets
+            .iter()
+            .any(|(tp, _)| w.generation[index(tp.1)] != generations[index(tp.1)])
     }
 
     /// A commit (or transaction) lands at the broker.
