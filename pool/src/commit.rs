@@ -43,21 +43,33 @@ pub(crate) struct Answer {
 }
 
 /// Why a commit did not land.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum CommitError {
     /// An offset commit the broker refused; a later commit sends the offsets again.
+    #[error("{0}")]
     Refused(KafkaError),
     /// A transaction was aborted: its records and offsets are gone.
+    #[error("{0}")]
     Aborted(KafkaError),
     /// The transactional producer cannot go on.
+    #[error("{0}")]
     Fatal(KafkaError),
+    /// A transaction's commit did not finish: whether it committed is unknown, and the
+    /// producer can take no other transaction. It ends the pool as a fatal error does.
+    #[error("{}", TransactionError::InDoubt(.0.clone()))]
+    InDoubt(KafkaError),
 }
 
 impl CommitError {
     pub(crate) fn kafka(&self) -> &KafkaError {
         match self {
-            Self::Refused(e) | Self::Aborted(e) | Self::Fatal(e) => e,
+            Self::Refused(e) | Self::Aborted(e) | Self::Fatal(e) | Self::InDoubt(e) => e,
         }
+    }
+
+    /// Whether the transactional producer cannot go on.
+    pub(crate) fn is_fatal(&self) -> bool {
+        matches!(self, Self::Fatal(_) | Self::InDoubt(_))
     }
 }
 
@@ -66,6 +78,7 @@ impl From<TransactionError> for CommitError {
         match e {
             TransactionError::Aborted(e) => Self::Aborted(e),
             TransactionError::Fatal(e) => Self::Fatal(e),
+            TransactionError::InDoubt(e) => Self::InDoubt(e),
             TransactionError::NoTransactionalId => Self::Fatal(KafkaError::Global(
                 rdkafka::types::RDKafkaErrorCode::InvalidArgument,
             )),

@@ -26,6 +26,14 @@
 //! the seek is dropped; the messages run again. A fatal error — another producer with the same
 //! `transactional.id` — halts the pool.
 //!
+//! **Steps that time out.** A commit (or abort) that runs past its timeout is not over: it goes
+//! on in the background, and librdkafka refuses every other transactional call until the same
+//! call is made again to resume it. So a timed-out commit is resumed, never answered with an
+//! abort: taking it for aborted would rerun messages whose outputs may have committed after
+//! all, and every later transaction would be refused as conflicting. A commit still unfinished
+//! after [`TRIES`] tries leaves its outcome unknown and the producer unusable: the pool halts,
+//! and its successor starts from the offsets the broker holds.
+//!
 //! **The bound.** A message counts against `job_queue_size` until the prefix passes it, as in
 //! every pool; its held records count against its partition's share of `max_buffered_bytes`
 //! until they leave for their transaction.
@@ -47,6 +55,11 @@ use crate::kafka::{OutRecord, Tp};
 
 /// How long a record may wait for room in the producer's queue before its transaction fails.
 const QUEUE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How many times in all a step librdkafka calls retriable is tried: a commit or abort that
+/// timed out is resumed; offsets whose registration timed out are sent again with the same
+/// arguments, as librdkafka recommends.
+const TRIES: u32 = 4;
 
 /// A transactional producer, ready: its transactions initialised (which aborts what an earlier
 /// producer with the same `transactional.id` left open, and fences it).
@@ -78,6 +91,12 @@ pub enum TransactionError {
     /// The producer cannot go on (fenced by another with the same `transactional.id`).
     #[error("transactional producer failed for good: {0}")]
     Fatal(KafkaError),
+    /// The commit did not finish in [`TRIES`] tries of the step timeout: whether it committed
+    /// is unknown, and the producer takes no other call until it does.
+    #[error(
+        "the transaction's commit did not finish in {TRIES} tries; its outcome is unknown: {0}"
+    )]
+    InDoubt(KafkaError),
 }
 
 impl Transactions {
@@ -113,10 +132,11 @@ impl Transactions {
         );
         match result {
             Ok(()) => Ok(()),
-            Err(e) if is_fatal(&e) => Err(TransactionError::Fatal(e)),
-            Err(e) => match self.producer.abort_transaction(self.timeout) {
+            Err(Failure::InDoubt(e)) => Err(TransactionError::InDoubt(e)),
+            Err(Failure::Abortable(e)) if is_fatal(&e) => Err(TransactionError::Fatal(e)),
+            Err(Failure::Abortable(e)) => match self.abort() {
                 Err(abort) if is_fatal(&abort) => Err(TransactionError::Fatal(abort)),
-                // An abort that did not finish is retried by the next transaction's begin.
+                // An abort that did not finish is resumed by the next transaction's begin.
                 _ => Err(TransactionError::Aborted(e)),
             },
         }
@@ -127,7 +147,7 @@ impl Transactions {
         group: Option<&ConsumerGroupMetadata>,
         offsets: &[(Tp, i64)],
         records: &[OutRecord],
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), Failure> {
         // Only a consumer outside any group has none; the pool's consumers subscribe.
         let group = group.ok_or(KafkaError::Global(RDKafkaErrorCode::InvalidArgument))?;
         self.begin()?;
@@ -138,16 +158,29 @@ impl Transactions {
         for ((topic, partition), next) in offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
         }
-        self.producer
-            .send_offsets_to_transaction(&tpl, group, self.timeout)?;
-        self.producer.commit_transaction(self.timeout)
+        tries(|| {
+            self.producer
+                .send_offsets_to_transaction(&tpl, group, self.timeout)
+        })?;
+        tries(|| self.producer.commit_transaction(self.timeout)).map_err(|e| {
+            if is_retriable(&e) {
+                Failure::InDoubt(e)
+            } else {
+                Failure::Abortable(e)
+            }
+        })
+    }
+
+    /// Aborts the open transaction, resuming an abort that timed out.
+    fn abort(&self) -> Result<(), KafkaError> {
+        tries(|| self.producer.abort_transaction(self.timeout))
     }
 
     /// Begins a transaction; one left open by an abort that did not finish is aborted first.
     fn begin(&self) -> Result<(), KafkaError> {
         match self.producer.begin_transaction() {
             Err(e) if !is_fatal(&e) => {
-                self.producer.abort_transaction(self.timeout)?;
+                self.abort()?;
                 self.producer.begin_transaction()
             }
             other => other,
@@ -176,6 +209,44 @@ impl Transactions {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+}
+
+/// Why a transaction did not commit, before it is aborted or not.
+#[derive(Debug)]
+enum Failure {
+    /// Nothing of it committed: it is to be aborted.
+    Abortable(KafkaError),
+    /// Its commit is still going on, its outcome unknown.
+    InDoubt(KafkaError),
+}
+
+impl From<KafkaError> for Failure {
+    fn from(e: KafkaError) -> Self {
+        Self::Abortable(e)
+    }
+}
+
+/// Runs `step` until it ends other than retriably, at most [`TRIES`] times.
+fn tries(mut step: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let mut tried = 1;
+    loop {
+        match step() {
+            Err(e) if is_retriable(&e) && tried < TRIES => {
+                tracing::debug!(error = %e, tried, "a transaction's step is tried again");
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether librdkafka asks for `error`'s call to be made again (a timeout: the call goes on in
+/// the background), rather than for an abort.
+fn is_retriable(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(e) => e.is_retriable() && !e.txn_requires_abort() && !e.is_fatal(),
+        _ => false,
     }
 }
 

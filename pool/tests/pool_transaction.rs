@@ -72,10 +72,10 @@ impl Handler for Forward {
     }
 }
 
-fn transactions(cluster: &Cluster, id: &str) -> Transactions {
+fn transactions(cluster: &Cluster, id: &str, step: Duration) -> Transactions {
     let mut config = cluster.broker.client();
     config.set("transactional.id", id);
-    Transactions::new(&config, Duration::from_secs(10)).expect("transactions")
+    Transactions::new(&config, step).expect("transactions")
 }
 
 /// What a `read_committed` reader finds on [`OUT`]: payload → times seen.
@@ -89,12 +89,22 @@ fn outputs(cluster: &Cluster) -> BTreeMap<String, usize> {
 
 /// A cluster of `partitions` with the output topic, and a pool with transactions on it.
 fn transactional_pool(partitions: i32, name: &str, config: Config) -> (Cluster, Pool) {
+    transactional_pool_with_steps(partitions, name, config, Duration::from_secs(10))
+}
+
+/// The same, each step of a transaction given `step` before it times out.
+fn transactional_pool_with_steps(
+    partitions: i32,
+    name: &str,
+    config: Config,
+    step: Duration,
+) -> (Cluster, Pool) {
     let cluster = Cluster::new(1, partitions);
     kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
     let group = unique_group(name);
     let pool = Pool::new(cluster.consumer(&group), config)
         .expect("pool")
-        .with_transactions(transactions(&cluster, &group));
+        .with_transactions(transactions(&cluster, &group, step));
     (cluster, pool)
 }
 
@@ -157,6 +167,85 @@ async fn every_output_is_committed_once_with_its_offset() {
     assert!(
         stats.transactions_committed > 0 && stats.transactions_aborted == 0,
         "{stats:?}"
+    );
+}
+
+/// A commit slower than its step's timeout (the coordinator answering `EndTxn` with
+/// CONCURRENT_TRANSACTIONS five times, which librdkafka retries with a growing backoff: about
+/// 2.5 s, against a 1 s step) is resumed until it lands, not taken for an abort. Taken for
+/// one, its messages would run again though their outputs committed, and every later
+/// transaction would be refused ("Conflicting commit_transaction API call is already in
+/// progress") and rewound, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_outlives_its_timeout_is_resumed_not_aborted() {
+    const N: usize = 200;
+    let (cluster, pool) =
+        transactional_pool_with_steps(2, "txn-slow-commit", test_config(), Duration::from_secs(1));
+    cluster
+        .broker
+        .on_mock(|mock| {
+            mock.request_errors(
+                RDKafkaApiKey::EndTxn,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; 5],
+            );
+        })
+        .expect("inject");
+    cluster.produce(N, 20);
+    let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
+    let (_open, gate) = watch::channel(true);
+    let stop = CancellationToken::new();
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(stop.clone().cancelled_owned(), forward(&calls, None, &gate)),
+            async {
+                committed_to_the_ends(&cluster, &pool).await;
+                stop.cancel();
+            }
+        )
+    })
+    .await;
+    result.expect("the pool ran");
+    let stats = pool.stats();
+    assert_eq!(stats.transactions_aborted, 0, "{stats:?}");
+    assert!(
+        calls.lock().expect("calls").values().all(|&n| n == 1),
+        "no message ran twice"
+    );
+    assert_each_once(&cluster, N);
+}
+
+/// A commit that does not finish in its tries (`EndTxn` refused for about 20 s, against four
+/// tries of a 1 s step) leaves its outcome unknown and the producer unable to take another
+/// transaction: the pool halts, saying so, rather than rerun messages whose outputs may have
+/// committed, or spin on transactions the producer refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_never_finishes_halts_the_pool_in_doubt() {
+    let (cluster, pool) =
+        transactional_pool_with_steps(1, "txn-stuck-commit", test_config(), Duration::from_secs(1));
+    cluster
+        .broker
+        .on_mock(|mock| {
+            mock.request_errors(
+                RDKafkaApiKey::EndTxn,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; 25],
+            );
+        })
+        .expect("inject");
+    cluster.produce(50, 5);
+    let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
+    let (_open, gate) = watch::channel(true);
+    let result = guarded(pool.run_with(std::future::pending(), forward(&calls, None, &gate))).await;
+    match result {
+        Err(PoolError::Halted(HaltReason::Transactions { reason })) => {
+            assert!(reason.contains("outcome is unknown"), "{reason}");
+        }
+        other => panic!("the pool must halt on a commit in doubt, not {other:?}"),
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.transactions_aborted, 0, "{stats:?}");
+    assert!(
+        calls.lock().expect("calls").values().all(|&n| n == 1),
+        "no message ran twice"
     );
 }
 

@@ -89,12 +89,12 @@ impl<W: Work> Coordinator<W> {
         if self.transactional {
             let end = match result {
                 Ok(()) => TransactionEnd::Committed,
-                Err(CommitError::Fatal(_)) => TransactionEnd::Fatal,
+                Err(e) if e.is_fatal() => TransactionEnd::Fatal,
                 Err(_) => TransactionEnd::Aborted,
             };
             self.shared.transaction(end, answer.records, answer.took);
         }
-        if let Err(CommitError::Fatal(e)) = result {
+        if let Some(e) = result.as_ref().err().filter(|e| e.is_fatal()) {
             self.fenced = true;
             self.halt.get_or_insert(HaltReason::Transactions {
                 reason: e.to_string(),

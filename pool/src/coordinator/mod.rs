@@ -27,7 +27,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::commit::{Answer, CommitError, Committed, Committer, WaitError};
+use super::commit::{Answer, Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
 use super::handler::{Failure, FailureAction, Outcome, Pending, Work, judge};
 use super::stats::{Shared, TransactionEnd};

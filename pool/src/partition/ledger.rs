@@ -79,7 +79,7 @@ impl Ledger {
             Ok(()) => self.confirmed = self.confirmed.max(Some(next)),
             Err(CommitError::Refused(_)) => self.sent = self.confirmed,
             Err(CommitError::Aborted(_)) => return Then::StartOver,
-            Err(CommitError::Fatal(_)) => {}
+            Err(CommitError::Fatal(_) | CommitError::InDoubt(_)) => {}
         }
         Then::Nothing
     }

@@ -8,8 +8,8 @@
 //! offsets, rounds of the poll thread within the pool's bound, handler calls that end at once,
 //! slowly or never (until released), done, retriable, permanent or settling later, failure
 //! hooks that skip, dead-letter (acked later, or refused), or halt; commits answered late,
-//! refused, aborted or fenced; assigns and revokes with calls outliving them; operator seeks
-//! (offset resets); crashes that restart from the committed offsets; and
+//! refused, aborted, fenced or left in doubt; assigns and revokes with calls outliving them;
+//! operator seeks (offset resets); crashes that restart from the committed offsets; and
 //! shutdowns. A final phase turns the faults off and lets everything settle.
 //!
 //! The invariants:
@@ -441,7 +441,8 @@ impl Driver {
         ));
     }
 
-    /// Answers the oldest commit sent: it lands, or is refused, aborted, or fenced.
+    /// Answers the oldest commit sent: it lands, or is refused, aborted, fenced, or left in
+    /// doubt (landed or not).
     fn answer_commit(&mut self) {
         let Some((request, generations)) = self.member.unanswered.pop_front() else {
             return;
@@ -477,6 +478,17 @@ impl Driver {
             (true, true, 80..97) => Err(CommitError::Aborted(KafkaError::Global(
                 RDKafkaErrorCode::RequestTimedOut,
             ))),
+            // A commit that never finished: it landed or not, nobody knows; the producer
+            // takes no other transaction.
+            (true, true, 97 | 98) => {
+                self.fenced = true;
+                if roll == 97 {
+                    self.apply(&request);
+                }
+                Err(CommitError::InDoubt(KafkaError::Global(
+                    RDKafkaErrorCode::RequestTimedOut,
+                )))
+            }
             (true, true, _) => {
                 self.fenced = true;
                 Err(CommitError::Fatal(KafkaError::Global(
