@@ -34,6 +34,11 @@
 //! after [`TRIES`] tries leaves its outcome unknown and the producer unusable: the pool halts,
 //! and its successor starts from the offsets the broker holds.
 //!
+//! **Offsets the broker drops.** Once a transaction has committed, the committer commits its
+//! offsets once more, plainly, before the next transaction begins (`commit::reinforce`): a
+//! broker that loses a committed transaction's offsets (Tansu 0.6.0 does) would otherwise send
+//! a restarted member back below work whose outputs are committed, to write them again.
+//!
 //! **The bound.** A message counts against `job_queue_size` until the prefix passes it, as in
 //! every pool; its held records count against its partition's share of `max_buffered_bytes`
 //! until they leave for their transaction.
