@@ -275,7 +275,7 @@ impl<'a> Bench<'a> {
             0.0,
         )
         .note("no goal: how far the plugin is from the same work in Rust");
-        (versus.goal, versus.met) = (Goal::None, None);
+        (versus.goal, versus.met, versus.cpu) = (Goal::None, None, None);
         Ok((vec![emit, versus], plugin))
     }
 
@@ -366,6 +366,7 @@ impl<'a> Bench<'a> {
             let base = Rate {
                 messages: loops,
                 secs: pool.secs,
+                cpu: None,
             };
             eprintln!(
                 "[{}] B5: run {}: pool {} msg/s, sleepers {} loops/s",
@@ -460,6 +461,7 @@ impl<'a> Bench<'a> {
             raw_gap.as_millis()
         );
         Ok(Row {
+            cpu: None,
             case: "B6",
             what: "burrow run, hot swap every second: longest gap".into(),
             broker: self.kind,
@@ -578,6 +580,7 @@ impl<'a> Bench<'a> {
             let total = median(totals).unwrap_or(0.0);
             let join = median(joins).unwrap_or(0.0);
             rows.push(Row {
+                cpu: None,
                 case: "B8",
                 what: format!("cold start to first message, json-validate, {label}"),
                 broker: self.kind,
@@ -654,6 +657,7 @@ fn flat_row(
     let halves =
         format!("RSS peak {first:.0} MiB in the first half, {second:.0} MiB in the second");
     Row {
+        cpu: None,
         case: "B7",
         what: what.into(),
         broker,
@@ -740,6 +744,7 @@ fn raw_consumer(broker: &Broker, data: &Dataset, cap: Duration) -> anyhow::Resul
                     return Ok(Rate {
                         messages: seen,
                         secs: t0.elapsed().as_secs_f64(),
+                        cpu: None,
                     });
                 }
                 if seen.is_multiple_of(1024) {
@@ -748,6 +753,7 @@ fn raw_consumer(broker: &Broker, data: &Dataset, cap: Duration) -> anyhow::Resul
                         return Ok(Rate {
                             messages: seen,
                             secs: (now - t0).as_secs_f64(),
+                            cpu: None,
                         });
                     }
                     end = now + Duration::from_secs(30);
@@ -866,12 +872,14 @@ impl Counter {
             return Ok(Rate {
                 messages: n,
                 secs: last.duration_since(first).as_secs_f64(),
+                cpu: None,
             });
         }
         match clock.capped.get() {
             Some((done, at)) => Ok(Rate {
                 messages: *done,
                 secs: at.duration_since(first).as_secs_f64(),
+                cpu: None,
             }),
             None => bail!("the pool stopped before {n} messages"),
         }

@@ -17,7 +17,7 @@ use burrow_e2e::config::write_atomically;
 use burrow_e2e::plugins::workspace_root;
 use burrow_e2e::process::{BIN_ENV, Process, http_get, metric, tail};
 
-use super::Rate;
+use super::{Rate, cpu};
 
 /// How often the throughput cases read `/stats`: the figures' time resolution.
 pub const SAMPLE: Duration = Duration::from_millis(10);
@@ -270,6 +270,7 @@ impl Host {
         mut each: impl FnMut(&mut Self, Instant, u64) -> anyhow::Result<bool>,
     ) -> anyhow::Result<Rate> {
         let mut first: Option<(Instant, u64)> = None;
+        let mut threads = cpu::Threads::default();
         loop {
             let now = Instant::now();
             let counts = self.counts()?.unwrap_or_default();
@@ -286,7 +287,10 @@ impl Host {
                 counts.processed
             };
             match first {
-                None if done > 0 => first = Some((now, done)),
+                None if done > 0 => {
+                    threads = cpu::Threads::of(self.pid())?;
+                    first = Some((now, done));
+                }
                 None if now - self.spawned > FIRST_MESSAGE_WITHIN => {
                     bail!(
                         "no message processed within {FIRST_MESSAGE_WITHIN:?}; log:\n{}",
@@ -297,9 +301,11 @@ impl Host {
                 Some((t0, c0)) => {
                     let enough = each(self, now, done)?;
                     if enough || done >= n || now - t0 >= cap {
+                        let spent = cpu::Threads::of(self.pid())?;
                         return Ok(Rate {
                             messages: done - c0,
                             secs: (now - t0).as_secs_f64(),
+                            cpu: Some(cpu::Cpu::between(&threads, &spent, done - c0)),
                         });
                     }
                 }

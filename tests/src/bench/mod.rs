@@ -11,6 +11,7 @@
 //! - [`report`]: the table (text and markdown), the chart, the machine.
 
 pub mod cases;
+pub mod cpu;
 pub mod data;
 pub mod host;
 pub mod report;
@@ -127,6 +128,8 @@ pub struct Row {
     pub met: Option<bool>,
     /// Anything the figure needs to be read right (swaps done, the peak's spread, ...).
     pub note: String,
+    /// Where the host's CPU went in the measured run (the median one), per message.
+    pub cpu: Option<cpu::Cpu>,
 }
 
 impl Row {
@@ -151,6 +154,7 @@ impl Row {
             goal: Goal::RatioAtLeast(goal),
             met: Some(ratio >= goal),
             note: String::new(),
+            cpu: measured.cpu,
         }
     }
 
@@ -165,6 +169,8 @@ impl Row {
 pub struct Rate {
     pub messages: u64,
     pub secs: f64,
+    /// Where a host's CPU went over the same window, when it was read (`burrow run` cases).
+    pub cpu: Option<cpu::Cpu>,
 }
 
 impl Rate {
@@ -222,6 +228,7 @@ mod tests {
         let rate = |m| Rate {
             messages: m,
             secs: 1.0,
+            cpu: None,
         };
         assert_eq!(
             median_rate(vec![rate(3), rate(1), rate(2)]).map(|r| r.messages),

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
+use super::cpu::Stage;
 use super::{Goal, Options, Row};
 
 /// The machine and the moment: cores, CPU model, kernel, date.
@@ -117,6 +118,14 @@ pub fn text(rows: &[Row], machine: &Machine, options: &Options) -> String {
         let _ = writeln!(s, "{}", line(r));
     }
     let _ = writeln!(s);
+    let cpu = cpu_table(rows);
+    if cpu.len() > 1 {
+        let _ = writeln!(s, "{CPU_TITLE}");
+        for r in &cpu {
+            let _ = writeln!(s, "{}", aligned(r, &cpu));
+        }
+        let _ = writeln!(s);
+    }
     for row in rows.iter().filter(|r| !r.note.is_empty()) {
         let _ = writeln!(
             s,
@@ -137,6 +146,44 @@ fn settings(options: &Options) -> String {
     )
 }
 
+const CPU_TITLE: &str =
+    "Where the host's CPU goes, µs per message (per-thread CPU time over the measured run):";
+
+/// The CPU table: a header, then a line per row that measured its host's threads.
+fn cpu_table(rows: &[Row]) -> Vec<Vec<String>> {
+    let mut header = vec!["case".to_owned()];
+    header.extend(Stage::ALL.iter().map(|s| s.name().to_owned()));
+    header.push("total".into());
+    let mut table = vec![header];
+    for row in rows {
+        let Some(cpu) = row.cpu else { continue };
+        let mut line = vec![format!("{} {} ({})", row.case, row.what, row.broker)];
+        line.extend(Stage::ALL.iter().map(|s| format!("{:.2}", cpu.stage(*s))));
+        line.push(format!("{:.2}", cpu.total()));
+        table.push(line);
+    }
+    table
+}
+
+/// `line` padded to `table`'s column widths: the first column left, the figures right.
+fn aligned(line: &[String], table: &[Vec<String>]) -> String {
+    let mut s = String::new();
+    for (i, cell) in line.iter().enumerate() {
+        let width = table
+            .iter()
+            .map(|l| l.get(i).map_or(0, |c| c.chars().count()))
+            .max()
+            .unwrap_or(0);
+        let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+        if i == 0 {
+            let _ = write!(s, "{cell}{pad}  ");
+        } else {
+            let _ = write!(s, "{pad}{cell}  ");
+        }
+    }
+    s.trim_end().to_owned()
+}
+
 /// The markdown table, with the machine and the notes.
 pub fn markdown(rows: &[Row], machine: &Machine, options: &Options) -> String {
     let mut s = String::from("# `make bench` results\n\n");
@@ -155,6 +202,16 @@ pub fn markdown(rows: &[Row], machine: &Machine, options: &Options) -> String {
         let _ = writeln!(s, "| {} |", cells(r).join(" | "));
     }
     let _ = writeln!(s);
+    let cpu = cpu_table(rows);
+    if let Some((header, body)) = cpu.split_first().filter(|(_, body)| !body.is_empty()) {
+        let _ = writeln!(s, "{CPU_TITLE}\n");
+        let _ = writeln!(s, "| {} |", header.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---:|".repeat(header.len() - 1));
+        for r in body {
+            let _ = writeln!(s, "| {} |", r.join(" | "));
+        }
+        let _ = writeln!(s);
+    }
     for row in rows.iter().filter(|r| !r.note.is_empty()) {
         let _ = writeln!(
             s,

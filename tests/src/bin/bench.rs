@@ -131,6 +131,7 @@ fn baseline_row(raw: bench::Rate, kind: BrokerKind) -> Row {
         goal: bench::Goal::None,
         met: None,
         note: String::new(),
+        cpu: raw.cpu,
     }
 }
 
