@@ -28,9 +28,10 @@
 //! checked after each message is taken, so a partition may overshoot its byte allowance by one
 //! message.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
+
+use crate::kafka::PollWaker;
 
 /// The pool-wide bound and its totals. The poll thread adds, the coordinator releases.
 #[derive(Debug)]
@@ -41,8 +42,8 @@ pub(crate) struct Credit {
     bytes: AtomicUsize,
     /// Partitions sharing the bound now.
     partitions: AtomicUsize,
-    /// The poll thread, woken when a partition it left for lack of credit gets some back.
-    poller: OnceLock<Thread>,
+    /// Wakes the poll thread when a partition it left for lack of credit gets some back.
+    poller: Arc<PollWaker>,
     /// Set while the pool is paused ([`crate::Pauser`]): no partition has credit.
     paused: Arc<AtomicBool>,
 }
@@ -64,7 +65,7 @@ impl Credit {
             messages: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             partitions: AtomicUsize::new(0),
-            poller: OnceLock::new(),
+            poller: Arc::default(),
             paused: Arc::default(),
         }
     }
@@ -75,16 +76,15 @@ impl Credit {
         self
     }
 
-    /// Names the thread to wake when credit comes back; the poll thread calls it first thing.
-    pub(crate) fn set_poller(&self, thread: Thread) {
-        let _ = self.poller.set(thread);
+    /// Wakes the poll thread through `waker` (the consumer's: see [`PollWaker`]).
+    pub(crate) fn waking(mut self, waker: Arc<PollWaker>) -> Self {
+        self.poller = waker;
+        self
     }
 
-    /// Wakes the poll thread (a partition queue got data).
+    /// Wakes the poll thread (a seek was asked for; a partition it left got credit back).
     pub(crate) fn wake(&self) {
-        if let Some(poller) = self.poller.get() {
-            poller.unpark();
-        }
+        self.poller.wake();
     }
 
     /// A new partition joins: it gets its own share.

@@ -104,8 +104,8 @@ pub use self::handler::{
 use self::handler::{ByFn, ByHandler, Work};
 use self::stats::Shared;
 pub use self::stats::{PartitionStats, Stats, StatsHandle};
-use crate::kafka::Link;
 pub use crate::kafka::{Consumer, Header, Message, OutRecord};
+use crate::kafka::{Link, PollWaker};
 use crate::metrics::Metrics;
 pub use crate::transaction::{TransactionError, Transactions};
 
@@ -208,20 +208,25 @@ pub struct Pool {
 /// finishes and commits, what librdkafka fetched waits there (its prefetch limits stop the
 /// fetching), and the consumer keeps polling, so it stays in its group and rebalances go on.
 #[derive(Debug, Clone)]
-pub struct Pauser(Arc<AtomicBool>);
+pub struct Pauser {
+    paused: Arc<AtomicBool>,
+    /// A resume wakes the poll thread, which takes messages again at once.
+    waker: Arc<PollWaker>,
+}
 
 impl Pauser {
     pub fn pause(&self) {
-        self.0.store(true, AtomicOrdering::Release);
+        self.paused.store(true, AtomicOrdering::Release);
     }
 
-    /// Takes messages again within the poll thread's next round (a few ms).
+    /// Takes messages again at once.
     pub fn resume(&self) {
-        self.0.store(false, AtomicOrdering::Release);
+        self.paused.store(false, AtomicOrdering::Release);
+        self.waker.wake();
     }
 
     pub fn is_paused(&self) -> bool {
-        self.0.load(AtomicOrdering::Acquire)
+        self.paused.load(AtomicOrdering::Acquire)
     }
 }
 
@@ -295,7 +300,10 @@ impl Pool {
 
     /// A handle to pause and resume this pool, before or while it runs.
     pub fn pauser(&self) -> Pauser {
-        Pauser(Arc::clone(&self.paused))
+        Pauser {
+            paused: Arc::clone(&self.paused),
+            waker: self.consumer.inner().context().waker(),
+        }
     }
 
     /// A handle to read the stats from another task.
@@ -367,7 +375,8 @@ impl Pool {
                 self.config.job_queue_size,
                 usize::try_from(self.config.max_buffered_bytes).unwrap_or(usize::MAX),
             )
-            .pausable(Arc::clone(&self.paused)),
+            .pausable(Arc::clone(&self.paused))
+            .waking(context.waker()),
         );
         let link = Link {
             events: events_tx,
@@ -377,7 +386,7 @@ impl Pool {
         let stop = Arc::new(AtomicBool::new(false));
         // If this future is dropped before it finishes (a caller's `select!`, a runtime shutting
         // down), the poll thread must still stop: it would otherwise poll forever.
-        let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
+        let _stop_on_drop = StopOnDrop(Arc::clone(&stop), context.waker());
         let poller = crate::kafka::spawn_poller(crate::kafka::Poller {
             consumer: self.consumer.shared(),
             link,
@@ -434,11 +443,12 @@ impl Pool {
 }
 
 /// Sets the poll thread's stop flag when dropped.
-struct StopOnDrop(Arc<AtomicBool>);
+struct StopOnDrop(Arc<AtomicBool>, Arc<PollWaker>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.store(true, AtomicOrdering::Release);
+        self.1.wake();
     }
 }
 

