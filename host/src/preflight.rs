@@ -90,7 +90,7 @@ fn client_issues(config: &HostConfig) -> Vec<ConfigIssue> {
     }
     let mut options = config.kafka.options.clone();
     options.insert("log_level".into(), "0".into());
-    match Producer::new("", &options) {
+    match Producer::new("", &options).and_then(|p| p.start().map(|()| p)) {
         Ok(producer) => made.push(Box::new(producer)),
         Err(ProduceError::Create(e)) => add(client_issue(config, "producer", &e)),
         Err(e) => add(ConfigIssue {

@@ -20,6 +20,7 @@
 //! [`headers::TRUNCATED`] saying why — the message is then done, and the tenant goes on.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -328,10 +329,17 @@ pub fn max_record_bytes(options: &BTreeMap<String, String>) -> usize {
 }
 
 /// An idempotent producer that reports success only once the broker has acknowledged.
+///
+/// Its librdkafka client is made on the first send (or [`Producer::start`]): a tenant that never
+/// emits nor dead-letters — a filter, a passthrough — runs no producer threads at all. rdkafka's
+/// producer keeps a polling thread whose `poll(100 ms)` spins through the last millisecond of
+/// each window (its remaining time rounds down to 0 ms): about 1% of a core per idle producer,
+/// measured as 14-17.5% of a core for 20 idle tenants.
 #[derive(Clone)]
 pub struct Producer {
-    /// Its context rate-limits librdkafka's log lines and errors.
-    inner: FutureProducer<LogContext>,
+    config: Arc<ClientConfig>,
+    /// Its context rate-limits librdkafka's log lines and errors. Made once, on first use.
+    inner: Arc<OnceLock<Result<FutureProducer<LogContext>, KafkaError>>>,
     /// How long a record may wait in librdkafka's queue before it counts as failed.
     queue_timeout: Duration,
 }
@@ -339,15 +347,31 @@ pub struct Producer {
 impl Producer {
     /// A producer for `brokers`, with `options` passed through to librdkafka first so Burrow's
     /// delivery settings cannot be weakened by them. Its `message.max.bytes` is sized to what a
-    /// consumer with the same `options` can receive (see the module docs).
+    /// consumer with the same `options` can receive (see the module docs). Every setting is
+    /// checked now; the client is made on first use.
     pub fn new(brokers: &str, options: &BTreeMap<String, String>) -> Result<Self, ProduceError> {
-        let inner = producer_config(brokers, options)
-            .create_with_context(LogContext::default())
+        let config = producer_config(brokers, options);
+        config
+            .create_native_config()
             .map_err(ProduceError::Create)?;
         Ok(Self {
-            inner,
+            config: Arc::new(config),
+            inner: Arc::default(),
             queue_timeout: Duration::from_secs(30),
         })
+    }
+
+    /// Makes the librdkafka client now, if it is not made yet: what `burrow validate` does to
+    /// find what only making it reveals (a TLS file that does not load, ...).
+    pub fn start(&self) -> Result<(), ProduceError> {
+        self.client().map(|_| ())
+    }
+
+    fn client(&self) -> Result<&FutureProducer<LogContext>, ProduceError> {
+        self.inner
+            .get_or_init(|| self.config.create_with_context(LogContext::default()))
+            .as_ref()
+            .map_err(|e| ProduceError::Create(e.clone()))
     }
 
     /// Produces every record and waits for all acknowledgements; the first failure is
@@ -366,7 +390,7 @@ impl Producer {
         if let Some(key) = &record.key {
             out = out.key(key);
         }
-        self.inner
+        self.client()?
             .send(out, self.queue_timeout)
             .await
             .map(|_| ())
