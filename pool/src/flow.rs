@@ -119,18 +119,20 @@ impl Credit {
             .saturating_sub(messages)
             .max((self.max_messages / 2).saturating_sub(total))
             .min(self.max_messages.saturating_sub(total));
-        if by_count == 0 || !self.bytes_allow(flow, partitions) {
+        if by_count == 0 || self.byte_room(flow, partitions) == 0 {
             flow.starved.store(true, Ordering::Release);
             return 0;
         }
         by_count
     }
 
-    /// Whether `flow` may take one more message by bytes.
-    pub(crate) fn bytes_allow(&self, flow: &Flow, partitions: usize) -> bool {
+    /// How many bytes `flow` may take before it must stop (it may pass them by one message):
+    /// what is left of its share, or of the common half, whichever is more.
+    pub(crate) fn byte_room(&self, flow: &Flow, partitions: usize) -> usize {
         let share = share(self.max_bytes, partitions);
-        flow.bytes.load(Ordering::Acquire) < share
-            || self.bytes.load(Ordering::Acquire) < self.max_bytes / 2
+        let own = share.saturating_sub(flow.bytes.load(Ordering::Acquire));
+        let common = (self.max_bytes / 2).saturating_sub(self.bytes.load(Ordering::Acquire));
+        own.max(common)
     }
 
     /// The number of partitions sharing the bound (at least 1).
@@ -138,11 +140,12 @@ impl Credit {
         self.partitions.load(Ordering::Acquire).max(1)
     }
 
-    /// The poll thread took one message of `bytes` bytes from `flow`'s partition.
-    pub(crate) fn took(&self, flow: &Flow, bytes: usize) {
-        flow.messages.fetch_add(1, Ordering::AcqRel);
+    /// The poll thread took `messages` messages of `bytes` bytes in all from `flow`'s
+    /// partition: counted once per run it takes, not per message.
+    pub(crate) fn took(&self, flow: &Flow, messages: usize, bytes: usize) {
+        flow.messages.fetch_add(messages, Ordering::AcqRel);
         flow.bytes.fetch_add(bytes, Ordering::AcqRel);
-        self.messages.fetch_add(1, Ordering::AcqRel);
+        self.messages.fetch_add(messages, Ordering::AcqRel);
         self.bytes.fetch_add(bytes, Ordering::AcqRel);
     }
 
@@ -222,7 +225,8 @@ fn sub(counter: &AtomicUsize, n: usize) {
 mod tests {
     use super::*;
 
-    /// Take from `flow` until its allowance runs out, one message of `bytes` at a time.
+    /// Take from `flow` until its allowance runs out, in runs of messages of `bytes` each, as
+    /// the poll thread does.
     fn fill(credit: &Credit, flow: &Flow, bytes: usize) -> usize {
         let mut taken = 0;
         loop {
@@ -230,13 +234,13 @@ mod tests {
             if n == 0 {
                 return taken;
             }
-            for _ in 0..n {
-                credit.took(flow, bytes);
-                taken += 1;
-                if !credit.bytes_allow(flow, credit.partitions()) {
-                    break;
-                }
+            let room = credit.byte_room(flow, credit.partitions());
+            let mut run = (0, 0);
+            while run.0 < n && run.1 < room {
+                run = (run.0 + 1, run.1 + bytes);
             }
+            credit.took(flow, run.0, run.1);
+            taken += run.0;
         }
     }
 

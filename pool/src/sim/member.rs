@@ -199,24 +199,26 @@ impl Member {
         let w = lock(world);
         let mut batch = Vec::new();
         for (&partition, feed) in &mut self.feeds {
+            // As the poll thread does: one run per partition, its credit counted once.
             let allowed = self.credit.allowance(&feed.flow).min(cap);
+            let room = self.credit.byte_room(&feed.flow, self.credit.partitions());
             let log = &w.logs[usize::try_from(partition).unwrap_or_default()];
+            let (mut taken, mut bytes) = (0, 0);
             for record in log.from(feed.position).iter().take(allowed) {
+                if bytes >= room {
+                    break;
+                }
                 let mut payload = record.id.to_le_bytes().to_vec();
                 payload.resize(record.size, 0);
                 let mut message = Message::new(Arc::clone(&self.topic), partition, record.offset);
                 message.key = record.key.map(|k| vec![k]);
                 message.payload = Some(payload);
-                self.credit.took(&feed.flow, message.weight());
+                bytes += message.weight();
+                taken += 1;
                 feed.position = record.offset + 1;
                 batch.push(Arc::new(message));
-                if !self
-                    .credit
-                    .bytes_allow(&feed.flow, self.credit.partitions())
-                {
-                    break;
-                }
             }
+            self.credit.took(&feed.flow, taken, bytes);
         }
         drop(w);
         if !batch.is_empty() {
