@@ -149,18 +149,7 @@ async fn every_output_is_committed_once_with_its_offset() {
     cluster.produce(N, 20);
     let calls = Arc::default();
     let (_open, gate) = watch::channel(true);
-    let stop = CancellationToken::new();
-    let (result, ()) = guarded(async {
-        tokio::join!(
-            pool.run_with(stop.clone().cancelled_owned(), forward(&calls, None, &gate)),
-            async {
-                committed_to_the_ends(&cluster, &pool).await;
-                stop.cancel();
-            }
-        )
-    })
-    .await;
-    result.expect("the pool ran");
+    run_to_the_ends(&cluster, &pool, &calls, &gate).await;
     assert_each_once(&cluster, N);
     let stats = pool.stats();
     assert_eq!(stats.transaction_records, N as u64, "{stats:?}");
@@ -181,30 +170,11 @@ async fn a_commit_that_outlives_its_timeout_is_resumed_not_aborted() {
     const N: usize = 200;
     let (cluster, pool) =
         transactional_pool_with_steps(2, "txn-slow-commit", test_config(), Duration::from_secs(1));
-    cluster
-        .broker
-        .on_mock(|mock| {
-            mock.request_errors(
-                RDKafkaApiKey::EndTxn,
-                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; 5],
-            );
-        })
-        .expect("inject");
+    hold_end_txn(&cluster, 5);
     cluster.produce(N, 20);
     let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
     let (_open, gate) = watch::channel(true);
-    let stop = CancellationToken::new();
-    let (result, ()) = guarded(async {
-        tokio::join!(
-            pool.run_with(stop.clone().cancelled_owned(), forward(&calls, None, &gate)),
-            async {
-                committed_to_the_ends(&cluster, &pool).await;
-                stop.cancel();
-            }
-        )
-    })
-    .await;
-    result.expect("the pool ran");
+    run_to_the_ends(&cluster, &pool, &calls, &gate).await;
     let stats = pool.stats();
     assert_eq!(stats.transactions_aborted, 0, "{stats:?}");
     assert!(
@@ -222,15 +192,7 @@ async fn a_commit_that_outlives_its_timeout_is_resumed_not_aborted() {
 async fn a_commit_that_never_finishes_halts_the_pool_in_doubt() {
     let (cluster, pool) =
         transactional_pool_with_steps(1, "txn-stuck-commit", test_config(), Duration::from_secs(1));
-    cluster
-        .broker
-        .on_mock(|mock| {
-            mock.request_errors(
-                RDKafkaApiKey::EndTxn,
-                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; 25],
-            );
-        })
-        .expect("inject");
+    hold_end_txn(&cluster, 25);
     cluster.produce(50, 5);
     let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
     let (_open, gate) = watch::channel(true);
@@ -341,6 +303,42 @@ async fn aborts_under(ordering: Ordering) {
     assert!(rerun > 0, "the aborted transactions' messages ran again");
     assert!(pool.stats().transactions_aborted >= 1, "{:?}", pool.stats());
     assert_each_once(&cluster, N);
+}
+
+/// Runs `pool` with [`Forward`] until its transactions have committed every partition to its
+/// end, then stops it.
+async fn run_to_the_ends(
+    cluster: &Cluster,
+    pool: &Pool,
+    calls: &Arc<Mutex<BTreeMap<(i32, i64), u32>>>,
+    gate: &watch::Receiver<bool>,
+) {
+    let stop = CancellationToken::new();
+    let (result, ()) = guarded(async {
+        tokio::join!(
+            pool.run_with(stop.clone().cancelled_owned(), forward(calls, None, gate)),
+            async {
+                committed_to_the_ends(cluster, pool).await;
+                stop.cancel();
+            }
+        )
+    })
+    .await;
+    result.expect("the pool ran");
+}
+
+/// Answers the next `n` `EndTxn` requests CONCURRENT_TRANSACTIONS, which librdkafka retries
+/// with a growing backoff: the commit of the transaction they hit takes that long.
+fn hold_end_txn(cluster: &Cluster, n: usize) {
+    cluster
+        .broker
+        .on_mock(move |mock| {
+            mock.request_errors(
+                RDKafkaApiKey::EndTxn,
+                &vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; n],
+            );
+        })
+        .expect("inject");
 }
 
 /// Fails the next `AddPartitionsToTxn` requests with `errors`, one each (see the module docs).
