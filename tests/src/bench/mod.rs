@@ -7,6 +7,7 @@
 //! - [`data`]: the records every case reads, produced once per broker.
 //! - [`host`]: the real `burrow` binary as a child, its config (defaults only), and sampling of
 //!   its `/stats` and its memory.
+//! - [`cpu`]: where the host's CPU goes over a measured run, per stage, from its threads.
 //! - [`cases`]: one function per case, B1 to B10.
 //! - [`report`]: the table (text and markdown), the chart, the machine.
 
