@@ -748,18 +748,18 @@ impl HostConfig {
             [tenant.pool.shutdown_timeout, self.pool.shutdown_timeout],
             KEY,
         );
-        if issues.iter().any(|i| i.key == key) {
-            return;
-        }
-        issues.push(issue(
-            key,
-            format!(
-                "shutdown_timeout ({}) must be shorter than max.poll.interval.ms ({}): a \
+        push_once(
+            issues,
+            issue(
+                key,
+                format!(
+                    "shutdown_timeout ({}) must be shorter than max.poll.interval.ms ({}): a \
                  revoke waits that long without polling, and the group would evict the member",
-                humantime::format_duration(shutdown),
-                humantime::format_duration(max_poll)
+                    humantime::format_duration(shutdown),
+                    humantime::format_duration(max_poll)
+                ),
             ),
-        ));
+        );
     }
 
     /// A librdkafka option in milliseconds, or `default_ms` when unset; `None` when it is not a
@@ -798,18 +798,18 @@ impl HostConfig {
             [tenant.pool.start_timeout, self.pool.start_timeout],
             KEY,
         );
-        if issues.iter().any(|i| i.key == key) {
-            return;
-        }
-        issues.push(issue(
-            key,
-            format!(
-                "start_timeout ({}) must be longer than session.timeout.ms ({}): a member that \
+        push_once(
+            issues,
+            issue(
+                key,
+                format!(
+                    "start_timeout ({}) must be longer than session.timeout.ms ({}): a member that \
                  restarts after a crash waits that long for the group to drop its old self",
-                humantime::format_duration(start),
-                humantime::format_duration(session)
+                    humantime::format_duration(start),
+                    humantime::format_duration(session)
+                ),
             ),
-        ));
+        );
     }
 
     /// The pool settings of `tenant`: its own overrides on top of the top-level `[pool]`.
@@ -1116,6 +1116,14 @@ fn written_at(at: &str, name: &str, [tenant, pool]: [Option<Duration>; 2], optio
         format!("pool.{name}")
     } else {
         format!("kafka.options.{option}")
+    }
+}
+
+/// Adds `new` unless an issue with its key is there already: a value written once, at the top
+/// level, is reported once, not once per tenant that inherits it.
+fn push_once(issues: &mut Vec<ConfigIssue>, new: ConfigIssue) {
+    if !issues.iter().any(|i| i.key == new.key) {
+        issues.push(new);
     }
 }
 

@@ -22,7 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::kafka::{OutRecord, PoolContext, Tp};
-use crate::transaction::{TransactionError, Transactions};
+use crate::transaction::{IN_DOUBT, TransactionError, Transactions};
 
 /// The broker's answer to a commit.
 pub(crate) struct Committed {
@@ -56,7 +56,7 @@ pub(crate) enum CommitError {
     Fatal(KafkaError),
     /// A transaction's commit did not finish: whether it committed is unknown, and the
     /// producer can take no other transaction. It ends the pool as a fatal error does.
-    #[error("{}", TransactionError::InDoubt(.0.clone()))]
+    #[error("{IN_DOUBT}: {0}")]
     InDoubt(KafkaError),
 }
 

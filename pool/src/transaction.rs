@@ -66,6 +66,12 @@ const QUEUE_PATIENCE: Duration = Duration::from_secs(30);
 /// arguments, as librdkafka recommends.
 const TRIES: u32 = 4;
 
+/// What a commit in doubt is, said once for [`TransactionError::InDoubt`] and the pool's
+/// `CommitError::InDoubt`.
+pub(crate) const IN_DOUBT: &str =
+    "the transaction's commit did not finish in its 4 tries; its outcome is unknown";
+const _: () = assert!(TRIES == 4, "IN_DOUBT says how many tries");
+
 /// A transactional producer, ready: its transactions initialised (which aborts what an earlier
 /// producer with the same `transactional.id` left open, and fences it).
 pub struct Transactions {
@@ -98,9 +104,7 @@ pub enum TransactionError {
     Fatal(KafkaError),
     /// The commit did not finish in [`TRIES`] tries of the step timeout: whether it committed
     /// is unknown, and the producer takes no other call until it does.
-    #[error(
-        "the transaction's commit did not finish in {TRIES} tries; its outcome is unknown: {0}"
-    )]
+    #[error("{IN_DOUBT}: {0}")]
     InDoubt(KafkaError),
 }
 
