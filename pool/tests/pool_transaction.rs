@@ -305,6 +305,98 @@ async fn aborts_under(ordering: Ordering) {
     assert_each_once(&cluster, N);
 }
 
+/// A transaction that aborts while its partition is being revoked (review finding 1): the
+/// revoke's own commit must not pass the aborted records. T1 carries the outputs of offsets
+/// from 100 on and stalls (the coordinator answers its `AddPartitionsToTxn` "loading" 16
+/// times, 500 ms each in librdkafka, then refuses it); meanwhile a second member joins, and
+/// the revoke waits for offset 160, held in its handler. T1 aborts during the revoke; then 160
+/// is let through, and the revoke commits. Nothing may be committed past T1's first offset:
+/// whichever member owns the partition next runs T1's messages again, and each output
+/// appears once.
+///
+/// With the fix reverted (the revoking partition's ledger not told of the abort), the revoke
+/// commits the done prefix (200) in a transaction with the records still held, from 160 on.
+/// On Kafka, T1's outputs (100..160) would then never exist. The mock cluster keeps no offsets
+/// a transaction carried, and refuses the plain commit that follows it mid-rebalance, so here
+/// the next owner starts from 100 again and the outputs from 160 on appear twice: the test
+/// fails either way (2 runs of 2 with the fix reverted; 4 of 4 pass with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_aborted_during_a_revoke_commits_nothing_past_it() {
+    const N: usize = 100;
+    let config = Config {
+        shutdown_timeout: Duration::from_secs(30),
+        ..test_config()
+    };
+    let cluster = Cluster::new(1, 1);
+    kafka::create_topic(&cluster.broker, OUT, 1).expect("output topic");
+    let group = unique_group("txn-abort-revoke");
+    let member = |name: &str| {
+        Pool::new(cluster.consumer(&group), config.clone())
+            .expect("pool")
+            .with_transactions(transactions(
+                &cluster,
+                &format!("{group}-{name}"),
+                Duration::from_secs(10),
+            ))
+    };
+    let a = member("a");
+    let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
+    let (open, gate) = watch::channel(false);
+    let hold = Some((0, 160));
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let (ran_a, (ran_b, ())) = guarded(async {
+        tokio::join!(
+            a.run_with(
+                stop_a.clone().cancelled_owned(),
+                forward(&calls, hold, &gate)
+            ),
+            async {
+                cluster.produce(N, 10);
+                committed_to_the_ends(&cluster, &a).await;
+                let mut errors =
+                    vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 16];
+                errors.push(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+                inject(&cluster, &errors);
+                cluster.produce_from(N, N, 10);
+                until("every message called once", || {
+                    calls.lock().expect("calls").len() == 2 * N
+                })
+                .await;
+                // Subscribed when made: it joins the group now.
+                let b = member("b");
+                tokio::join!(
+                    b.run_with(
+                        stop_b.clone().cancelled_owned(),
+                        forward(&calls, hold, &gate)
+                    ),
+                    async {
+                        until("the stalled transaction aborted", || {
+                            a.stats().transactions_aborted > 0
+                        })
+                        .await;
+                        assert!(
+                            a.stats().rebalances >= 2,
+                            "the abort came during the revoke: {:?}",
+                            a.stats()
+                        );
+                        let _ = open.send(true);
+                        until("the group committed to the end", || {
+                            cluster.committed(&group).get(&0) == Some(&(2 * N as i64))
+                        })
+                        .await;
+                        stop_a.cancel();
+                        stop_b.cancel();
+                    }
+                )
+            }
+        )
+    })
+    .await;
+    ran_a.expect("member a ran");
+    ran_b.expect("member b ran");
+    assert_each_once(&cluster, 2 * N);
+}
+
 /// Runs `pool` with [`Forward`] until its transactions have committed every partition to its
 /// end, then stops it.
 async fn run_to_the_ends(

@@ -40,6 +40,11 @@ impl Cluster {
         self.produce_in(n, keys, false);
     }
 
+    /// Like [`Cluster::produce`], payloads from `from` on: `from..from + n`.
+    pub fn produce_from(&self, from: usize, n: usize, keys: usize) {
+        self.produce_range(from..from + n, keys, false);
+    }
+
     /// Like [`Cluster::produce`], one record batch per message, so a fetch can stop anywhere.
     pub fn produce_one_by_one(&self, n: usize) {
         self.produce_in(n, 1, true);
@@ -58,7 +63,11 @@ impl Cluster {
     }
 
     fn produce_in(&self, n: usize, keys: usize, batch_each: bool) {
-        let records: Vec<Out> = (0..n)
+        self.produce_range(0..n, keys, batch_each);
+    }
+
+    fn produce_range(&self, range: std::ops::Range<usize>, keys: usize, batch_each: bool) {
+        let records: Vec<Out> = range
             .map(|i| {
                 let partition = i32::try_from(i).expect("small") % self.partitions;
                 Out::value(i.to_string())
