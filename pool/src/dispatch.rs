@@ -18,6 +18,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::config::Ordering;
+use crate::flow::Permit;
 use crate::kafka::{Message, Tp};
 
 /// A message on its way through the pool.
@@ -31,16 +32,20 @@ pub(crate) struct Job {
     pub(crate) attempt: u32,
     /// Its lane's hash (0, unused, in `unordered` mode); set by [`Dispatch::push`].
     pub(crate) lane: u64,
+    /// Its message's bytes, held against its partition's part of the bound until the job is
+    /// done or dropped, wherever that happens.
+    pub(crate) bytes: Permit,
 }
 
 impl Job {
-    /// A new job of `message`, not yet in a lane.
-    pub(crate) fn new(message: Arc<Message>, epoch: u64) -> Self {
+    /// A new job of `message`, not yet in a lane, holding its bytes with `bytes`.
+    pub(crate) fn new(message: Arc<Message>, epoch: u64, bytes: Permit) -> Self {
         Self {
             message,
             epoch,
             attempt: 0,
             lane: 0,
+            bytes,
         }
     }
 }
@@ -188,7 +193,7 @@ mod tests {
     fn job(partition: i32, offset: i64, key: Option<&str>) -> Job {
         let mut m = Message::new("t", partition, offset);
         m.key = key.map(|k| k.as_bytes().to_vec());
-        Job::new(Arc::new(m), 0)
+        Job::new(Arc::new(m), 0, Permit::empty(None))
     }
 
     fn offsets(d: &mut Dispatch) -> Vec<i64> {

@@ -9,7 +9,11 @@
 //!
 //! A message counts against the bound from the moment the poll thread takes it until the
 //! partition's done prefix passes its offset: queued, in flight, waiting to retry, and done above
-//! a gap alike. Its bytes (key, value, headers) count until it is done. The bound is
+//! a gap alike. Its bytes (key, value, headers) count until it is done. What is counted is held
+//! by a [`Permit`], and given back when the permit is dropped: the poll thread takes one per run
+//! of records, the coordinator splits it between each job (its bytes) and its partition's
+//! tracker (its place), and whatever drops a job or forgets a tracker gives their credit back;
+//! no path has to remember to. The bound is
 //! `job_queue_size` messages and `max_buffered_bytes` bytes, shared out so that no partition can
 //! starve the others:
 //!
@@ -31,30 +35,57 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use rustc_hash::FxHashMap;
+
 use crate::kafka::PollWaker;
 
-/// The pool-wide bound and its totals. The poll thread adds, the coordinator releases.
+/// The pool-wide bound and its totals. The poll thread takes credit as [`Permit`]s; what they
+/// hold comes back when they are dropped.
 #[derive(Debug)]
 pub(crate) struct Credit {
     max_messages: usize,
     max_bytes: usize,
-    messages: AtomicUsize,
-    bytes: AtomicUsize,
+    totals: Arc<Totals>,
     /// Partitions sharing the bound now.
     partitions: AtomicUsize,
-    /// Wakes the poll thread when a partition it left for lack of credit gets some back.
-    poller: Arc<PollWaker>,
     /// Set while the pool is paused ([`crate::Pauser`]): no partition has credit.
     paused: Arc<AtomicBool>,
 }
 
-/// One partition's part of the bound.
+/// What the pool holds now, over every partition; each [`Flow`] keeps a reference, so a permit
+/// that outlives its partition (a zombie call's) still gives back to the right totals.
 #[derive(Debug, Default)]
+struct Totals {
+    messages: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Wakes the poll thread when a partition it left for lack of credit gets some back.
+    poller: Arc<PollWaker>,
+}
+
+/// One partition's part of the bound.
+#[derive(Debug)]
 pub(crate) struct Flow {
     messages: AtomicUsize,
     bytes: AtomicUsize,
     /// Set by the poll thread when it left this partition for lack of credit.
     starved: AtomicBool,
+    totals: Arc<Totals>,
+}
+
+/// Messages and bytes held against a partition's part of the bound, given back when dropped.
+///
+/// Every message the poll thread takes comes with one: a run's permit is split among its jobs
+/// (their bytes) and its partition's tracker (their places, until the done prefix passes them).
+/// Whatever drops a job — done, cancelled with its retry timer, thrown out by a rewind or a
+/// revoke, ended as a zombie — gives its credit back, so none can leak. On the hot path the
+/// coordinator gathers them in [`Returns`] and gives them back once per loop turn.
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct Permit {
+    /// `None` for a partition the poll thread does not meter: nothing to give back.
+    flow: Option<Arc<Flow>>,
+    messages: usize,
+    bytes: usize,
 }
 
 impl Credit {
@@ -62,10 +93,8 @@ impl Credit {
         Self {
             max_messages: max_messages.max(1),
             max_bytes: max_bytes.max(1),
-            messages: AtomicUsize::new(0),
-            bytes: AtomicUsize::new(0),
+            totals: Arc::default(),
             partitions: AtomicUsize::new(0),
-            poller: Arc::default(),
             paused: Arc::default(),
         }
     }
@@ -76,32 +105,38 @@ impl Credit {
         self
     }
 
-    /// Wakes the poll thread through `waker` (the consumer's: see [`PollWaker`]).
+    /// Wakes the poll thread through `waker` (the consumer's: see [`PollWaker`]). Called before
+    /// any partition joins: the totals it replaces are still zero.
     pub(crate) fn waking(mut self, waker: Arc<PollWaker>) -> Self {
-        self.poller = waker;
+        self.totals = Arc::new(Totals {
+            poller: waker,
+            ..Totals::default()
+        });
         self
     }
 
     /// Wakes the poll thread (a seek was asked for; a partition it left got credit back).
     pub(crate) fn wake(&self) {
-        self.poller.wake();
+        self.totals.poller.wake();
     }
 
     /// A new partition joins: it gets its own share.
     pub(crate) fn join(&self) -> Arc<Flow> {
         self.partitions.fetch_add(1, Ordering::AcqRel);
-        Arc::new(Flow::default())
+        Arc::new(Flow {
+            messages: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            starved: AtomicBool::new(false),
+            totals: Arc::clone(&self.totals),
+        })
     }
 
-    /// A partition leaves (revoked): whatever it still held is given back.
-    pub(crate) fn leave(&self, flow: &Flow) {
+    /// A partition leaves (revoked): the others share the bound. What it still holds comes back
+    /// as its permits are dropped (its tracker's with it, a zombie call's when the call ends).
+    pub(crate) fn leave(&self) {
         let _ = self
             .partitions
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        let messages = flow.messages.swap(0, Ordering::AcqRel);
-        let bytes = flow.bytes.swap(0, Ordering::AcqRel);
-        sub(&self.messages, messages);
-        sub(&self.bytes, bytes);
     }
 
     /// How many messages the poll thread may take from `flow`'s partition now (0: none).
@@ -111,7 +146,7 @@ impl Credit {
         }
         let partitions = self.partitions.load(Ordering::Acquire).max(1);
         let messages = flow.messages.load(Ordering::Acquire);
-        let total = self.messages.load(Ordering::Acquire);
+        let total = self.totals.messages.load(Ordering::Acquire);
         let share = share(self.max_messages, partitions);
         // Never past the bound in all: a partition that joins while another holds the whole
         // bound (it was alone) waits for that one to drain below it.
@@ -131,7 +166,7 @@ impl Credit {
     pub(crate) fn byte_room(&self, flow: &Flow, partitions: usize) -> usize {
         let share = share(self.max_bytes, partitions);
         let own = share.saturating_sub(flow.bytes.load(Ordering::Acquire));
-        let common = (self.max_bytes / 2).saturating_sub(self.bytes.load(Ordering::Acquire));
+        let common = (self.max_bytes / 2).saturating_sub(self.totals.bytes.load(Ordering::Acquire));
         own.max(common)
     }
 
@@ -142,58 +177,20 @@ impl Credit {
 
     /// The poll thread took `messages` messages of `bytes` bytes in all from `flow`'s
     /// partition: counted once per run it takes, not per message.
-    pub(crate) fn took(&self, flow: &Flow, messages: usize, bytes: usize) {
-        flow.messages.fetch_add(messages, Ordering::AcqRel);
-        flow.bytes.fetch_add(bytes, Ordering::AcqRel);
-        self.messages.fetch_add(messages, Ordering::AcqRel);
-        self.bytes.fetch_add(bytes, Ordering::AcqRel);
-    }
-
-    /// `flow`'s partition holds `bytes` more that are not a message's payload (a late result's
-    /// records awaiting their acks); given back with [`Credit::release_bytes`].
-    pub(crate) fn hold_bytes(&self, flow: &Flow, bytes: usize) {
-        flow.bytes.fetch_add(bytes, Ordering::AcqRel);
-        self.bytes.fetch_add(bytes, Ordering::AcqRel);
-    }
-
-    /// `messages` offsets of `flow`'s partition left the pool (the done prefix passed them, or
-    /// they were dropped): their credit comes back.
-    pub(crate) fn release_messages(&self, flow: &Flow, messages: usize) {
-        if messages == 0 {
-            return;
-        }
-        sub(&flow.messages, messages);
-        sub(&self.messages, messages);
-        self.wake_if_starved(flow);
-    }
-
-    /// A message of `bytes` bytes is done (or dropped): its payload is no longer held.
-    pub(crate) fn release_bytes(&self, flow: &Flow, bytes: usize) {
-        if bytes == 0 {
-            return;
-        }
-        sub(&flow.bytes, bytes);
-        sub(&self.bytes, bytes);
-        self.wake_if_starved(flow);
-    }
-
-    /// Wakes the poll thread if it left this partition for lack of credit, once per starvation.
-    fn wake_if_starved(&self, flow: &Flow) {
-        if flow.starved.swap(false, Ordering::AcqRel) {
-            self.wake();
-        }
+    pub(crate) fn took(&self, flow: &Arc<Flow>, messages: usize, bytes: usize) -> Permit {
+        Permit::hold(flow, messages, bytes)
     }
 
     /// Messages held now, over every partition.
     #[cfg(test)]
     pub(crate) fn messages(&self) -> usize {
-        self.messages.load(Ordering::Acquire)
+        self.totals.messages.load(Ordering::Acquire)
     }
 
     /// Bytes held now, over every partition.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Acquire)
+        self.totals.bytes.load(Ordering::Acquire)
     }
 }
 
@@ -202,6 +199,179 @@ impl Flow {
     #[cfg(test)]
     pub(crate) fn messages(&self) -> usize {
         self.messages.load(Ordering::Acquire)
+    }
+
+    fn add(&self, messages: usize, bytes: usize) {
+        if messages > 0 {
+            self.messages.fetch_add(messages, Ordering::AcqRel);
+            self.totals.messages.fetch_add(messages, Ordering::AcqRel);
+        }
+        if bytes > 0 {
+            self.bytes.fetch_add(bytes, Ordering::AcqRel);
+            self.totals.bytes.fetch_add(bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// Gives `messages` and `bytes` back, and wakes the poll thread if it left this partition
+    /// for lack of credit (once per starvation).
+    fn release(&self, messages: usize, bytes: usize) {
+        if messages > 0 {
+            self.messages.fetch_sub(messages, Ordering::AcqRel);
+            self.totals.messages.fetch_sub(messages, Ordering::AcqRel);
+        }
+        if bytes > 0 {
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.totals.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+        if self.starved.swap(false, Ordering::AcqRel) {
+            self.totals.poller.wake();
+        }
+    }
+}
+
+impl Permit {
+    /// Counts `messages` and `bytes` against `flow`'s part of the bound until dropped.
+    pub(crate) fn hold(flow: &Arc<Flow>, messages: usize, bytes: usize) -> Self {
+        flow.add(messages, bytes);
+        Self {
+            flow: Some(Arc::clone(flow)),
+            messages,
+            bytes,
+        }
+    }
+
+    /// A permit holding nothing, of `flow` (or of no partition's part when `None`).
+    pub(crate) fn empty(flow: Option<&Arc<Flow>>) -> Self {
+        Self {
+            flow: flow.cloned(),
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    /// What it holds: messages, bytes.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> (usize, usize) {
+        (self.messages, self.bytes)
+    }
+
+    /// Moves `messages` and `bytes` (at most what it holds) into a permit of their own.
+    pub(crate) fn split(&mut self, messages: usize, bytes: usize) -> Self {
+        debug_assert!(
+            messages <= self.messages && bytes <= self.bytes,
+            "a permit split beyond what it holds"
+        );
+        let messages = messages.min(self.messages);
+        let bytes = bytes.min(self.bytes);
+        self.messages -= messages;
+        self.bytes -= bytes;
+        Self {
+            flow: self.flow.clone(),
+            messages,
+            bytes,
+        }
+    }
+
+    /// Moves `messages` and `bytes` (at most what it holds) into `to`, a permit of the same
+    /// partition's part; no new permit is made, so nothing is counted or cloned. (Into a
+    /// permit of another part they are given back instead.)
+    pub(crate) fn move_to(&mut self, to: &mut Self, messages: usize, bytes: usize) {
+        if self.same_flow(to) {
+            debug_assert!(
+                messages <= self.messages && bytes <= self.bytes,
+                "a permit moved beyond what it holds"
+            );
+            let messages = messages.min(self.messages);
+            let bytes = bytes.min(self.bytes);
+            self.messages -= messages;
+            self.bytes -= bytes;
+            to.messages += messages;
+            to.bytes += bytes;
+        } else {
+            drop(self.split(messages, bytes));
+        }
+    }
+
+    /// Counts `bytes` more against the same part, held by this permit.
+    pub(crate) fn grow(&mut self, bytes: usize) {
+        if let Some(flow) = &self.flow {
+            flow.add(0, bytes);
+            self.bytes += bytes;
+        }
+    }
+
+    /// Takes what `other` holds into this one when both are of the same partition's part;
+    /// otherwise `other` gives its credit back now.
+    pub(crate) fn absorb(&mut self, mut other: Self) {
+        if self.same_flow(&other) {
+            self.messages += std::mem::take(&mut other.messages);
+            self.bytes += std::mem::take(&mut other.bytes);
+        }
+    }
+
+    /// Whether both hold against the same partition's part (or both against none).
+    pub(crate) fn same_flow(&self, other: &Self) -> bool {
+        match (&self.flow, &other.flow) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(flow) = &self.flow
+            && (self.messages > 0 || self.bytes > 0)
+        {
+            flow.release(self.messages, self.bytes);
+        }
+    }
+}
+
+/// Permits gathered over one turn of the coordinator's loop and given back together: one
+/// release per partition per turn, not per message.
+#[derive(Debug, Default)]
+pub(crate) struct Returns {
+    /// By the address of their partition's [`Flow`].
+    by_flow: FxHashMap<usize, Permit>,
+}
+
+impl Returns {
+    /// Keeps `messages` and `bytes` of `from` until [`Returns::flush`].
+    pub(crate) fn take(&mut self, from: &mut Permit, messages: usize, bytes: usize) {
+        let Some(flow) = &from.flow else {
+            return;
+        };
+        if messages == 0 && bytes == 0 {
+            return;
+        }
+        match self.by_flow.get_mut(&(Arc::as_ptr(flow) as usize)) {
+            Some(gathered) => from.move_to(gathered, messages, bytes),
+            None => self.add(from.split(messages, bytes)),
+        }
+    }
+
+    /// Keeps `permit` until [`Returns::flush`].
+    pub(crate) fn add(&mut self, permit: Permit) {
+        let Some(flow) = &permit.flow else {
+            return;
+        };
+        if permit.messages == 0 && permit.bytes == 0 {
+            return;
+        }
+        let key = Arc::as_ptr(flow) as usize;
+        match self.by_flow.get_mut(&key) {
+            Some(gathered) => gathered.absorb(permit),
+            None => {
+                self.by_flow.insert(key, permit);
+            }
+        }
+    }
+
+    /// Gives back everything gathered.
+    pub(crate) fn flush(&mut self) {
+        self.by_flow.clear();
     }
 }
 
@@ -214,33 +384,25 @@ fn share(limit: usize, partitions: usize) -> usize {
     }
 }
 
-/// Subtracts without wrapping below zero (a release racing a `leave` that already zeroed it).
-fn sub(counter: &AtomicUsize, n: usize) {
-    let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-        Some(v.saturating_sub(n))
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Take from `flow` until its allowance runs out, in runs of messages of `bytes` each, as
-    /// the poll thread does.
-    fn fill(credit: &Credit, flow: &Flow, bytes: usize) -> usize {
-        let mut taken = 0;
+    /// the poll thread does; the runs' permits, gathered in one.
+    fn fill(credit: &Credit, flow: &Arc<Flow>, bytes: usize) -> Permit {
+        let mut held = Permit::empty(Some(flow));
         loop {
             let n = credit.allowance(flow);
             if n == 0 {
-                return taken;
+                return held;
             }
             let room = credit.byte_room(flow, credit.partitions());
             let mut run = (0, 0);
             while run.0 < n && run.1 < room {
                 run = (run.0 + 1, run.1 + bytes);
             }
-            credit.took(flow, run.0, run.1);
-            taken += run.0;
+            held.absorb(credit.took(flow, run.0, run.1));
         }
     }
 
@@ -252,39 +414,68 @@ mod tests {
         let flows: Vec<_> = (0..4).map(|_| credit.join()).collect();
         let stuck = fill(&credit, &flows[0], 1);
         assert_eq!(
-            stuck, 500,
+            stuck.held().0,
+            500,
             "the common half, which is more than its share (125)"
         );
-        for flow in &flows[1..] {
-            assert_eq!(
-                fill(&credit, flow, 1),
-                125,
-                "each other partition keeps its share"
-            );
+        let others: Vec<_> = flows[1..].iter().map(|f| fill(&credit, f, 1)).collect();
+        for held in &others {
+            assert_eq!(held.held().0, 125, "each other partition keeps its share");
         }
         assert_eq!(credit.messages(), 875, "within the bound");
+        drop((stuck, others));
+        assert_eq!(
+            credit.messages(),
+            0,
+            "dropped permits give their credit back"
+        );
     }
 
-    /// Credit comes back as the done prefix passes offsets, and a partition that leaves gives
-    /// back all it held.
+    /// Credit comes back as permits are split off and dropped, and a partition that leaves
+    /// gives back what its permits held as they go, however late.
     #[test]
-    fn released_and_revoked_messages_give_credit_back() {
+    fn dropped_permits_give_credit_back() {
         let credit = Credit::new(100, usize::MAX);
         let a = credit.join();
         let b = credit.join();
-        fill(&credit, &a, 1);
+        let mut held = fill(&credit, &a, 1);
         assert_eq!(credit.allowance(&a), 0);
         assert_eq!(
             a.messages(),
             50,
             "the common half (more than its share, 25)"
         );
-        credit.release_messages(&a, 10);
+        drop(held.split(10, 10));
         assert_eq!(credit.allowance(&a), 10);
-        fill(&credit, &b, 1);
-        credit.leave(&b);
+        let of_b = fill(&credit, &b, 1);
+        let late = {
+            let mut of_b = of_b;
+            of_b.split(1, 1)
+        };
+        credit.leave();
+        assert_eq!(
+            b.messages(),
+            1,
+            "a permit that outlives the partition still holds"
+        );
+        drop(late);
         assert_eq!(b.messages(), 0);
         assert_eq!(credit.messages(), a.messages());
+    }
+
+    /// Returns gathers permits of several partitions and gives each back once, at the flush.
+    #[test]
+    fn returns_give_back_at_the_flush() {
+        let credit = Credit::new(100, usize::MAX);
+        let (a, b) = (credit.join(), credit.join());
+        let mut returns = Returns::default();
+        for flow in [&a, &b, &a] {
+            returns.add(credit.took(flow, 2, 20));
+        }
+        returns.add(Permit::empty(None));
+        assert_eq!((credit.messages(), credit.bytes()), (6, 60));
+        returns.flush();
+        assert_eq!((credit.messages(), credit.bytes()), (0, 0));
     }
 
     /// Bytes bound the partition too: large messages stop the taking before the count does,
@@ -293,10 +484,10 @@ mod tests {
     fn bytes_bound_a_partition_of_large_messages() {
         let credit = Credit::new(10_000, 1 << 20);
         let flow = credit.join();
-        let taken = fill(&credit, &flow, 100 << 10);
+        let mut held = fill(&credit, &flow, 100 << 10);
         // Alone, the partition has the whole 1 MiB: 100 KiB messages, one over.
-        assert_eq!(taken, 11);
-        credit.release_bytes(&flow, 5 * (100 << 10));
+        assert_eq!(held.held().0, 11);
+        drop(held.split(0, 5 * (100 << 10)));
         assert!(credit.allowance(&flow) > 0);
     }
 }

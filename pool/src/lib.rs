@@ -47,6 +47,7 @@
 //!   records and rebalances to the coordinator; the [`Message`] handlers read.
 //! - `flow` — the bound on what the pool holds, per partition: the poll thread takes from a
 //!   partition's own queue only while it has credit; nothing is paused, nothing refetched.
+//!   Credit is held by permits that give it back when dropped, so no path can leak it.
 //! - `partition` — one assigned partition's life (its state diagram is there): its offsets
 //!   ([`offsets`]), its part of the bound, its epoch, its commit ledger (nothing committed past
 //!   a transaction in doubt or aborted; answers of an earlier epoch count for nothing), the

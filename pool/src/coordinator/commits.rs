@@ -3,6 +3,45 @@
 
 use super::*;
 
+/// The commit side's state.
+pub(super) struct Commits {
+    /// Sends every commit, in order, on its own thread (see `crate::commit`).
+    pub(super) committer: Committer,
+    /// Results of background commits.
+    pub(super) answers: UnboundedReceiver<Committed>,
+    /// Background commits asked for and not answered yet; at most one is asked for at a time
+    /// (a commit due meanwhile waits for its answer, then sends what advanced).
+    pub(super) in_flight: usize,
+    /// A commit was due while one was in flight: send another when it returns.
+    pub(super) again: bool,
+    /// Messages finished since the last commit (for `commit_batch_size`).
+    pub(super) finished: usize,
+    /// Every commit is a transaction carrying its messages' records (see `crate::transaction`).
+    pub(super) transactional: bool,
+    /// The transactional producer failed for good: no transaction is tried again, not even
+    /// the last commit (the records of the one that failed are gone; the next owner starts
+    /// from the last committed offsets).
+    pub(super) fenced: bool,
+}
+
+impl Commits {
+    pub(super) fn new(
+        committer: Committer,
+        answers: UnboundedReceiver<Committed>,
+        transactional: bool,
+    ) -> Self {
+        Self {
+            committer,
+            answers,
+            in_flight: 0,
+            again: false,
+            finished: 0,
+            transactional,
+            fenced: false,
+        }
+    }
+}
+
 impl<W: Work> Coordinator<W> {
     /// The offsets worth committing now, per the trigger.
     pub(super) fn to_commit(&self, trigger: Trigger, only: Option<&[Tp]>) -> Vec<(Tp, i64)> {
@@ -29,13 +68,13 @@ impl<W: Work> Coordinator<W> {
 
     /// A commit on the hot path: runs in the background, the coordinator goes on.
     pub(super) fn commit(&mut self, trigger: Trigger) {
-        self.finished_since_commit = 0;
+        self.commits.finished = 0;
         self.publish_partitions();
         if self.fenced() {
             return;
         }
-        if self.committing > 0 {
-            self.commit_again = true;
+        if self.commits.in_flight > 0 {
+            self.commits.again = true;
             return;
         }
         let offsets = self.to_commit(trigger, None);
@@ -43,22 +82,22 @@ impl<W: Work> Coordinator<W> {
             return;
         }
         let epochs = self.mark_sent(&offsets);
-        self.committing += 1;
+        self.commits.in_flight += 1;
         let records = self.take_outputs_if_transactional(&offsets);
-        self.committer.commit(offsets, epochs, records);
+        self.commits.committer.commit(offsets, epochs, records);
     }
 
     /// Whether the transactional producer has failed for good: nothing can commit any more,
     /// and the pool is halting (whatever halted it first).
     pub(super) fn fenced(&self) -> bool {
-        self.fenced
+        self.commits.fenced
     }
 
     pub(super) fn take_outputs_if_transactional(
         &mut self,
         offsets: &[(Tp, i64)],
     ) -> Vec<OutRecord> {
-        if self.transactional {
+        if self.commits.transactional {
             self.take_outputs(offsets)
         } else {
             Vec::new()
@@ -67,7 +106,7 @@ impl<W: Work> Coordinator<W> {
 
     /// Records `offsets` as sent; returns each one's epoch, for its answer.
     pub(super) fn mark_sent(&mut self, offsets: &[(Tp, i64)]) -> Vec<u64> {
-        let transactional = self.transactional;
+        let transactional = self.commits.transactional;
         offsets
             .iter()
             .map(|(tp, next)| match self.partitions.get_mut(tp) {
@@ -86,7 +125,7 @@ impl<W: Work> Coordinator<W> {
         let result = &answer.result;
         let kafka: KafkaResult<()> = result.as_ref().map(|_| ()).map_err(|e| e.kafka().clone());
         self.shared.record_commit(offsets, &kafka);
-        if self.transactional {
+        if self.commits.transactional {
             let end = match result {
                 Ok(()) => TransactionEnd::Committed,
                 Err(e) if e.is_fatal() => TransactionEnd::Fatal,
@@ -95,12 +134,12 @@ impl<W: Work> Coordinator<W> {
             self.shared.transaction(end, answer.records, answer.took);
         }
         if let Some(e) = result.as_ref().err().filter(|e| e.is_fatal()) {
-            self.fenced = true;
+            self.commits.fenced = true;
             self.halt.get_or_insert(HaltReason::Transactions {
                 reason: e.to_string(),
             });
         }
-        let transactional = self.transactional;
+        let transactional = self.commits.transactional;
         for ((tp, next), &epoch) in offsets.iter().zip(epochs) {
             let Some(p) = self.partitions.get_mut(tp) else {
                 continue;
@@ -114,9 +153,9 @@ impl<W: Work> Coordinator<W> {
 
     /// A background commit's answer.
     pub(super) fn on_committed(&mut self, c: Committed) {
-        self.committing = self.committing.saturating_sub(1);
+        self.commits.in_flight = self.commits.in_flight.saturating_sub(1);
         self.confirm(&c.offsets, &c.epochs, &c.answer);
-        if std::mem::take(&mut self.commit_again) {
+        if std::mem::take(&mut self.commits.again) {
             self.commit(Trigger::Batch);
         }
     }
@@ -130,7 +169,7 @@ impl<W: Work> Coordinator<W> {
     ) -> Result<(), PoolError> {
         self.publish_partitions();
         // A transaction in flight may yet abort, taking records these offsets would pass.
-        if self.transactional {
+        if self.commits.transactional {
             self.await_background_commits(deadline).await;
         }
         let timeout = deadline.saturating_duration_since(Instant::now());
@@ -141,6 +180,7 @@ impl<W: Work> Coordinator<W> {
         let epochs = self.mark_sent(&offsets);
         let records = self.take_outputs_if_transactional(&offsets);
         let answer = match self
+            .commits
             .committer
             .commit_and_wait(offsets.clone(), epochs.clone(), records, timeout)
             .await
@@ -157,10 +197,10 @@ impl<W: Work> Coordinator<W> {
 
     /// Waits (until `deadline`) for the answers of the background commits in flight.
     pub(super) async fn await_background_commits(&mut self, deadline: Instant) {
-        while self.committing > 0 {
-            match tokio::time::timeout_at(deadline, self.commits_rx.recv()).await {
+        while self.commits.in_flight > 0 {
+            match tokio::time::timeout_at(deadline, self.commits.answers.recv()).await {
                 Ok(Some(c)) => {
-                    self.committing = self.committing.saturating_sub(1);
+                    self.commits.in_flight = self.commits.in_flight.saturating_sub(1);
                     self.confirm(&c.offsets, &c.epochs, &c.answer);
                 }
                 Ok(None) | Err(_) => return,
@@ -180,7 +220,7 @@ impl<W: Work> Coordinator<W> {
         if records.is_empty() {
             return;
         }
-        if !self.transactional {
+        if !self.commits.transactional {
             self.halt
                 .get_or_insert(HaltReason::OutputWithoutTransactions);
             return;
@@ -188,10 +228,7 @@ impl<W: Work> Coordinator<W> {
         let Some(p) = self.partition_of(job) else {
             return;
         };
-        let bytes = p.hold_outputs(job.message.offset, records);
-        if let Some(flow) = p.flow.clone() {
-            self.credit.hold_bytes(&flow, bytes);
-        }
+        p.hold_outputs(job.message.offset, records);
     }
 
     /// The held records of the messages `offsets` commit, taken out of their partitions.
@@ -202,7 +239,7 @@ impl<W: Work> Coordinator<W> {
                 continue;
             };
             let (taken, release) = p.take_outputs(*next);
-            release.to(&self.credit, p.flow.as_deref());
+            self.returns.add(release);
             records.extend(taken);
         }
         records

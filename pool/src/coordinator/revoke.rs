@@ -18,6 +18,29 @@ pub(super) struct PendingRevoke {
 }
 
 impl<W: Work> Coordinator<W> {
+    /// A revoke begins: nothing more of its partitions is started or retried, their queued
+    /// jobs are dropped; their calls have until the revoke's deadline to end.
+    pub(super) fn begin_revoke(&mut self, partitions: Vec<Tp>, done: SyncSender<()>) {
+        self.shared.rebalanced();
+        self.shared.revoked(&partitions);
+        for tp in &partitions {
+            self.dispatch.drop_partition(tp);
+            if let Some(p) = self.partitions.get_mut(tp) {
+                p.revoking = true;
+                p.retries.cancel();
+                self.retries.waiting -= p.retrying;
+                p.retrying = 0;
+            }
+        }
+        let now = Instant::now();
+        self.revokes.push(PendingRevoke {
+            partitions,
+            deadline: now + self.config.shutdown_timeout * 3 / 4,
+            end: now + self.config.shutdown_timeout,
+            done,
+        });
+    }
+
     pub(super) fn next_revoke_deadline(&self) -> Instant {
         self.revokes
             .iter()
@@ -28,15 +51,12 @@ impl<W: Work> Coordinator<W> {
 
     /// A job of a revoked assignment ended: once the last one has, the partition's current
     /// assignment may start its held-back jobs.
-    pub(super) fn zombie_ended(&mut self, tp: &Tp, bytes: usize) {
-        let Some(zombies) = self.zombies.get_mut(tp) else {
+    pub(super) fn zombie_ended(&mut self, tp: &Tp) {
+        let Some(running) = self.zombies.get_mut(tp) else {
             return;
         };
-        if let Some(flow) = &zombies.flow {
-            self.credit.release_bytes(flow, bytes);
-        }
-        zombies.running -= 1;
-        if zombies.running > 0 {
+        *running -= 1;
+        if *running > 0 {
             return;
         }
         self.zombies.remove(tp);
@@ -86,13 +106,7 @@ impl<W: Work> Coordinator<W> {
                         "revoked with calls still running past shutdown_timeout; if this member \
                          gets the partition back, it starts nothing there until they end"
                     );
-                    let zombies = self.zombies.entry(tp.clone()).or_insert(Zombies {
-                        running: 0,
-                        flow: None,
-                    });
-                    zombies.running += p.in_flight;
-                    // The partition's part of the bound is given back whole on revoke.
-                    zombies.flow = None;
+                    *self.zombies.entry(tp.clone()).or_default() += p.in_flight;
                 }
             }
             // A seek asked for them (after an aborted transaction) is void: the poll thread,

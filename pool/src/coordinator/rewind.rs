@@ -4,6 +4,14 @@
 use super::*;
 
 impl<W: Work> Coordinator<W> {
+    /// The poll thread sought `tp` back: what arrives now was fetched after the seek.
+    pub(super) fn on_rewound(&mut self, tp: &Tp, offset: i64) {
+        if let Some(p) = self.partitions.get_mut(tp) {
+            tracing::debug!(topic = %tp.0, partition = tp.1, offset, "sought back");
+            p.rewinding = false;
+        }
+    }
+
     /// The consumer went back within an assignment (a seek, an offset reset after the log was
     /// truncated): offsets at or below ones already seen arrive again, and may be other records
     /// than before. They are processed, not refused. What was received below `offset` and is
@@ -49,22 +57,18 @@ impl<W: Work> Coordinator<W> {
     /// dropped, its calls still running left to end before anything of the new epoch starts —
     /// whose commits follow the new epoch, even below what was committed.
     pub(super) fn rewind(&mut self, tp: &Tp) {
-        let dropped = self.dispatch.drop_partition(tp);
+        // Dropped, the queued jobs give their bytes back.
+        drop(self.dispatch.drop_partition(tp));
         self.next_epoch += 1;
         let epoch = self.next_epoch;
-        let retries = self.retries.child_token();
+        let retries = self.retries.token.child_token();
         let Some(p) = self.partitions.get_mut(tp) else {
             return;
         };
-        self.retrying -= p.retrying;
-        let (release, zombies) = p.restart(epoch, retries, &dropped);
-        release.to(&self.credit, p.flow.as_deref());
+        self.retries.waiting -= p.retrying;
+        let zombies = p.restart(epoch, retries);
         if zombies > 0 {
-            let entry = self.zombies.entry(tp.clone()).or_insert(Zombies {
-                running: 0,
-                flow: p.flow.clone(),
-            });
-            entry.running += zombies;
+            *self.zombies.entry(tp.clone()).or_default() += zombies;
         }
     }
 

@@ -9,8 +9,8 @@ pub(super) struct Settled {
     /// Its time at the worker plus the wait for the result.
     pub(super) took: Duration,
     pub(super) result: Result<(), crate::ProcessError>,
-    /// The bytes its result held against its partition's part of the bound, and that part.
-    pub(super) held: Option<(Arc<Flow>, usize)>,
+    /// The bytes its result held against its partition's part of the bound.
+    pub(super) held: Permit,
     pub(super) then: Then,
 }
 
@@ -58,9 +58,7 @@ impl<W: Work> Coordinator<W> {
             held,
             then,
         } = settled;
-        if let Some((flow, bytes)) = held {
-            self.unhold(&job, &flow, bytes);
-        }
+        self.returns.add(held);
         if let Then::FailureHandled = then {
             let outcome = Outcome::Handled(result.map_err(|e| e.to_string()));
             self.on_completion(Completion { job, outcome, took });
@@ -72,27 +70,12 @@ impl<W: Work> Coordinator<W> {
         }
     }
 
-    /// Counts a late result's `bytes` against its partition's part of the bound.
-    pub(super) fn hold(&mut self, job: &Job, bytes: usize) -> Option<(Arc<Flow>, usize)> {
-        if bytes == 0 {
-            return None;
-        }
-        let flow = Arc::clone(self.partition_of(job)?.flow.as_ref()?);
-        self.credit.hold_bytes(&flow, bytes);
-        Some((flow, bytes))
-    }
-
-    /// Gives held bytes back, unless the partition's part of the bound is gone (revoked: it was
-    /// given back whole) or is another one (revoked and assigned again).
-    pub(super) fn unhold(&mut self, job: &Job, flow: &Arc<Flow>, bytes: usize) {
-        let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
-        let same = self
-            .partitions
-            .get(&tp)
-            .and_then(|p| p.flow.as_ref())
-            .is_some_and(|current| Arc::ptr_eq(current, flow));
-        if same {
-            self.credit.release_bytes(flow, bytes);
+    /// Counts a late result's `bytes` against its partition's part of the bound, until the
+    /// permit is dropped.
+    fn hold(&mut self, job: &Job, bytes: usize) -> Permit {
+        match self.partition_of(job) {
+            Some(p) if bytes > 0 => p.hold(bytes),
+            _ => Permit::empty(None),
         }
     }
 }

@@ -16,16 +16,24 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::Message;
 use super::client_log::LogLimiter;
-use crate::flow::{Credit, Flow};
+use crate::flow::{Credit, Flow, Permit};
 
 /// A topic-partition, with the topic name shared.
 pub(crate) type Tp = (Arc<str>, i32);
+
+/// Records of one partition taken in one go, in offset order, with their part of the bound.
+pub(crate) struct Run {
+    pub(crate) messages: Vec<Arc<Message>>,
+    /// Their messages and bytes, counted against their partition's part of the bound until
+    /// the coordinator shares it out among their jobs and their partition's tracker.
+    pub(crate) permit: Permit,
+}
 
 /// What the poll thread tells the pool's coordinator.
 pub(crate) enum Event {
     /// Fetched records, in offset order within each partition: one channel operation per round
     /// of the poll loop, not per record.
-    Messages(Vec<Arc<Message>>),
+    Messages(Vec<Run>),
     /// Partitions were assigned to this member, each with its part of the pool's bound.
     Assigned(Vec<(Tp, Arc<Flow>)>),
     /// Partitions are being revoked. The poll thread (and so the rebalance) waits until `done`
@@ -339,8 +347,8 @@ impl PoolContext {
             .take();
         let feeds = std::mem::take(&mut *self.feeds());
         if let Some(link) = link {
-            for feed in feeds.values() {
-                link.credit.leave(&feed.flow);
+            for _ in feeds.values() {
+                link.credit.leave();
             }
         }
     }
@@ -375,14 +383,12 @@ impl PoolContext {
             let credit = Arc::clone(&link.credit);
             queue.set_nonempty_callback(move || credit.wake());
             let flow = link.credit.join();
-            if let Some(old) = feeds.insert(
-                tp.clone(),
-                Feed {
-                    queue,
-                    flow: Arc::clone(&flow),
-                },
-            ) {
-                link.credit.leave(&old.flow);
+            let feed = Feed {
+                queue,
+                flow: Arc::clone(&flow),
+            };
+            if feeds.insert(tp.clone(), feed).is_some() {
+                link.credit.leave();
             }
             assigned.push((tp.clone(), flow));
         }
@@ -390,13 +396,16 @@ impl PoolContext {
         let _ = link.send(Event::Assigned(assigned));
     }
 
-    /// Forgets revoked partitions' queues and gives back their credit.
+    /// Forgets revoked partitions' queues; the others share the bound. (What the revoked ones
+    /// still hold comes back as their permits drop.)
     fn drop_feeds(&self, tps: &[Tp]) {
         let credit = self.link().map(|l| l.credit);
         let mut feeds = self.feeds();
         for tp in tps {
-            if let (Some(feed), Some(credit)) = (feeds.remove(tp), &credit) {
-                credit.leave(&feed.flow);
+            if feeds.remove(tp).is_some()
+                && let Some(credit) = &credit
+            {
+                credit.leave();
             }
         }
     }
@@ -606,7 +615,7 @@ fn receive(
 ) -> Result<(), String> {
     let context = consumer.context();
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
-    let mut batch: Vec<Arc<Message>> = Vec::new();
+    let mut batch: Vec<Run> = Vec::new();
     // Rounds in a row with nothing to do.
     let mut quiet = 0u32;
     while !stop.load(AtomicOrdering::Acquire) {
@@ -635,7 +644,7 @@ fn receive(
                         .feeds()
                         .get(&(Arc::clone(&topic), m.partition()))
                         .map(|f| Arc::clone(&f.flow));
-                    batch.push(take(&m, topic, flow.as_deref(), credit));
+                    take(&m, topic, flow.as_ref(), credit, &mut batch);
                 }
                 Some(Err(e)) => {
                     // A fatal error (e.g. a fenced static member) ends this consumer for good:
@@ -701,7 +710,7 @@ fn take_from(
     tp: &Tp,
     feed: &Feed,
     credit: &Credit,
-    batch: &mut Vec<Arc<Message>>,
+    batch: &mut Vec<Run>,
     log: &LogLimiter,
 ) -> bool {
     let allowed = credit.allowance(&feed.flow).min(ROUND_PER_PARTITION);
@@ -710,35 +719,56 @@ fn take_from(
     }
     // Only this thread adds to the credit, so the room only grows while the run is taken.
     let room = credit.byte_room(&feed.flow, credit.partitions());
-    let (mut taken, mut bytes) = (0, 0);
-    while taken < allowed && bytes < room {
+    let mut messages = Vec::new();
+    let mut bytes = 0;
+    while messages.len() < allowed && bytes < room {
         match feed.queue.poll(Duration::ZERO) {
             None => break,
             Some(Ok(m)) => {
                 let message = Message::from_borrowed(&m, Arc::clone(&tp.0));
                 bytes += message.weight();
-                taken += 1;
-                batch.push(Arc::new(message));
+                messages.push(Arc::new(message));
             }
             Some(Err(e)) => log.consumer_error(&e),
         }
     }
-    credit.took(&feed.flow, taken, bytes);
-    taken > 0
+    if messages.is_empty() {
+        return false;
+    }
+    let permit = credit.took(&feed.flow, messages.len(), bytes);
+    batch.push(Run { messages, permit });
+    true
 }
 
-/// Copies a record out of librdkafka and counts it against its partition's credit.
+/// Copies a record of the main queue out of librdkafka, counted against its partition's credit
+/// (`flow`, if the partition has its own queue already): it joins the batch's last run if that
+/// is of the same partition.
 fn take(
     m: &BorrowedMessage<'_>,
     topic: Arc<str>,
-    flow: Option<&Flow>,
+    flow: Option<&Arc<Flow>>,
     credit: &Credit,
-) -> Arc<Message> {
-    let message = Message::from_borrowed(m, topic);
-    if let Some(flow) = flow {
-        credit.took(flow, 1, message.weight());
+    batch: &mut Vec<Run>,
+) {
+    let message = Arc::new(Message::from_borrowed(m, topic));
+    let permit = match flow {
+        Some(flow) => credit.took(flow, 1, message.weight()),
+        None => Permit::empty(None),
+    };
+    if let Some(last) = batch.last_mut()
+        && last.permit.same_flow(&permit)
+        && last.messages.last().is_some_and(|l| {
+            l.partition == message.partition && Arc::ptr_eq(&l.topic, &message.topic)
+        })
+    {
+        last.permit.absorb(permit);
+        last.messages.push(message);
+        return;
     }
-    Arc::new(message)
+    batch.push(Run {
+        messages: vec![message],
+        permit,
+    });
 }
 
 /// Leaves the group, waiting up to `close_timeout` for the revoke of every assigned partition.

@@ -17,4 +17,4 @@ mod message;
 pub use consumer::{Consumer, PoolContext};
 pub use message::{Header, Message, OutRecord};
 
-pub(crate) use consumer::{Event, Link, PollWaker, Poller, Seeks, Tp, spawn_poller};
+pub(crate) use consumer::{Event, Link, PollWaker, Poller, Run, Seeks, Tp, spawn_poller};

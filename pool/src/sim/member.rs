@@ -15,7 +15,7 @@ use super::world::{Shared, TOPIC, lock};
 use crate::commit::{Committer, Request};
 use crate::coordinator::Coordinator;
 use crate::flow::{Credit, Flow};
-use crate::kafka::{Event, Message, Seeks, Tp};
+use crate::kafka::{Event, Message, Run, Seeks, Tp};
 use crate::stats::Shared as Stats;
 use crate::{Config, PoolError};
 
@@ -174,8 +174,8 @@ impl Member {
         let mut revoking = self.revoking.take()?;
         revoking.signalled = signalled;
         for partition in &revoking.partitions {
-            if let Some(feed) = self.feeds.remove(partition) {
-                self.credit.leave(&feed.flow);
+            if self.feeds.remove(partition).is_some() {
+                self.credit.leave();
             }
         }
         Some(revoking)
@@ -203,7 +203,8 @@ impl Member {
             let allowed = self.credit.allowance(&feed.flow).min(cap);
             let room = self.credit.byte_room(&feed.flow, self.credit.partitions());
             let log = &w.logs[usize::try_from(partition).unwrap_or_default()];
-            let (mut taken, mut bytes) = (0, 0);
+            let mut messages = Vec::new();
+            let mut bytes = 0;
             for record in log.from(feed.position).iter().take(allowed) {
                 if bytes >= room {
                     break;
@@ -214,11 +215,13 @@ impl Member {
                 message.key = record.key.map(|k| vec![k]);
                 message.payload = Some(payload);
                 bytes += message.weight();
-                taken += 1;
                 feed.position = record.offset + 1;
-                batch.push(Arc::new(message));
+                messages.push(Arc::new(message));
             }
-            self.credit.took(&feed.flow, taken, bytes);
+            if !messages.is_empty() {
+                let permit = self.credit.took(&feed.flow, messages.len(), bytes);
+                batch.push(Run { messages, permit });
+            }
         }
         drop(w);
         if !batch.is_empty() {
