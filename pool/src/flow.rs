@@ -162,12 +162,14 @@ impl Credit {
     }
 
     /// How many bytes `flow` may take before it must stop (it may pass them by one message):
-    /// what is left of its share, or of the common half, whichever is more.
+    /// what is left of its share, or of the common half, whichever is more; never past the
+    /// bound in all (what calls of a partition let go still hold counts until they end).
     pub(crate) fn byte_room(&self, flow: &Flow, partitions: usize) -> usize {
+        let total = self.totals.bytes.load(Ordering::Acquire);
         let share = share(self.max_bytes, partitions);
         let own = share.saturating_sub(flow.bytes.load(Ordering::Acquire));
-        let common = (self.max_bytes / 2).saturating_sub(self.totals.bytes.load(Ordering::Acquire));
-        own.max(common)
+        let common = (self.max_bytes / 2).saturating_sub(total);
+        own.max(common).min(self.max_bytes.saturating_sub(total))
     }
 
     /// The number of partitions sharing the bound (at least 1).
@@ -461,6 +463,23 @@ mod tests {
         drop(late);
         assert_eq!(b.messages(), 0);
         assert_eq!(credit.messages(), a.messages());
+    }
+
+    /// What calls of a partition let go still hold counts until they end: a partition that
+    /// joins meanwhile takes only what is left of the bound in bytes.
+    #[test]
+    fn a_joining_partition_waits_for_bytes_still_held() {
+        let credit = Credit::new(100, 1000);
+        let gone = credit.join();
+        let held = credit.took(&gone, 1, 900);
+        credit.leave();
+        let joined = credit.join();
+        assert_eq!(credit.byte_room(&joined, credit.partitions()), 100);
+        let more = credit.took(&joined, 1, 100);
+        assert_eq!(credit.allowance(&joined), 0, "the bound is spent");
+        drop(held);
+        assert!(credit.allowance(&joined) > 0, "the stuck call ended");
+        drop(more);
     }
 
     /// Returns gathers permits of several partitions and gives each back once, at the flush.
