@@ -28,6 +28,8 @@ pub(crate) struct Job {
     /// Which assignment of the partition this job belongs to; a job from an earlier assignment
     /// is stale and never touches the current offsets.
     pub(crate) epoch: u64,
+    /// Its partition's slot in the coordinator's table (`crate::partition::Partitions`).
+    pub(crate) slot: usize,
     /// Attempts made so far.
     pub(crate) attempt: u32,
     /// Its lane's hash (0, unused, in `unordered` mode); set by [`Dispatch::push`].
@@ -38,11 +40,13 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    /// A new job of `message`, not yet in a lane, holding its bytes with `bytes`.
-    pub(crate) fn new(message: Arc<Message>, epoch: u64, bytes: Permit) -> Self {
+    /// A new job of `message` (of its partition's `epoch`, at `slot`), not yet in a lane,
+    /// holding its bytes with `bytes`.
+    pub(crate) fn new(message: Arc<Message>, epoch: u64, slot: usize, bytes: Permit) -> Self {
         Self {
             message,
             epoch,
+            slot,
             attempt: 0,
             lane: 0,
             bytes,
@@ -193,7 +197,7 @@ mod tests {
     fn job(partition: i32, offset: i64, key: Option<&str>) -> Job {
         let mut m = Message::new("t", partition, offset);
         m.key = key.map(|k| k.as_bytes().to_vec());
-        Job::new(Arc::new(m), 0, Permit::empty(None))
+        Job::new(Arc::new(m), 0, 0, Permit::empty(None))
     }
 
     fn offsets(d: &mut Dispatch) -> Vec<i64> {

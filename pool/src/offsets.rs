@@ -14,15 +14,20 @@
 //! `+1`: a log may have holes (compaction, transaction markers), and a hole must not block the
 //! commit forever. So the tracker keeps the received-but-not-yet-committable offsets, each with a
 //! done flag; the done prefix is dropped as soon as it forms, which frees its memory.
+//!
+//! Offsets arrive in increasing order, so the window is a ring buffer in offset order, not a
+//! tree: tracking appends, and marking done finds the offset at its distance from the first
+//! (no holes in the log) or by binary search (holes), with no allocation per offset.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 /// The offset state of one assigned partition.
 #[derive(Debug, Default, Clone)]
 pub struct PartitionOffsets {
-    /// Offsets received and not yet part of the committable prefix, with their done flag. The
-    /// first entry, if any, is never done: a done first entry is dropped at once.
-    window: BTreeMap<i64, bool>,
+    /// Offsets received and not yet part of the committable prefix, in increasing order, with
+    /// their done flag. The first entry, if any, is never done: a done first entry is dropped
+    /// at once.
+    window: VecDeque<(i64, bool)>,
     /// The next offset to commit (1 + the last offset of the done prefix), once anything is done.
     next: Option<i64>,
     /// The highest offset received, so duplicates and stale re-deliveries are refused.
@@ -45,7 +50,7 @@ impl PartitionOffsets {
             return false;
         }
         self.highest = Some(offset);
-        self.window.insert(offset, false);
+        self.window.push_back((offset, false));
         true
     }
 
@@ -56,7 +61,7 @@ impl PartitionOffsets {
 
     /// Records that `offset` is done. Returns `false` if it was not received or is already done.
     pub fn mark_done(&mut self, offset: i64) -> bool {
-        match self.window.get_mut(&offset) {
+        match self.find(offset).map(|i| &mut self.window[i].1) {
             Some(done @ false) => *done = true,
             _ => return false,
         }
@@ -65,13 +70,21 @@ impl PartitionOffsets {
         true
     }
 
+    /// Where `offset` is in the window: at its distance from the first offset when the log has
+    /// no holes there, else found by binary search.
+    fn find(&self, offset: i64) -> Option<usize> {
+        let (first, _) = *self.window.front()?;
+        let guess = usize::try_from(offset.checked_sub(first)?).ok()?;
+        if self.window.get(guess).is_some_and(|&(o, _)| o == offset) {
+            return Some(guess);
+        }
+        self.window.binary_search_by_key(&offset, |&(o, _)| o).ok()
+    }
+
     /// Drops the done prefix, moving `next` past it.
     fn advance(&mut self) {
-        while let Some(entry) = self.window.first_entry() {
-            if !*entry.get() {
-                break;
-            }
-            let (offset, _) = entry.remove_entry();
+        while let Some(&(offset, true)) = self.window.front() {
+            self.window.pop_front();
             self.held -= 1;
             self.next = Some(offset + 1);
         }
@@ -79,7 +92,7 @@ impl PartitionOffsets {
 
     /// The first offset received and not done yet: what the commit waits on.
     pub fn first_pending(&self) -> Option<i64> {
-        self.window.first_key_value().map(|(offset, _)| *offset)
+        self.window.front().map(|&(offset, _)| offset)
     }
 
     /// The offset to commit (the next one to consume), or `None` while nothing is done.

@@ -60,7 +60,7 @@ impl<W: Work> Coordinator<W> {
     }
 
     pub(super) fn publish_partitions(&self) {
-        for ((topic, partition), p) in &self.partitions {
+        for ((topic, partition), p) in self.partitions.iter() {
             self.shared
                 .set_partition(topic, *partition, p.offsets.held(), p.offsets.pending());
         }

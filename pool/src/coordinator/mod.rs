@@ -38,7 +38,7 @@ use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow, Permit, Returns};
 use crate::kafka::client_log::{LogLimiter, Verdict};
 use crate::kafka::{Event, Message, OutRecord, Run, Seeks, Tp};
-use crate::partition::{Partition, Then as Answered, Trigger};
+use crate::partition::{Partition, Partitions, Then as Answered, Trigger};
 use crate::retry;
 
 mod commits;
@@ -67,8 +67,7 @@ pub(crate) struct Coordinator<W> {
     shared: Arc<Shared>,
 
     // Records in (`receive`, `rewind`).
-    /// FxHash: partition names come from the assignment, not from producers.
-    partitions: FxHashMap<Tp, Partition>,
+    partitions: Partitions,
     dispatch: Dispatch,
     next_epoch: u64,
     /// Per partition, how many calls of an earlier epoch still run: of a revoked assignment
@@ -134,7 +133,7 @@ impl<W: Work> Coordinator<W> {
             dispatch: Dispatch::new(config.ordering),
             config,
             shared,
-            partitions: FxHashMap::default(),
+            partitions: Partitions::default(),
             idle: handlers,
             busy: 0,
             settling: FuturesUnordered::new(),
@@ -277,8 +276,7 @@ impl<W: Work> Coordinator<W> {
 
     /// The partition a job belongs to, if the job is not stale.
     fn partition_of(&mut self, job: &Job) -> Option<&mut Partition> {
-        let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
-        self.partitions.get_mut(&tp).filter(|p| p.owns(job))
+        self.partitions.of(job)
     }
 
     /// The end of a turn of the loop: what left the pool is given back, the load published.

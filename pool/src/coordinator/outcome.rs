@@ -145,8 +145,7 @@ impl<W: Work> Coordinator<W> {
     pub(super) fn mark_done(&mut self, job: Job) {
         self.dispatch.finish(&job);
         self.commits.finished += 1;
-        let tp: Tp = (Arc::clone(&job.message.topic), job.message.partition);
-        if let Some(p) = self.partitions.get_mut(&tp) {
+        if let Some(p) = self.partitions.of(&job) {
             p.done(job, &mut self.returns);
         }
     }

@@ -12,10 +12,27 @@ impl<W: Work> Coordinator<W> {
             mut permit,
         } in runs
         {
-            for message in messages {
-                self.on_message(message, &mut permit);
-            }
+            self.on_run(messages, &mut permit);
             self.returns.add(permit);
+        }
+    }
+
+    /// One partition's run: its partition found once (made, if the records came through the
+    /// main queue of a partition the pool does not meter), then each record received.
+    fn on_run(&mut self, messages: Vec<Arc<Message>>, run: &mut Permit) {
+        let Some(first) = messages.first() else {
+            return;
+        };
+        let tp: Tp = (Arc::clone(&first.topic), first.partition);
+        let slot = match self.partitions.slot_of(&tp) {
+            Some(slot) => slot,
+            None => {
+                let p = self.new_partition(None);
+                self.partitions.insert(tp.clone(), p)
+            }
+        };
+        for message in messages {
+            self.on_message(&tp, slot, message, run);
         }
     }
 
@@ -35,26 +52,22 @@ impl<W: Work> Coordinator<W> {
         Partition::new(flow, self.next_epoch, self.retries.token.child_token())
     }
 
-    /// Tracks and queues a fetched record, its credit taken out of `run`'s permit; one refused
-    /// (the pool is stopping, its partition is being revoked or sought back, or its offset is
-    /// not above the last one tracked) leaves its credit there, to be given back.
-    pub(super) fn on_message(&mut self, message: Arc<Message>, run: &mut Permit) {
-        let tp: Tp = (Arc::clone(&message.topic), message.partition);
-        // One lookup on the common path; a new partition or a rewind looks again.
-        let rewinds = match self.partitions.get(&tp) {
-            None => {
-                let p = self.new_partition(None);
-                self.partitions.insert(tp.clone(), p);
-                false
-            }
-            Some(p) if p.rewinding => return,
-            Some(p) => !self.stopping && !p.revoking && p.offsets.rewinds(message.offset),
-        };
-        if rewinds {
-            self.went_back(&tp, message.offset);
-        }
+    /// Tracks and queues a fetched record of `tp` (at `slot`), its credit taken out of `run`'s
+    /// permit; one refused (the pool is stopping, its partition is being revoked or sought back,
+    /// or its offset is not above the last one tracked) leaves its credit there, to be given
+    /// back.
+    fn on_message(&mut self, tp: &Tp, slot: usize, message: Arc<Message>, run: &mut Permit) {
         let stopping = self.stopping;
-        let Some(p) = self.partitions.get_mut(&tp) else {
+        let Some(p) = self.partitions.at(slot) else {
+            return;
+        };
+        if p.rewinding {
+            return;
+        }
+        if !stopping && !p.revoking && p.offsets.rewinds(message.offset) {
+            self.went_back(tp, message.offset);
+        }
+        let Some(p) = self.partitions.at(slot) else {
             return;
         };
         if stopping || p.revoking || p.rewinding {
@@ -63,7 +76,7 @@ impl<W: Work> Coordinator<W> {
         let Some(job) = p.receive(message, run) else {
             return;
         };
-        if !self.zombies.is_empty() && self.zombies.contains_key(&tp) {
+        if !self.zombies.is_empty() && self.zombies.contains_key(tp) {
             p.parked.push(job);
         } else {
             self.dispatch.push(job);

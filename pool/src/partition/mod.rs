@@ -30,6 +30,7 @@
 //! forgets them, and so gives them back; a zombie's job gives its bytes back when it ends.
 
 mod ledger;
+mod table;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::ledger::{Ledger, Then, Trigger};
+pub(crate) use self::table::Partitions;
 use crate::dispatch::Job;
 use crate::flow::{Flow, Permit, Returns};
 use crate::kafka::{Message, OutRecord};
@@ -54,6 +56,8 @@ pub(crate) struct Partition {
     places: Permit,
     /// Tells this assignment's jobs (this side of a rewind) from an earlier one's.
     pub(crate) epoch: u64,
+    /// Where it is in [`Partitions`]; its jobs carry it.
+    slot: usize,
     /// Jobs of this partition at a worker now; a revoke waits for them.
     pub(crate) in_flight: usize,
     /// Jobs of this partition waiting for their retry delay (each holds its own bytes).
@@ -86,6 +90,7 @@ impl Partition {
             output_bytes: Permit::empty(flow.as_ref()),
             flow,
             epoch,
+            slot: 0,
             in_flight: 0,
             retrying: 0,
             ledger: Ledger::default(),
@@ -98,11 +103,6 @@ impl Partition {
         }
     }
 
-    /// Whether `job` belongs to this epoch of the partition.
-    pub(crate) fn owns(&self, job: &Job) -> bool {
-        job.epoch == self.epoch
-    }
-
     /// Tracks a received `message` as a job of this epoch, taking its place and its bytes out
     /// of `run` (the permit of the run it came in); `None` if its offset is not above the last
     /// one tracked (what it holds of `run` is then given back with the rest of the run).
@@ -113,7 +113,7 @@ impl Partition {
         run.move_to(&mut self.places, 1, 0);
         self.start.get_or_insert(message.offset);
         let bytes = run.split(0, message.weight());
-        Some(Job::new(message, self.epoch, bytes))
+        Some(Job::new(message, self.epoch, self.slot, bytes))
     }
 
     /// Starts epoch `epoch` from the next offset received: its tracker (and the places it
