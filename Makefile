@@ -12,7 +12,7 @@ PYTHON_PLUGIN_FILES := $(PYTHON_PLUGINS:%=$(PLUGIN_DIR)/%.wasm)
 PYTHON_SDK := $(wildcard plugin-sdk/python/burrow_plugin/*.py) plugin-sdk/python/build.sh \
   plugin-sdk/python/requirements.txt $(wildcard wit/*.wit)
 
-.PHONY: demo test bench plugins setup python lint unit python-unit clean-plugins broker chaos sim
+.PHONY: demo test bench plugins setup python lint unit python-unit clean-plugins broker chaos sim peers
 
 ## demo: run the main job on an embedded Kafka with the example plugin
 demo: setup plugins
@@ -39,9 +39,14 @@ lint:
 ## (e.g. BENCH_ARGS="--quick --only B3,B4"); see bench/README.md. The WASM runtime's own
 ## micro-bench is `cargo bench -p burrow --bench wasm`.
 BENCH_ARGS ?=
-bench: setup plugins broker
+bench: setup plugins broker peers
 	$(CARGO) build --release -p burrow --bin burrow
 	BURROW_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release/burrow $(CARGO) run --release -p burrow-e2e --bin bench -- $(BENCH_ARGS)
+
+## peers: install the bench's peer (B14: Quix Streams, pinned in bench/peers/requirements.txt)
+## into .python/peers
+peers:
+	@bash scripts/python.sh $(CURDIR)/.python/peers $(CURDIR)/bench/peers/requirements.txt
 
 ## python-unit: the Python SDK's and every Python plugin's unit tests, natively (no wasm)
 python-unit:

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Installs componentize-py (pinned in plugin-sdk/python/requirements.txt) into a project-local
-# virtualenv at .python/venv, for building Python plugins. Idempotent: when every pinned
-# requirement is already installed there, pip is not run, so it works offline after the first
-# install.
+# Installs pinned Python requirements into a project-local virtualenv: by default
+# componentize-py (plugin-sdk/python/requirements.txt) into .python/venv, for building Python
+# plugins; `python.sh VENV REQUIREMENTS` for another set (the bench's Quix Streams peer:
+# bench/peers/requirements.txt into .python/peers). Idempotent: when every pinned requirement is
+# already installed there, pip is not run, so it works offline after the first install.
 #
 # Building a plugin: `bash plugin-sdk/python/build.sh plugins/NAME target/plugins/NAME.wasm`
 # (what `make plugins` does for every plugin directory with a plugin.py).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.python/venv"
-REQUIREMENTS="$ROOT/plugin-sdk/python/requirements.txt"
+VENV="${1:-$ROOT/.python/venv}"
+REQUIREMENTS="${2:-$ROOT/plugin-sdk/python/requirements.txt}"
 
 # Debian's python3 cannot make a virtualenv with pip in it (no ensurepip) unless python3-venv
 # is installed.
@@ -59,4 +60,4 @@ fi
 echo "python: installing $(tr '\n' ' ' <"$REQUIREMENTS")into $VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
 installed
-echo "python: $("$VENV/bin/componentize-py" --version 2>/dev/null || echo 'componentize-py installed')"
+echo "python: ready in $VENV"

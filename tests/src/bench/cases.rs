@@ -23,6 +23,7 @@ use burrow_pool::{Pending, Processed};
 
 use super::data::{self, Dataset, Lead};
 use super::host::{Host, TenantSpec, membership};
+use super::peer;
 use super::{BrokerKind, Figure, Goal, Options, Rate, Row, median, median_rate};
 
 /// A broker with its dataset, shared by the cases run on it.
@@ -277,6 +278,27 @@ impl<'a> Bench<'a> {
         .note("no goal: how far the plugin is from the same work in Rust");
         (versus.goal, versus.met, versus.cpu) = (Goal::None, None, None);
         Ok((vec![emit, versus], plugin))
+    }
+
+    /// B14: B4's job written as a Quix Streams user writes it, on the same data and broker,
+    /// against B4: the row's ratio is how many times the peer's rate Burrow's is.
+    pub fn b14_peer(&self, b4: Rate) -> anyhow::Result<Row> {
+        let peer = self.median_of("B14 Quix Streams json filter + forward", || {
+            let out = unique("bench-out");
+            create_topic(self.broker, &out, data::PARTITIONS)?;
+            peer::quix_rate(self.broker, &self.data, &out, self.options.cap)
+        })?;
+        let mut row = Row::against(
+            "B14",
+            "burrow run, json-validate + emit (B4) vs the same job in Quix Streams",
+            self.kind,
+            b4,
+            (peer, peer::QUIX),
+            0.0,
+        )
+        .note("no goal: how many times a Quix Streams app's rate Burrow's is (one process each)");
+        (row.goal, row.met, row.cpu) = (Goal::None, None, None);
+        Ok(row)
     }
 
     /// B9: B4's tenant with `delivery = "exactly-once"`, against B4 (at-least-once) from the

@@ -15,6 +15,7 @@ pub mod cases;
 pub mod cpu;
 pub mod data;
 pub mod host;
+pub mod peer;
 pub mod report;
 
 use std::fmt;

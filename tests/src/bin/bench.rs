@@ -29,7 +29,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Only these cases, comma-separated (`B1,B3`). B1 runs whenever B2 or B3 does (their
-    /// baseline), B3 whenever B4 does.
+    /// baseline), B3 whenever B4 does, B4 whenever B9, B10 or B14 does.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Messages per throughput case (default 1,000,000).
@@ -81,18 +81,23 @@ fn run_on(broker: &Broker, kind: BrokerKind, options: &Options) -> anyhow::Resul
     // partition): they run on Tansu when it is in the run, else on the mock, clipped.
     let first = options.brokers.first() == Some(&kind);
     let long_runs_here = kind == BrokerKind::Tansu || !options.brokers.contains(&BrokerKind::Tansu);
-    if wants(&["B1", "B2", "B3", "B4", "B9", "B10"]) {
+    if wants(&["B1", "B2", "B3", "B4", "B9", "B10", "B14"]) {
         let raw = bench.b1_raw()?;
         rows.push(baseline_row(raw, kind));
         if wants(&["B2"]) {
             rows.extend(bench.b2_pool(raw)?);
         }
-        if wants(&["B3", "B4", "B9", "B10"]) {
+        if wants(&["B3", "B4", "B9", "B10", "B14"]) {
             let (row, b3) = bench.b3_host(raw)?;
             rows.push(row);
-            if wants(&["B4", "B9", "B10"]) {
+            if wants(&["B4", "B9", "B10", "B14"]) {
                 let (b4_rows, b4) = bench.b4_emit(b3)?;
                 rows.extend(b4_rows);
+                // Quix Streams describes its topics' configs at start, which the mock cluster
+                // does not answer.
+                if wants(&["B14"]) && kind == BrokerKind::Tansu {
+                    rows.push(bench.b14_peer(b4)?);
+                }
                 if wants(&["B10"]) {
                     rows.push(bench.b10_dead_letters(b4)?);
                 }
