@@ -204,29 +204,28 @@ impl Flow {
     }
 
     fn add(&self, messages: usize, bytes: usize) {
-        if messages > 0 {
-            self.messages.fetch_add(messages, Ordering::AcqRel);
-            self.totals.messages.fetch_add(messages, Ordering::AcqRel);
-        }
-        if bytes > 0 {
-            self.bytes.fetch_add(bytes, Ordering::AcqRel);
-            self.totals.bytes.fetch_add(bytes, Ordering::AcqRel);
-        }
+        self.count(messages, bytes, AtomicUsize::fetch_add);
     }
 
     /// Gives `messages` and `bytes` back, and wakes the poll thread if it left this partition
     /// for lack of credit (once per starvation).
     fn release(&self, messages: usize, bytes: usize) {
-        if messages > 0 {
-            self.messages.fetch_sub(messages, Ordering::AcqRel);
-            self.totals.messages.fetch_sub(messages, Ordering::AcqRel);
-        }
-        if bytes > 0 {
-            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-            self.totals.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        }
+        self.count(messages, bytes, AtomicUsize::fetch_sub);
         if self.starved.swap(false, Ordering::AcqRel) {
             self.totals.poller.wake();
+        }
+    }
+
+    /// Applies `op` (add or subtract) to this partition's counts and the pool's totals.
+    fn count(&self, messages: usize, bytes: usize, op: fn(&AtomicUsize, usize, Ordering) -> usize) {
+        for (n, own, total) in [
+            (messages, &self.messages, &self.totals.messages),
+            (bytes, &self.bytes, &self.totals.bytes),
+        ] {
+            if n > 0 {
+                op(own, n, Ordering::AcqRel);
+                op(total, n, Ordering::AcqRel);
+            }
         }
     }
 }

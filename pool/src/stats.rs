@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 use rdkafka::error::KafkaResult;
 use serde::Serialize;
 
@@ -119,6 +120,72 @@ impl PartitionState {
     }
 }
 
+/// Outcomes counted where they happen, on the coordinator's task, with no atomic operation, and
+/// added to [`Shared`] once per turn of its loop ([`Tally::flush`]): per message, three counters
+/// and a histogram sample cost several atomic operations each.
+pub(crate) struct Tally {
+    processed: u64,
+    failed: u64,
+    retried: u64,
+    metrics: Option<LocalMetrics>,
+}
+
+/// The Prometheus mirrors of a [`Tally`]: the metrics' thread-local halves.
+struct LocalMetrics {
+    processed: LocalIntCounter,
+    failed: LocalIntCounter,
+    retried: LocalIntCounter,
+    duration: LocalHistogram,
+}
+
+impl Tally {
+    /// A message processed successfully after `took`.
+    pub(crate) fn processed(&mut self, took: Duration) {
+        self.processed += 1;
+        if let Some(m) = &self.metrics {
+            m.processed.inc();
+            m.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// A message failed permanently after `took`.
+    pub(crate) fn failed(&mut self, took: Duration) {
+        self.failed += 1;
+        if let Some(m) = &self.metrics {
+            m.failed.inc();
+            m.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// An attempt that will be retried, after `took`.
+    pub(crate) fn retried(&mut self, took: Duration) {
+        self.retried += 1;
+        if let Some(m) = &self.metrics {
+            m.retried.inc();
+            m.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Adds what was counted since the last flush to `shared` (and its metrics).
+    pub(crate) fn flush(&mut self, shared: &Shared) {
+        for (count, total) in [
+            (&mut self.processed, &shared.processed),
+            (&mut self.failed, &shared.failed),
+            (&mut self.retried, &shared.retried),
+        ] {
+            if *count > 0 {
+                total.fetch_add(std::mem::take(count), Relaxed);
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.processed.flush();
+            m.failed.flush();
+            m.retried.flush();
+            m.duration.flush();
+        }
+    }
+}
+
 /// The pool's live counters, shared between the coordinator, the commit callback and readers.
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -158,27 +225,18 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn message_processed(&self, took: Duration) {
-        self.processed.fetch_add(1, Relaxed);
-        if let Some(m) = &self.metrics {
-            m.processed.inc();
-            m.duration.observe(took.as_secs_f64());
-        }
-    }
-
-    pub(crate) fn message_failed(&self, took: Duration) {
-        self.failed.fetch_add(1, Relaxed);
-        if let Some(m) = &self.metrics {
-            m.failed.inc();
-            m.duration.observe(took.as_secs_f64());
-        }
-    }
-
-    pub(crate) fn message_retried(&self, took: Duration) {
-        self.retried.fetch_add(1, Relaxed);
-        if let Some(m) = &self.metrics {
-            m.retried.inc();
-            m.duration.observe(took.as_secs_f64());
+    /// A tally of outcomes for the coordinator to count into, then add here once per turn.
+    pub(crate) fn tally(&self) -> Tally {
+        Tally {
+            processed: 0,
+            failed: 0,
+            retried: 0,
+            metrics: self.metrics.as_ref().map(|m| LocalMetrics {
+                processed: m.processed.local(),
+                failed: m.failed.local(),
+                retried: m.retried.local(),
+                duration: m.duration.local(),
+            }),
         }
     }
 

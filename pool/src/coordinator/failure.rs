@@ -6,7 +6,7 @@ use super::*;
 impl<W: Work> Coordinator<W> {
     /// Counts a permanent failure and logs it; where it happened, for a halt's reason.
     pub(super) fn count_failure(&mut self, job: &Job, took: Duration, error: &str) -> String {
-        self.shared.message_failed(took);
+        self.tally.failed(took);
         self.consecutive_failures += 1;
         let at = at(job);
         match self.failure_log.check(error, std::time::Instant::now()) {

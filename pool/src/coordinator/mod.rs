@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::commit::{Answer, Committed, Committer, WaitError};
 use super::dispatch::{Dispatch, Job};
 use super::handler::{Failure, FailureAction, Outcome, Pending, Work, judge};
-use super::stats::{Shared, TransactionEnd};
+use super::stats::{Shared, Tally, TransactionEnd};
 use super::worker::{self, Completion, Completions, Task};
 use super::{Config, HaltReason, PoolError};
 use crate::flow::{Credit, Flow, Permit, Returns};
@@ -92,6 +92,8 @@ pub(crate) struct Coordinator<W> {
     /// Jobs whose late result was a permanent failure, waiting for an idle worker to run the
     /// failure hook; served before new jobs.
     failing: VecDeque<(Job, Failure, Duration)>,
+    /// Outcomes counted this turn, added to `shared` at its end.
+    tally: Tally,
     consecutive_failures: u32,
     /// Permanent failures' log lines, rate-limited: a stream of bad records is one line per
     /// distinct error and a summary of its repeats every 30 s, not a line per record (the
@@ -127,6 +129,7 @@ impl<W: Work> Coordinator<W> {
         transactional: bool,
         seeks: Arc<Seeks>,
     ) -> Self {
+        let tally = shared.tally();
         Self {
             seeks,
             commits: Commits::new(committer, commits_rx, transactional),
@@ -141,6 +144,7 @@ impl<W: Work> Coordinator<W> {
             retries: Retries::default(),
             credit,
             returns: Returns::default(),
+            tally,
             consecutive_failures: 0,
             failure_log: LogLimiter::new("pool"),
             revokes: Vec::new(),
@@ -207,7 +211,7 @@ impl<W: Work> Coordinator<W> {
         }
         self.drain(&mut events, &mut running).await;
         let committed = self.commit_all().await;
-        self.publish_load();
+        self.end_turn();
         match self.halt.take() {
             Some(reason) => {
                 if let Err(e) = committed {
@@ -255,7 +259,7 @@ impl<W: Work> Coordinator<W> {
                 () = tokio::time::sleep_until(revoke_deadline), if !self.revokes.is_empty() => {}
             }
             self.finish_revokes(false).await;
-            self.returns.flush();
+            self.end_turn();
         }
         self.finish_revokes(true).await;
     }
@@ -279,9 +283,11 @@ impl<W: Work> Coordinator<W> {
         self.partitions.of(job)
     }
 
-    /// The end of a turn of the loop: what left the pool is given back, the load published.
+    /// The end of a turn of the loop: what left the pool is given back, the outcomes counted
+    /// and the load published.
     fn end_turn(&mut self) {
         self.returns.flush();
+        self.tally.flush(&self.shared);
         self.publish_load();
     }
 

@@ -71,7 +71,7 @@ impl<W: Work> Coordinator<W> {
                 unreachable!("handled above")
             }
             Outcome::Done | Outcome::Output(_) => {
-                self.shared.message_processed(c.took);
+                self.tally.processed(c.took);
                 self.consecutive_failures = 0;
                 if current.is_some() {
                     if let Outcome::Output(records) = outcome {
@@ -82,7 +82,7 @@ impl<W: Work> Coordinator<W> {
             }
             Outcome::Retry(hint) => {
                 if current == Some(false) && !self.stopping {
-                    self.shared.message_retried(c.took);
+                    self.tally.retried(c.took);
                     self.schedule_retry(job, hint);
                 }
             }
