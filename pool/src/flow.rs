@@ -256,16 +256,22 @@ impl Permit {
         (self.messages, self.bytes)
     }
 
-    /// Moves `messages` and `bytes` (at most what it holds) into a permit of their own.
-    pub(crate) fn split(&mut self, messages: usize, bytes: usize) -> Self {
+    /// Takes `messages` and `bytes` out of what it holds (at most that), and says how many.
+    fn take(&mut self, messages: usize, bytes: usize) -> (usize, usize) {
         debug_assert!(
             messages <= self.messages && bytes <= self.bytes,
-            "a permit split beyond what it holds"
+            "a permit asked for more than it holds"
         );
         let messages = messages.min(self.messages);
         let bytes = bytes.min(self.bytes);
         self.messages -= messages;
         self.bytes -= bytes;
+        (messages, bytes)
+    }
+
+    /// Moves `messages` and `bytes` (at most what it holds) into a permit of their own.
+    pub(crate) fn split(&mut self, messages: usize, bytes: usize) -> Self {
+        let (messages, bytes) = self.take(messages, bytes);
         Self {
             flow: self.flow.clone(),
             messages,
@@ -278,14 +284,7 @@ impl Permit {
     /// permit of another part they are given back instead.)
     pub(crate) fn move_to(&mut self, to: &mut Self, messages: usize, bytes: usize) {
         if self.same_flow(to) {
-            debug_assert!(
-                messages <= self.messages && bytes <= self.bytes,
-                "a permit moved beyond what it holds"
-            );
-            let messages = messages.min(self.messages);
-            let bytes = bytes.min(self.bytes);
-            self.messages -= messages;
-            self.bytes -= bytes;
+            let (messages, bytes) = self.take(messages, bytes);
             to.messages += messages;
             to.bytes += bytes;
         } else {
