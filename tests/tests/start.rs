@@ -327,6 +327,9 @@ fn a_member_that_joins_while_the_group_leader_leaves_says_so_and_halts_at_start_
     }
     let status = host.terminate()?;
     anyhow::ensure!(status.success(), "burrow exited with {status}");
-    drop(leaving);
+    // Dropping a consumer closes it, and the close polls until the group answers its leave.
+    // This member was evicted for not polling, and Tansu may never answer (a clean-clone run
+    // hung here), so it is closed on a thread the test does not wait for.
+    std::thread::spawn(move || drop(leaving));
     Ok(())
 }
