@@ -7,8 +7,9 @@
 //! the same run. The ratio columns are wasm rate / native rate: the figure to quote, since it
 //! carries over between machines better than raw rates. A last line measures the host's own
 //! path for `passthrough` on 100 B: a worker on a tokio runtime sending each call to its plugin
-//! thread and awaiting the reply, one message per hop and 64 per hop; and the contract's batch
-//! entry against one call per message, on one reused instance. A program that prints a table,
+//! thread and awaiting the reply, one message per hop and 64 per hop. A second table gives the
+//! cost per message of a batch of 64 against one call per message, on one reused instance, for
+//! each value size. A program that prints a table,
 //! not a test: nothing here asserts a speed.
 
 use std::hint::black_box;
@@ -70,24 +71,30 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "\none reused instance, 100 B: one call per message against `process-batch` of {BATCH}"
+        "\none reused instance: one call per message against batches of {BATCH}, time per message (one thread)"
     );
-    println!("| plugin        | one call each, msg/s | batch of {BATCH}, msg/s | batch ÷ one |");
-    println!("|---------------|----------------------|--------------------|-------------|");
+    println!(
+        "| plugin        | value  | one call each, µs/msg | batch of {BATCH}, µs/msg | batch ÷ one |"
+    );
+    println!(
+        "|---------------|--------|-----------------------|---------------------|-------------|"
+    );
     for plugin in ["passthrough", "json-validate"] {
         let slot = Arc::new(DeploymentSlot::new(Deployment::new(
             runtime.load_file(&plugin_path(plugin)?)?,
         )));
-        let msg = message(json_object(100));
-        let mut instance = PluginInstance::new(Arc::clone(&slot));
-        let one = rate(|| call(&mut instance, &msg));
-        let batched = batch_rate(&mut instance, &msg)?;
-        println!(
-            "| {plugin:<13} | {:>20} | {:>18} | {:>11} |",
-            count(one),
-            count(batched),
-            ratio(batched, one)
-        );
+        for (size, label) in SIZES {
+            let msg = message(json_object(size));
+            let mut instance = PluginInstance::new(Arc::clone(&slot));
+            let one = rate(|| call(&mut instance, &msg));
+            let batched = batch_rate(&mut instance, &msg)?;
+            println!(
+                "| {plugin:<13} | {label:<6} | {:>21.3} | {:>19.3} | {:>11} |",
+                1e6 / one,
+                1e6 / batched,
+                ratio(batched, one)
+            );
+        }
     }
     let slot = Arc::new(DeploymentSlot::new(Deployment::new(
         runtime.load_file(&plugin_path("passthrough")?)?,
