@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use burrow::wasm::{
-    CallContext, CodeCache, Deployment, DeploymentSlot, Message, Outcome, PluginInstance,
+    Batch, CallContext, CodeCache, Deployment, DeploymentSlot, Message, Outcome, PluginInstance,
     PluginThread, Runtime, RuntimeConfig,
 };
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -124,7 +124,7 @@ fn batch_rate(instance: &mut PluginInstance, msg: &Message) -> anyhow::Result<f6
     let messages = vec![msg.clone(); BATCH];
     let mut failed = None;
     let calls = rate(|| {
-        let results = executor.block_on(instance.call_batch_async(&contexts, &messages));
+        let results = executor.block_on(instance.call_batch_async(Batch::of(&contexts, &messages)));
         if let Some(bad) = results
             .iter()
             .find(|r| !matches!(&r.result, Ok(p) if p.outcome == Outcome::Commit))

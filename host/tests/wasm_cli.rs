@@ -31,9 +31,9 @@ fn check_describes_a_good_plugin() -> anyhow::Result<()> {
         "plugin   chaos".to_string(),
         format!("size     {} bytes", bytes.len()),
         format!("sha256   {}", version.hex()),
-        "contract burrow:plugin@0.2.0".to_string(),
-        "burrow:plugin/host@0.2.0".to_string(),
-        "exports  process\n         process-batch".to_string(),
+        "contract burrow:plugin@0.3.0".to_string(),
+        "burrow:plugin/host@0.3.0".to_string(),
+        "exports  process\nok".to_string(),
     ] {
         assert!(
             stdout.contains(&expected),

@@ -23,13 +23,16 @@ fn the_real_plugins_load_and_describe_themselves() -> anyhow::Result<()> {
         assert_eq!(plugin.name(), name);
         assert_eq!(plugin.size(), bytes.len());
         assert_eq!(plugin.version(), Version::of(&bytes));
-        assert_eq!(plugin.exports(), ["process", "process-batch"]);
-        // Every plugin imports the host at this contract's version (the SDK's batch calls
-        // `begin`), and nothing but the contract and WASI.
+        assert_eq!(plugin.exports(), ["process"]);
+        // What a plugin imports of the contract is at this contract's version (a plugin that
+        // neither logs nor emits imports none of it), and the rest is WASI.
+        let contract = format!("@{CONTRACT_VERSION}");
         assert!(
             plugin
                 .imports()
-                .contains(&format!("burrow:plugin/host@{CONTRACT_VERSION}")),
+                .iter()
+                .filter(|i| i.starts_with("burrow:plugin/"))
+                .all(|i| i.ends_with(&contract)),
             "{:?}",
             plugin.imports()
         );
@@ -88,8 +91,6 @@ fn a_process_with_the_wrong_signature_is_refused() -> anyhow::Result<()> {
             (core module $m (func (export "f") (param i32) (result i32) local.get 0))
             (core instance $i (instantiate $m))
             (func (export "process") (param "x" u32) (result u32)
-                (canon lift (core func $i "f")))
-            (func (export "process-batch") (param "x" u32) (result u32)
                 (canon lift (core func $i "f"))))"#,
     )?;
     let err = refuse(&runtime()?, &component)?;
@@ -124,7 +125,7 @@ fn an_unprovided_import_is_named() -> anyhow::Result<()> {
 fn a_mismatched_host_import_is_named() -> anyhow::Result<()> {
     let component = wat::parse_str(
         r#"(component
-            (import "burrow:plugin/host@0.2.0" (instance
+            (import "burrow:plugin/host@0.3.0" (instance
                 (export "log" (func (param "x" u32)))))
             (core module $m (func (export "f") (param i32) (result i32) local.get 0))
             (core instance $i (instantiate $m))
@@ -133,44 +134,54 @@ fn a_mismatched_host_import_is_named() -> anyhow::Result<()> {
     )?;
     let err = refuse(&runtime()?, &component)?;
     assert!(
-        matches!(&err, LoadError::MismatchedImport { import, .. } if import == "burrow:plugin/host@0.2.0"),
+        matches!(&err, LoadError::MismatchedImport { import, .. } if import == "burrow:plugin/host@0.3.0"),
         "{err:?}"
     );
     assert_eq!(err.to_string().lines().count(), 1, "{err}");
     Ok(())
 }
 
-/// A real plugin built for contract 0.1.0 (json-validate as of e6faa3e, kept in
-/// `tests/fixtures`) is refused in one sentence naming both versions and the fix.
+/// Real plugins built for older contracts (json-validate for 0.1.0 as of e6faa3e, and for
+/// 0.2.0 as of fb3dec8, kept in `tests/fixtures`) are refused in one sentence naming both
+/// versions and the fix.
 #[test]
 fn a_plugin_built_for_another_contract_version_is_refused_naming_both() -> anyhow::Result<()> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/json-validate-0.1.0.wasm");
-    let err = runtime()?
-        .load_file(&path)
-        .expect_err("a 0.1.0 plugin is refused");
-    assert_eq!(
-        err.to_string(),
-        "plugin `json-validate-0.1.0` was built for burrow:plugin@0.1.0; this burrow runs \
-         burrow:plugin@0.2.0: rebuild it with the current burrow-plugin SDK"
-    );
+    let runtime = runtime()?;
+    for old in ["0.1.0", "0.2.0"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/json-validate-{old}.wasm"));
+        let err = runtime
+            .load_file(&path)
+            .expect_err("a plugin of an older contract is refused");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "plugin `json-validate-{old}` was built for burrow:plugin@{old}; this burrow runs \
+                 burrow:plugin@0.3.0: rebuild it with the current burrow-plugin SDK"
+            )
+        );
+    }
     Ok(())
 }
 
-/// A `process` without `process-batch` (what a 0.1.0 plugin that imports nothing of the
-/// contract looks like) is refused naming the missing export.
+/// A plugin of the 0.2.0 shape that imports nothing of the contract (a passthrough, which
+/// neither logged nor emitted) is known by its `process-batch` export, and refused the same way.
 #[test]
-fn a_plugin_without_process_batch_is_refused() -> anyhow::Result<()> {
+fn a_plugin_exporting_process_batch_is_refused_as_built_for_0_2_0() -> anyhow::Result<()> {
     let component = wat::parse_str(
         r#"(component
             (core module $m (func (export "f") (param i32) (result i32) local.get 0))
             (core instance $i (instantiate $m))
             (func (export "process") (param "x" u32) (result u32)
+                (canon lift (core func $i "f")))
+            (func (export "process-batch") (param "x" u32) (result u32)
                 (canon lift (core func $i "f"))))"#,
     )?;
     let err = refuse(&runtime()?, &component)?;
-    assert!(matches!(err, LoadError::MissingBatch { .. }), "{err:?}");
-    assert!(err.to_string().contains("`process-batch`"), "{err}");
+    assert!(
+        matches!(&err, LoadError::OtherContract { built_for, .. } if built_for == "0.2.0"),
+        "{err:?}"
+    );
     Ok(())
 }
 

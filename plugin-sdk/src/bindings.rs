@@ -2,10 +2,9 @@
 //! (`wit/plugin.wit`) and this crate's own types.
 //!
 //! Plugin authors never see this module; [`crate::export!`] is the only thing that reaches in.
-//! The records that carry bytes (`header`, `message`, `output-record`) are mapped onto the
-//! public types in `message` with `with`, so a message arrives as a
-//! [`crate::Message`] without any copy or conversion, and an emitted [`crate::Record`] is
-//! lowered directly. `outcome` and `level` stay generated: the public `Outcome` carries a
+//! The records that carry bytes (`header`, `output-record`) are mapped onto the public types in
+//! `message` with `with`, so an emitted [`crate::Record`] is lowered directly. Messages arrive
+//! as one batch frame (`list<u8>`), read in place by `__private::run_frame`. `outcome` and `level` stay generated: the public `Outcome` carries a
 //! `Duration`, not milliseconds, and `level` is an enum the glue lowers by discriminant.
 
 #![allow(
@@ -19,9 +18,8 @@ wit_bindgen::generate!({
     path: "../wit",
     world: "processor",
     with: {
-        "burrow:plugin/types@0.2.0/header": crate::message::Header,
-        "burrow:plugin/types@0.2.0/message": crate::message::Message,
-        "burrow:plugin/types@0.2.0/output-record": crate::message::Record,
+        "burrow:plugin/types@0.3.0/header": crate::message::Header,
+        "burrow:plugin/types@0.3.0/output-record": crate::message::Record,
     },
     // `export!` expands in the plugin's crate, which depends on `burrow-plugin` only: every
     // path the expansion names must go through this crate.

@@ -42,9 +42,14 @@ pub fn config(key: &str) -> Option<String> {
     imp::config(key)
 }
 
-/// Tells the host the plugin starts on message `index` of the batch in progress.
+/// Which message of the batch in progress the plugin is on: `log` and `emit` name it to the
+/// host. Set by `__private::run_frame` before each message.
 pub(crate) fn begin(index: usize) {
-    imp::begin(u32::try_from(index).unwrap_or(u32::MAX));
+    CURRENT.set(u32::try_from(index).unwrap_or(u32::MAX));
+}
+
+thread_local! {
+    static CURRENT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -61,19 +66,15 @@ mod imp {
             Level::Warn => wit::Level::Warn,
             Level::Error => wit::Level::Error,
         };
-        wit::log(level, message);
+        wit::log(super::CURRENT.get(), level, message);
     }
 
     pub(super) fn emit(record: Record) {
-        wit::emit(&record);
+        wit::emit(super::CURRENT.get(), &record);
     }
 
     pub(super) fn config(key: &str) -> Option<String> {
         wit::config(key)
-    }
-
-    pub(super) fn begin(index: u32) {
-        wit::begin(index);
     }
 }
 
@@ -96,9 +97,6 @@ mod imp {
     pub(super) fn config(key: &str) -> Option<String> {
         STATE.with_borrow(|s| s.config.get(key).cloned())
     }
-
-    /// Natively there is no host to tell; a batch's messages are told apart by the tests.
-    pub(super) fn begin(_index: u32) {}
 }
 
 /// Logs at [`Level::Trace`] with `format!` arguments.

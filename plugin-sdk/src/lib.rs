@@ -1,8 +1,9 @@
 //! Write a [Burrow] plugin: one plain Rust function over a Kafka message.
 //!
 //! The host calls the function once per message (and again on every retry), often for many
-//! messages in one call into the plugin (the contract's `process-batch`, which [`export!`]
-//! implements for you); the [`Outcome`] it returns decides whether the offset commits, the
+//! messages in one call into the plugin (the contract's `process`, which takes a batch as one
+//! frame and which [`export!`] implements for you: each message is read in place, not
+//! copied); the [`Outcome`] it returns decides whether the offset commits, the
 //! message is retried, or it fails permanently. Build the crate as a `cdylib` for `wasm32-wasip2`; run its unit tests
 //! natively with `cargo test`, no wasm or broker needed.
 //!
@@ -76,8 +77,8 @@ pub use outcome::Outcome;
 // plugin's crate); this makes that path resolve here too.
 extern crate self as burrow_plugin;
 
-/// Registers `process` as the plugin's `process` export, and its `process-batch` export: the
-/// host sends several messages in one call, and each goes through `process` on its own, with its
+/// Registers `process` as the plugin's entry point: the host sends a batch of messages in one
+/// call (the contract's `process(frame)`), and each goes through `process` on its own, with its
 /// own outcome, logs and emits.
 ///
 /// `process` names a function (or is a closure) of the shape `fn(&Message) -> R`, where `R` is
@@ -88,7 +89,7 @@ extern crate self as burrow_plugin;
 /// If the function panics, the component traps: the host counts that as a retriable failure
 /// of that message and replaces the instance (the other messages of its batch run again).
 ///
-/// On `wasm32` this emits the component's exported functions; on other targets it only
+/// On `wasm32` this emits the component's exported function; on other targets it only
 /// type-checks, so a plugin's native tests build too.
 #[macro_export]
 macro_rules! export {
@@ -97,14 +98,10 @@ macro_rules! export {
             struct BurrowPlugin;
 
             impl $crate::__private::bindings::Guest for BurrowPlugin {
-                fn process(message: $crate::Message) -> $crate::__private::bindings::Outcome {
-                    $crate::__private::run($($process)+, message)
-                }
-
-                fn process_batch(
-                    messages: ::std::vec::Vec<$crate::Message>,
+                fn process(
+                    frame: ::std::vec::Vec<u8>,
                 ) -> ::std::vec::Vec<$crate::__private::bindings::Outcome> {
-                    $crate::__private::run_batch(messages, |message| {
+                    $crate::__private::run_frame(&frame, |message| {
                         $crate::__private::run($($process)+, message)
                     })
                 }
@@ -115,17 +112,12 @@ macro_rules! export {
                 BurrowPlugin with_types_in $crate::__private::bindings
             );
 
-            // Natively nothing calls the exports; naming them keeps the plugin's code "used".
+            // Natively nothing calls the export; naming it keeps the plugin's code "used".
             #[cfg(not(target_arch = "wasm32"))]
-            const _: (
-                fn($crate::Message) -> $crate::__private::bindings::Outcome,
-                fn(
-                    ::std::vec::Vec<$crate::Message>,
-                ) -> ::std::vec::Vec<$crate::__private::bindings::Outcome>,
-            ) = (
-                <BurrowPlugin as $crate::__private::bindings::Guest>::process,
-                <BurrowPlugin as $crate::__private::bindings::Guest>::process_batch,
-            );
+            const _: fn(
+                ::std::vec::Vec<u8>,
+            ) -> ::std::vec::Vec<$crate::__private::bindings::Outcome> =
+                <BurrowPlugin as $crate::__private::bindings::Guest>::process;
         };
     };
 }
@@ -139,8 +131,8 @@ pub mod __private {
     use crate::{IntoOutcome, Message, Outcome};
 
     /// Calls the plugin function and lowers its verdict to the WIT `outcome`.
-    pub fn run<F: Processor>(process: F, message: Message) -> bindings::Outcome {
-        match process.call(&message) {
+    pub fn run<F: Processor>(process: F, message: &Message<'_>) -> bindings::Outcome {
+        match process.call(message) {
             Outcome::Commit => bindings::Outcome::Commit,
             Outcome::Retry(delay) => {
                 bindings::Outcome::Retry(delay.map(crate::outcome::delay_millis))
@@ -149,20 +141,27 @@ pub mod __private {
         }
     }
 
-    /// Runs `one` on each message of a batch, in order, telling the host before each which
-    /// message it is on (so logs, emits and the deadline are that message's).
-    pub fn run_batch(
-        messages: Vec<Message>,
-        mut one: impl FnMut(Message) -> bindings::Outcome,
+    /// Runs `one` on each message of a batch frame, in order, each read in place; `log` and
+    /// `emit` meanwhile name that message to the host.
+    ///
+    /// A frame the SDK cannot read is the host's bug, not the plugin's: it panics, the call
+    /// traps, and the host says so.
+    pub fn run_frame(
+        frame: &[u8],
+        mut one: impl FnMut(&Message<'_>) -> bindings::Outcome,
     ) -> Vec<bindings::Outcome> {
-        messages
-            .into_iter()
-            .enumerate()
-            .map(|(index, message)| {
+        let frame = burrow_frame::Frame::parse(frame).unwrap_or_else(|e| unreadable(&e));
+        (0..frame.len())
+            .map(|index| {
+                let message = Message::read(&frame, index).unwrap_or_else(|e| unreadable(&e));
                 crate::host::begin(index);
-                one(message)
+                one(&message)
             })
             .collect()
+    }
+
+    fn unreadable(error: &burrow_frame::FrameError) -> ! {
+        panic!("burrow-plugin: the host sent a batch frame this SDK cannot read: {error}")
     }
 
     /// A function `export!` accepts. A trait rather than a bound on `run` so that a function of
@@ -173,15 +172,15 @@ pub mod __private {
     )]
     pub trait Processor {
         /// Runs the function and maps its return value to an [`Outcome`].
-        fn call(self, message: &Message) -> Outcome;
+        fn call(self, message: &Message<'_>) -> Outcome;
     }
 
     impl<F, R> Processor for F
     where
-        F: FnOnce(&Message) -> R,
+        F: FnOnce(&Message<'_>) -> R,
         R: IntoOutcome,
     {
-        fn call(self, message: &Message) -> Outcome {
+        fn call(self, message: &Message<'_>) -> Outcome {
             self(message).into_outcome()
         }
     }

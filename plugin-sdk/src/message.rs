@@ -2,10 +2,13 @@
 //! [`Header`]s.
 //!
 //! These are ordinary Rust structs with no tie to WebAssembly, so plugin unit tests build them
-//! natively ([`Message::new`] and the `with_*` builders). Their fields mirror the WIT records
-//! one for one because the generated glue uses them directly (see `bindings`): adding,
-//! removing or retyping a field is a contract change.
+//! natively ([`Message::new`] and the `with_*` builders). In a plugin, a message borrows the
+//! batch frame the host sent (topic, key and value are read in place, not copied); in a test
+//! it owns its data. `Record` and `Header` mirror the WIT records one for one because the
+//! generated glue lowers them directly (see `bindings`): adding, removing or retyping a field
+//! is a contract change.
 
+use std::borrow::Cow;
 use std::str::Utf8Error;
 
 /// A Kafka header. Values are raw bytes: Kafka does not promise they are UTF-8.
@@ -28,18 +31,22 @@ impl Header {
 }
 
 /// One Kafka message, as the host consumed it.
+///
+/// `'a` is the batch frame it is read from: a plugin's `fn process(msg: &Message)` never
+/// names it. Topic, key and value borrow the frame ([`Cow::Borrowed`]); headers, when the
+/// message has any, are copied out of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
+pub struct Message<'a> {
     /// The topic it was consumed from.
-    pub topic: String,
+    pub topic: Cow<'a, str>,
     /// Its partition in that topic.
     pub partition: i32,
     /// Its offset in that partition.
     pub offset: i64,
     /// The message key, if the producer set one.
-    pub key: Option<Vec<u8>>,
-    /// The message value (an empty vector for a tombstone or an empty message).
-    pub value: Vec<u8>,
+    pub key: Option<Cow<'a, [u8]>>,
+    /// The message value (empty for a tombstone or an empty message).
+    pub value: Cow<'a, [u8]>,
     /// Headers in the order the producer wrote them; names may repeat.
     pub headers: Vec<Header>,
     /// Milliseconds since the Unix epoch, when the broker or producer set one.
@@ -49,26 +56,50 @@ pub struct Message {
     pub attempt: u32,
 }
 
-impl Message {
+impl Message<'static> {
     /// A first-delivery message at partition 0, offset 0, with no key, headers or timestamp.
     /// Meant for tests; the `with_*` methods fill in the rest.
     pub fn new(topic: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         Self {
-            topic: topic.into(),
+            topic: Cow::Owned(topic.into()),
             partition: 0,
             offset: 0,
             key: None,
-            value: value.into(),
+            value: Cow::Owned(value.into()),
             headers: Vec::new(),
             timestamp: None,
             attempt: 1,
         }
     }
+}
+
+impl<'a> Message<'a> {
+    /// Message `index` of a batch frame, read in place.
+    pub(crate) fn read(
+        frame: &burrow_frame::Frame<'a>,
+        index: usize,
+    ) -> Result<Self, burrow_frame::FrameError> {
+        let entry = frame.get(index)?;
+        Ok(Self {
+            topic: Cow::Borrowed(entry.topic),
+            partition: entry.partition,
+            offset: entry.offset,
+            key: entry.key.map(Cow::Borrowed),
+            value: Cow::Borrowed(entry.value),
+            headers: entry
+                .headers
+                .iter()
+                .map(|header| header.map(|(name, value)| Header::new(name, value)))
+                .collect::<Result<_, _>>()?,
+            timestamp: entry.timestamp,
+            attempt: entry.attempt,
+        })
+    }
 
     /// Sets the key.
     #[must_use]
     pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
-        self.key = Some(key.into());
+        self.key = Some(Cow::Owned(key.into()));
         self
     }
 
@@ -157,11 +188,11 @@ impl Record {
     }
 
     /// A copy of `msg`'s key, value and headers, bound for `topic`: forwarding a message.
-    pub fn forward(topic: impl Into<String>, msg: &Message) -> Self {
+    pub fn forward(topic: impl Into<String>, msg: &Message<'_>) -> Self {
         Self {
             topic: topic.into(),
-            key: msg.key.clone(),
-            value: msg.value.clone(),
+            key: msg.key.as_deref().map(<[u8]>::to_vec),
+            value: msg.value.to_vec(),
             headers: msg.headers.clone(),
         }
     }

@@ -59,6 +59,7 @@ impl Verdict {
             CallError::MemoryExceeded { .. } => "memory",
             CallError::FuelExhausted { .. } => "fuel",
             CallError::Instantiate(_) => "instantiate",
+            CallError::Frame(_) => "frame",
         };
         Self::Error {
             kind,

@@ -28,6 +28,10 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../../plugin-sdk/python/burrow_plugin/__init__.py"),
     ),
     (
+        "_frame.py",
+        include_str!("../../../plugin-sdk/python/burrow_plugin/_frame.py"),
+    ),
+    (
         "_guest.py",
         include_str!("../../../plugin-sdk/python/burrow_plugin/_guest.py"),
     ),

@@ -177,24 +177,11 @@ impl PluginHandler {
                 PluginThread::spawn(name, Arc::clone(slot)).map_err(ProcessError::retriable)?
             }
         };
-        // The records are copied into the guest's types on the plugin thread, not here on the
-        // pool's task, which every message of the tenant goes through.
+        // The records are written into the batch's frame on the plugin thread, not here on the
+        // pool's task, which every message of the tenant goes through: their only copy before
+        // the guest's own.
         let tenant = Arc::clone(&self.shared.name);
-        let prepare: wasm::Prepare = Box::new(move || {
-            batch
-                .iter()
-                .map(|item| {
-                    let message = &item.message;
-                    let context = CallContext {
-                        tenant: Arc::clone(&tenant),
-                        topic: Arc::clone(&message.topic),
-                        partition: message.partition,
-                        offset: message.offset,
-                    };
-                    (context, to_plugin_message(message, item.attempt))
-                })
-                .unzip()
-        });
+        let prepare: wasm::Prepare = Box::new(move || write_batch(&tenant, &batch));
         match thread.call_prepared(prepare).await {
             Ok(results) => {
                 *held = Some(thread);
@@ -271,6 +258,8 @@ impl PluginHandler {
             CallError::MemoryExceeded { .. } => metrics.memory_exceeded.inc(),
             CallError::Trap { .. } | CallError::FuelExhausted { .. } => metrics.traps.inc(),
             CallError::Instantiate(_) => metrics.instantiate_failures.inc(),
+            // Messages past 4 GiB together: nothing of the plugin's.
+            CallError::Frame(_) => {}
         }
         tracing::warn!(
             tenant = %self.shared.name, topic = %message.topic, partition = message.partition,
@@ -560,8 +549,46 @@ impl PluginHandler {
     }
 }
 
-/// The plugin's view of a Kafka message. One copy of key, value and headers: the plugin gets
-/// its own, as the component model requires.
+/// `batch` as the plugin receives it: its records written into one frame.
+fn write_batch(tenant: &Arc<str>, batch: &[Attempt]) -> wasm::Batch {
+    let bytes = batch.iter().map(|a| a.message.weight()).sum();
+    let mut writer = wasm::BatchWriter::new(batch.len(), bytes);
+    for Attempt { message, attempt } in batch {
+        let context = CallContext {
+            tenant: Arc::clone(tenant),
+            topic: Arc::clone(&message.topic),
+            partition: message.partition,
+            offset: message.offset,
+        };
+        writer.push(context, &fields(message, *attempt), header_pairs(message));
+    }
+    writer.finish()
+}
+
+/// A Kafka message's fields as the frame takes them: a null value is empty, as the contract
+/// has always given it.
+fn fields(message: &Message, attempt: u32) -> wasm::Fields<'_> {
+    wasm::Fields {
+        topic: &message.topic,
+        partition: message.partition,
+        offset: message.offset,
+        key: message.key.as_deref(),
+        value: message.payload.as_deref().unwrap_or_default(),
+        timestamp: message.timestamp_ms,
+        attempt,
+    }
+}
+
+/// Its headers as `(name, value)`; a null header value is empty.
+fn header_pairs(message: &Message) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
+    message
+        .headers
+        .iter()
+        .map(|h| (h.key.as_str(), h.value.as_deref().unwrap_or_default()))
+}
+
+/// The plugin's view of a Kafka message, owned: for the tools that call a plugin one message
+/// at a time (`burrow replay`, a shadow candidate).
 pub fn to_plugin_message(message: &Message, attempt: u32) -> wasm::Message {
     wasm::Message {
         topic: message.topic.to_string(),

@@ -2,18 +2,18 @@
 //!
 //! Everything else in the host imports the contract's types from here, so a change to the WIT
 //! shows up as compile errors in one crate, not as two copies drifting apart. The world's
-//! `use types.{message, outcome}` already puts `Message` and `Outcome` at this module's root.
+//! `use types.{outcome}` already puts `Outcome` at this module's root.
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "processor",
-    // `emit` traps a plugin that floods the buffer, `begin` one that miscounts its batch: both
-    // need a fallible host import.
+    // `emit` traps a plugin that floods the buffer; both `emit` and `log` one that names a
+    // message outside its batch: they need a fallible host import.
     imports: {
         "burrow:plugin/host.emit": trappable,
-        "burrow:plugin/host.begin": trappable,
+        "burrow:plugin/host.log": trappable,
     },
-    // `process` (and `process-batch`) is called as a future so a deadline can drop it wherever the guest is, even
+    // `process` is called as a future so a deadline can drop it wherever the guest is, even
     // parked in a blocking WASI call (a sleep, a poll). Our own imports stay synchronous: they
     // never block, and a sync host function is fine inside an async call.
     exports: { default: async },

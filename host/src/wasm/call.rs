@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use wasmtime::Trap;
 
-use super::bindings::{Message, Outcome, OutputRecord};
+use super::bindings::{Outcome, OutputRecord};
 use super::limits::Limits;
+use super::message::Message;
 use super::plugin::{PluginId, one_line};
 use super::text::plugin_text;
 
@@ -68,6 +69,10 @@ pub enum CallError {
     /// is below what the plugin needs to start).
     #[error("cannot instantiate plugin: {0}")]
     Instantiate(String),
+    /// The messages could not be laid out for the plugin (together past the 4 GiB a frame can
+    /// address).
+    #[error("cannot hand the messages to the plugin: {0}")]
+    Frame(String),
 }
 
 /// Classifies a failed call. `memory_cap_hit` comes from the store's limiter: wasmtime's

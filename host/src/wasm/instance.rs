@@ -23,15 +23,17 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::bindings::{Message, Outcome, Processor};
+use super::batch::Batch;
+use super::bindings::{Outcome, Processor};
 use super::call::{self, CallContext, CallError, CallResult, Processed};
 use super::deployment::{Deployment, DeploymentSlot};
 use super::host;
-use super::limits::Limits;
+use super::message::Message;
+use super::pace::Pace;
 use super::plugin::one_line;
 use super::store::StoreState;
 use super::text::plugin_text;
@@ -53,6 +55,8 @@ pub struct PluginInstance {
     /// The executor of the blocking [`PluginInstance::call`], made on its first use: a handle
     /// driven by a plugin thread brings its own executor and never builds this one.
     executor: Option<tokio::runtime::Runtime>,
+    /// How many messages go into the next call.
+    pace: Pace,
 }
 
 /// An instantiated plugin and the deployment it was made from.
@@ -95,6 +99,7 @@ impl PluginInstance {
             fuel_used: None,
             recycled: 0,
             executor: None,
+            pace: Pace::default(),
         }
     }
 
@@ -130,62 +135,93 @@ impl PluginInstance {
         }
     }
 
-    /// Processes one message on the slot's current deployment.
+    /// Processes one message on the slot's current deployment: a batch of one (see
+    /// [`PluginInstance::call_batch_async`]).
+    pub async fn call_async(&mut self, context: &CallContext, message: &Message) -> CallResult {
+        let mut results = self.call_batch_async(Batch::one(context, message)).await;
+        // One message in, one result out: `call_batch_async` answers every message.
+        results.pop().unwrap_or_else(|| CallResult {
+            plugin: self.slot.current().plugin().id().clone(),
+            result: Err(CallError::Frame("no result for the message".into())),
+        })
+    }
+
+    /// Processes a batch of messages on the slot's current deployment: one result per message,
+    /// in order, each exactly what the message would get alone.
     ///
-    /// Never panics because of the plugin: every guest failure is a [`CallError`], and the call
+    /// The messages go into the plugin in as few calls as the [`Pace`] allows (each call must
+    /// end within one message's deadline, and carry at most a quarter of the memory cap). A
+    /// call of several messages that fails in any way — a trap, the deadline, the memory cap,
+    /// fuel (a call gets the limit once per message) — costs only time: its messages run again
+    /// one by one, each under its own limits on a fresh instance.
+    ///
+    /// Never panics because of the plugin: every guest failure is a [`CallError`], and a call
     /// ends at the deployment's deadline even when the guest is blocked in a WASI call (see
-    /// the [module docs](crate::wasm)). After a failure the instance is dropped and the next call
-    /// starts a fresh one; so is it when this future is dropped before it completes.
+    /// the [module docs](crate::wasm)). After a failure the instance is dropped and the next
+    /// call starts a fresh one; so is it when this future is dropped before it completes.
     ///
     /// Runs guest code inside `poll`, up to the deadline: drive it from a thread meant for that
     /// (a plugin thread), not from a shared async runtime. Needs a tokio runtime with timers
     /// enabled (the deadline and WASI clocks are tokio timers).
-    pub async fn call_async(&mut self, context: &CallContext, message: &Message) -> CallResult {
+    pub async fn call_batch_async(&mut self, mut batch: Batch) -> Vec<CallResult> {
         let deployment = self.slot.current();
-        let result = self.call_on(&deployment, context, message).await;
-        CallResult {
-            plugin: deployment.plugin().id().clone(),
-            result,
+        let n = batch.len();
+        let budget = usize::try_from(deployment.limits().memory / 4).unwrap_or(usize::MAX);
+        let mut results = Vec::with_capacity(n);
+        let mut at = 0;
+        while at < n {
+            let take = self.next_call(&batch, at, budget);
+            let called = if take == n {
+                self.enter(&deployment, &mut batch).await
+            } else {
+                self.enter(&deployment, &mut batch.part(at..at + take))
+                    .await
+            };
+            match called {
+                Ok(processed) => results.extend(processed.into_iter().map(Ok)),
+                Err(error) if take == 1 => results.push(Err(error)),
+                Err(why) => {
+                    tracing::debug!(
+                        plugin = %deployment.plugin().id(), messages = take, %why,
+                        "batch call failed; running its messages one by one"
+                    );
+                    self.pace.failed(take);
+                    for i in at..at + take {
+                        let alone = self.enter(&deployment, &mut batch.part(i..i + 1)).await;
+                        results.push(alone.map(|mut one| one.remove(0)));
+                    }
+                }
+            }
+            at += take;
         }
+        let plugin = deployment.plugin().id();
+        results
+            .into_iter()
+            .map(|result| CallResult {
+                plugin: plugin.clone(),
+                result,
+            })
+            .collect()
     }
 
-    /// Processes a batch of messages on the slot's current deployment, `contexts[i]` for
-    /// `messages[i]`: one call into the plugin (`process-batch`) for all of them, each message
-    /// under its own deadline (see `StoreState::begin_message`). A batch that fails in any
-    /// way — a trap, the deadline of the message it was on, the memory cap, fuel (the batch
-    /// gets the limit once per message) — costs only time: its messages run again one by one,
-    /// each under its own limits on a fresh instance, so each gets the result it would get alone.
-    ///
-    /// Like [`PluginInstance::call_async`]: drive it from a plugin thread.
-    pub async fn call_batch_async(
-        &mut self,
-        contexts: &[CallContext],
-        messages: &[Message],
-    ) -> Vec<CallResult> {
-        if messages.len() > 1 && contexts.len() == messages.len() {
-            let deployment = self.slot.current();
-            match self.batch_on(&deployment, contexts, messages).await {
-                Ok(processed) => {
-                    let plugin = deployment.plugin().id();
-                    return processed
-                        .into_iter()
-                        .map(|processed| CallResult {
-                            plugin: plugin.clone(),
-                            result: Ok(processed),
-                        })
-                        .collect();
-                }
-                Err(why) => tracing::debug!(
-                    plugin = %deployment.plugin().id(), messages = messages.len(), %why,
-                    "batch call failed; running its messages one by one"
-                ),
-            }
+    /// How many messages from `at` the next call takes: as the pace allows, and no more than
+    /// `budget` bytes of frame (at least one message).
+    fn next_call(&self, batch: &Batch, at: usize, budget: usize) -> usize {
+        let take = self.pace.next(batch.len() - at);
+        let small = batch.frame.as_ref().is_ok_and(|f| f.len() <= budget);
+        if small {
+            return take;
         }
-        let mut results = Vec::with_capacity(messages.len());
-        for (context, message) in contexts.iter().zip(messages) {
-            results.push(self.call_async(context, message).await);
-        }
-        results
+        let mut bytes = 0;
+        let fits = batch
+            .sizes(at)
+            .take(take)
+            .take_while(|size| {
+                bytes += size;
+                bytes <= budget
+            })
+            .count();
+        fits.max(1)
     }
 
     /// Instantiates the slot's current deployment now, under its limits, without calling the
@@ -259,8 +295,8 @@ impl PluginInstance {
         self.instantiations
     }
 
-    /// How many calls have entered the plugin so far (`process` or `process-batch`: a batch
-    /// that ran as one is one call; one run again message by message is one more per message).
+    /// How many calls have entered the plugin so far (a batch that ran as one is one call; one
+    /// run again message by message is one more per message).
     pub fn guest_calls(&self) -> u64 {
         self.guest_calls
     }
@@ -272,13 +308,19 @@ impl PluginInstance {
         self.fuel_used
     }
 
-    async fn call_on(
+    /// One call into the plugin for every message of `batch`: their results, or why the call
+    /// returned none. The instance is kept only after a call that returned.
+    async fn enter(
         &mut self,
         deployment: &Arc<Deployment>,
-        context: &CallContext,
-        message: &Message,
-    ) -> Result<Processed, CallError> {
+        batch: &mut Batch,
+    ) -> Result<Vec<Processed>, CallError> {
         self.fuel_used = None;
+        let n = batch.len();
+        let frame = match &batch.frame {
+            Ok(frame) => frame,
+            Err(e) => return Err(CallError::Frame(e.to_string())),
+        };
         let mut live = match self.take_live(deployment) {
             Some(live) => live,
             None => self.instantiate(deployment).await?,
@@ -286,110 +328,66 @@ impl PluginInstance {
         // From here until the instance is put back, a dropped future (cancelled caller) drops
         // `live` with it: a half-run instance is never called again.
         let limits = deployment.limits();
+        let fuel = limits
+            .fuel
+            .map(|fuel| fuel.saturating_mul(u64::try_from(n).unwrap_or(u64::MAX)));
         self.guest_calls += 1;
-        live.store.data_mut().begin_call(context);
-        arm(&mut live.store, limits);
+        live.store
+            .data_mut()
+            .begin_call(std::mem::take(&mut batch.contexts));
+        arm(&mut live.store, fuel);
+        let started = Instant::now();
         let called = tokio::time::timeout(
             limits.timeout,
-            live.processor.call_process(&mut live.store, message),
+            live.processor.call_process(&mut live.store, frame),
         )
         .await;
-        let trace = live.store.data_mut().end_call();
-        host::log_output(live.store.data(), &trace.stdout, &trace.stderr);
-        self.fuel_used = limits
-            .fuel
-            .map(|fuel| fuel.saturating_sub(live.store.get_fuel().unwrap_or(0)));
-        match called {
-            Ok(Ok(outcome)) => {
-                live.messages += 1;
-                self.live = Some(live);
-                Ok(Processed {
-                    outcome: checked(outcome),
-                    emitted: trace.emitted.into_iter().next().unwrap_or_default(),
-                })
-            }
-            // `live` is dropped here: a trapped instance is never called again.
-            Ok(Err(err)) => Err(call::classify(
-                &err,
-                trace.memory_cap_hit,
-                limits,
-                &trace.stderr.text,
-            )),
-            // Past the deadline, parked in a host call or running code: the timeout dropped the
-            // call (see the module docs).
-            Err(_elapsed) => Err(CallError::Timeout {
-                limit: limits.timeout,
-            }),
+        let elapsed = started.elapsed();
+        let mut trace = live.store.data_mut().end_call();
+        batch.contexts = std::mem::take(&mut trace.contexts);
+        host::log_output(
+            live.store.data(),
+            &batch.contexts,
+            &trace.stdout,
+            &trace.stderr,
+        );
+        if n == 1 {
+            self.fuel_used =
+                fuel.map(|fuel| fuel.saturating_sub(live.store.get_fuel().unwrap_or(0)));
         }
-    }
-
-    /// One `process-batch` call; `Err` says why the batch is to be run again one by one. The
-    /// instance is kept only after a batch that fully succeeded.
-    async fn batch_on(
-        &mut self,
-        deployment: &Arc<Deployment>,
-        contexts: &[CallContext],
-        messages: &[Message],
-    ) -> Result<Vec<Processed>, String> {
-        let mut live = match self.take_live(deployment) {
-            Some(live) => live,
-            None => self
-                .instantiate(deployment)
-                .await
-                .map_err(|e| e.to_string())?,
-        };
-        let limits = deployment.limits();
-        self.guest_calls += 1;
-        live.store.data_mut().begin_batch(contexts.to_vec());
-        let batch_limits = Limits {
-            fuel: limits
-                .fuel
-                .map(|fuel| fuel.saturating_mul(messages.len() as u64)),
-            ..*limits
-        };
-        arm(&mut live.store, &batch_limits);
-        let progress = Arc::clone(&live.store.data().progress);
-        let called = {
-            let call = live.processor.call_process_batch(&mut live.store, messages);
-            tokio::pin!(call);
-            // The deadline is the current message's: it moves on with every `begin`.
-            loop {
-                let (began, since) = progress.current();
-                let deadline = tokio::time::Instant::from_std(since + limits.timeout);
-                tokio::select! {
-                    result = &mut call => break Some(result),
-                    () = tokio::time::sleep_until(deadline) => {
-                        if progress.current().0 == began {
-                            break None;
-                        }
-                    }
-                }
-            }
-        };
-        let trace = live.store.data_mut().end_call();
-        host::log_output(live.store.data(), &trace.stdout, &trace.stderr);
         let outcomes = match called {
-            None => {
-                return Err(format!(
-                    "a message ran past its deadline of {:?}",
-                    limits.timeout
+            Ok(Ok(outcomes)) => outcomes,
+            // `live` is dropped here: a trapped instance is never called again.
+            Ok(Err(err)) => {
+                return Err(call::classify(
+                    &err,
+                    trace.memory_cap_hit,
+                    limits,
+                    &trace.stderr.text,
                 ));
             }
-            Some(Err(err)) => return Err(one_line(&err)),
-            Some(Ok(outcomes)) => outcomes,
+            // Past the deadline, parked in a host call or running code: the timeout dropped the
+            // call (see the module docs).
+            Err(_elapsed) => {
+                return Err(CallError::Timeout {
+                    limit: limits.timeout,
+                });
+            }
         };
-        if trace.memory_cap_hit {
-            return Err("the batch hit the memory cap".into());
+        // Alone, a message that hit the cap and still answered keeps its answer; in a batch,
+        // the cap is the whole call's, and each message is owed a run under it alone.
+        if trace.memory_cap_hit && n > 1 {
+            return Err(CallError::MemoryExceeded {
+                limit: limits.memory,
+            });
         }
-        if outcomes.len() != messages.len() || trace.emitted.len() != messages.len() {
-            return Err(format!(
-                "{} outcomes and {} `begin`s for {} messages",
-                outcomes.len(),
-                trace.emitted.len(),
-                messages.len()
-            ));
+        if outcomes.len() != n {
+            return Err(CallError::Trap {
+                message: format!("returned {} outcomes for {n} messages", outcomes.len()),
+            });
         }
-        live.messages += messages.len() as u64;
+        live.messages += n as u64;
+        self.pace.returned(n, elapsed, limits.timeout);
         self.live = Some(live);
         Ok(outcomes
             .into_iter()
@@ -419,7 +417,7 @@ impl PluginInstance {
         store.epoch_deadline_async_yield_and_update(1);
         // Instantiation runs guest code too (initialisers), under the same limits as a call.
         let limits = deployment.limits();
-        arm(&mut store, limits);
+        arm(&mut store, limits.fuel);
         let processor = tokio::time::timeout(limits.timeout, pre.instantiate_async(&mut store))
             .await
             .map_err(|_elapsed| past_deadline(limits.timeout))?
@@ -466,11 +464,11 @@ pub(crate) fn call_executor() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Sets the first yield and the fuel for the next stretch of guest code (the deadline itself is
 /// the timeout around the call).
-fn arm(store: &mut Store<StoreState>, limits: &Limits) {
+fn arm(store: &mut Store<StoreState>, fuel: Option<u64>) {
     store.set_epoch_deadline(1);
     // Only a deployment with a fuel limit runs on the metered engine (see `instantiate`), where
     // `set_fuel` cannot fail.
-    if let Some(fuel) = limits.fuel {
+    if let Some(fuel) = fuel {
         let _ = store.set_fuel(fuel);
     }
 }

@@ -25,12 +25,17 @@
 //! - **Host imports.** `log` becomes a `tracing` event with the plugin and message context;
 //!   `emit` is buffered per message and returned in [`Processed`] (produce only on commit);
 //!   `config` reads the deployment's settings, so one compiled plugin serves many tenants.
-//! - **Batches.** [`PluginInstance::call_batch_async`] sends many messages in one call
-//!   (`process-batch`); the guest calls `begin(i)` before message `i`, which gives each message
-//!   its own logs, emits and deadline. A batch that fails in any way runs again message by
-//!   message on a fresh instance, so a trap or an overrun costs only its own message. One call
-//!   instead of one per message saves the fixed cost of entering the guest (a fiber, the
-//!   deadline timer, output capture) per message.
+//! - **Batches, as one frame.** [`PluginInstance::call_batch_async`] sends many messages in one
+//!   call: a [`Batch`] is the contract's frame (one buffer: an index of spans plus the bytes,
+//!   see `burrow-frame`), lowered with one allocation and one copy, which the SDKs read in
+//!   place. `log` and `emit` name their message by index, so each message keeps its own logs,
+//!   emits and outcome. Each call must end within one message's deadline: a [`Pace`] per
+//!   worker sizes calls from the plugin's measured time per message. A batch that fails in any
+//!   way runs again message by message on a fresh instance, so a trap or an overrun costs only
+//!   its own message. One call instead of one per message saves the fixed cost of entering the
+//!   guest (a fiber, the deadline timer, output capture) per message.
+//!
+//!   [`Pace`]: pace::Pace
 //! - **Hot swap.** A [`DeploymentSlot`] holds the current [`Deployment`] behind an atomic
 //!   pointer. Loading a new version happens off the hot path; the switch is one store. Calls
 //!   in flight finish on the old version; each worker's next call instantiates the new one. A
@@ -49,6 +54,7 @@
 //! - **Plugin text is made safe.** `log` messages, `fail` reasons and output lines are escaped
 //!   (no forged log lines) and capped at [`MAX_PLUGIN_TEXT`] bytes.
 
+mod batch;
 mod bindings;
 mod call;
 mod deployment;
@@ -56,6 +62,8 @@ mod host;
 pub(crate) use host::record_size;
 mod instance;
 mod limits;
+mod message;
+mod pace;
 mod plugin;
 mod runtime;
 mod sandbox;
@@ -66,11 +74,14 @@ mod thread;
 mod ticker;
 mod version;
 
-pub use bindings::{Header, Level, Message, Outcome, OutputRecord};
+pub use batch::{Batch, BatchWriter};
+pub use bindings::{Header, Level, Outcome, OutputRecord};
+pub use burrow_frame::Fields;
 pub use call::{CallContext, CallError, CallResult, Processed};
 pub use deployment::{Deployment, DeploymentSlot};
 pub use instance::PluginInstance;
 pub use limits::{Limits, Recycle};
+pub use message::Message;
 pub use plugin::{CONTRACT_VERSION, LoadError, Plugin, PluginId};
 pub use runtime::{CacheStats, CodeCache, Runtime, RuntimeConfig, RuntimeError};
 pub use sandbox::{Capabilities, SandboxError};

@@ -19,7 +19,7 @@ use super::version::Version;
 
 /// The version of the plugin contract (`wit/plugin.wit`, package `burrow:plugin`) this host
 /// runs. Plugins built for another version are refused, naming both.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Which plugin, which version: attached to every call result and log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,10 +157,6 @@ pub enum LoadError {
         "plugin `{name}` was built for burrow:plugin@{built_for}; this burrow runs burrow:plugin@{CONTRACT_VERSION}: rebuild it with the current burrow-plugin SDK"
     )]
     OtherContract { name: String, built_for: String },
-    #[error(
-        "plugin `{name}` does not export `process-batch`, which burrow:plugin@{CONTRACT_VERSION} requires (plugins built for 0.1.0 lack it): rebuild it with the current burrow-plugin SDK"
-    )]
-    MissingBatch { name: String },
     #[error("plugin `{name}` imports `{import}`, which the runtime does not provide")]
     UnsupportedImport { name: String, import: String },
     /// The plugin loaded but an instance cannot start under the deployment's limits (e.g. a
@@ -235,8 +231,13 @@ fn prelink(
         .instantiate_pre(&component)
         .map_err(|e| import_error(name, engine, &component, &e))?;
     let pre = ProcessorPre::new(instance_pre).map_err(|e| {
-        if component.get_export(None, "process-batch").is_none() {
-            LoadError::MissingBatch { name: name.into() }
+        // A plugin of an older contract that imports none of its host functions is known by
+        // its exports: `process-batch` came with 0.2.0 and went with 0.3.0.
+        if component.get_export(None, "process-batch").is_some() {
+            LoadError::OtherContract {
+                name: name.into(),
+                built_for: "0.2.0".into(),
+            }
         } else {
             LoadError::WrongSignature {
                 name: name.into(),

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -27,60 +25,18 @@ pub(crate) struct StoreState {
     pub(super) plugin: PluginId,
     /// The deployment's settings, served by the `config` import; shared, never copied per call.
     pub(super) config: Arc<BTreeMap<String, String>>,
-    /// The message in progress, for log lines; set by [`StoreState::begin_call`] (and within a
-    /// batch by the guest's `begin`).
-    pub(super) context: CallContext,
-    /// The batch in progress (empty for a one-message call): each message's context.
-    pub(super) batch: Vec<CallContext>,
-    /// The index the guest's next `begin` must give.
-    next: usize,
-    /// Where the guest is in the batch, shared with the caller that enforces the deadline.
-    pub(super) progress: Arc<Progress>,
+    /// The messages of the call in progress, which `log` and `emit` name by index: each log
+    /// line carries its message's context.
+    pub(super) contexts: Vec<CallContext>,
     pub(super) emitted: Emitted,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
 }
 
-/// Which message of a batch the guest is on, and since when: a batch call's deadline is its
-/// current message's. Written by the guest's `begin` (inside the store), read by the caller
-/// while the call runs.
-pub(crate) struct Progress {
-    base: Instant,
-    /// How many messages have begun in this store's life: tells a new message from the same.
-    began: AtomicU64,
-    /// When the last one began, in microseconds since `base`.
-    since_micros: AtomicU64,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Self {
-            base: Instant::now(),
-            began: AtomicU64::new(0),
-            since_micros: AtomicU64::new(0),
-        }
-    }
-
-    /// A message starts now.
-    pub(crate) fn begin(&self) {
-        let micros = u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.since_micros.store(micros, Ordering::Release);
-        self.began.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// How many messages have begun, and when the last one did.
-    pub(crate) fn current(&self) -> (u64, Instant) {
-        let began = self.began.load(Ordering::Acquire);
-        let since = self.since_micros.load(Ordering::Acquire);
-        (began, self.base + Duration::from_micros(since))
-    }
-}
-
-/// Records a plugin emitted for the message in progress, and what they weigh.
+/// Records a plugin emitted during the call in progress, each with its message's index, and
+/// what they weigh.
 pub(super) struct Emitted {
-    pub(super) records: Vec<OutputRecord>,
-    /// Within a batch, the records of the messages before the current one, per message.
-    pub(super) finished: Vec<Vec<OutputRecord>>,
+    pub(super) records: Vec<(usize, OutputRecord)>,
     pub(super) bytes: u64,
     /// The most bytes one call (a whole batch) may emit: the memory cap, since the records sit
     /// in host memory until their messages commit and a plugin must not be able to use more
@@ -90,7 +46,9 @@ pub(super) struct Emitted {
 
 /// What one call left behind besides its result.
 pub(crate) struct CallTrace {
-    /// Per message (one for a one-message call), the records it emitted.
+    /// The messages' contexts, handed back.
+    pub(crate) contexts: Vec<CallContext>,
+    /// Per message, the records it emitted.
     pub(crate) emitted: Vec<Vec<OutputRecord>>,
     pub(crate) memory_cap_hit: bool,
     pub(crate) stdout: Captured,
@@ -108,13 +66,9 @@ impl StoreState {
             limiter: MemoryCap::new(deployment.limits().memory),
             plugin: deployment.plugin().id().clone(),
             config: deployment.shared_config(),
-            context: CallContext::default(),
-            batch: Vec::new(),
-            next: 0,
-            progress: Arc::new(Progress::new()),
+            contexts: Vec::new(),
             emitted: Emitted {
                 records: Vec::new(),
-                finished: Vec::new(),
                 bytes: 0,
                 byte_limit: deployment.limits().memory,
             },
@@ -123,62 +77,36 @@ impl StoreState {
         })
     }
 
-    pub(crate) fn begin_call(&mut self, context: &CallContext) {
-        self.context = context.clone();
-        self.batch.clear();
-        self.next = 0;
+    /// Before a call of the messages of `contexts`.
+    pub(crate) fn begin_call(&mut self, contexts: Vec<CallContext>) {
+        self.contexts = contexts;
         self.emitted.records.clear();
-        self.emitted.finished.clear();
         self.emitted.bytes = 0;
         self.limiter.take_hit();
-        self.progress.begin();
     }
 
-    /// Before a batch call: the guest's `begin(i)` moves on to message `i` of `contexts`.
-    pub(crate) fn begin_batch(&mut self, contexts: Vec<CallContext>) {
-        self.begin_call(contexts.first().unwrap_or(&CallContext::default()));
-        self.batch = contexts;
-    }
-
-    /// The guest's `begin(index)`: what it printed and emitted so far belongs to the message
-    /// before; its deadline starts again. Refused outside a batch, or out of order (each
-    /// message once, in order), so emits can never be given to the wrong message.
-    pub(crate) fn begin_message(&mut self, index: u32) -> Result<(), String> {
-        let index = usize::try_from(index).unwrap_or(usize::MAX);
-        let Some(context) = self.batch.get(index) else {
-            return Err(format!(
-                "begin({index}) outside a batch of {} messages",
-                self.batch.len()
-            ));
-        };
-        if index != self.next {
-            return Err(format!(
-                "begin({index}) out of order: message {} is next",
-                self.next
-            ));
-        }
-        self.next += 1;
-        if index > 0 {
-            // Not `bytes`: the records of every message of the batch sit in host memory until
-            // the batch returns, so the cap holds for the whole call (a batch over it runs
-            // again one by one, each message under the cap alone).
-            let records = std::mem::take(&mut self.emitted.records);
-            self.emitted.finished.push(records);
-            let (stdout, stderr) = (self.stdout.take(), self.stderr.take());
-            super::host::log_output(self, &stdout, &stderr);
-        }
-        self.context = context.clone();
-        self.progress.begin();
-        Ok(())
+    /// The message `index` of the call in progress names; refused past the batch, so a
+    /// record or a log line is never given to the wrong message.
+    pub(crate) fn message(&self, index: u32) -> Result<usize, String> {
+        let len = self.contexts.len();
+        usize::try_from(index)
+            .ok()
+            .filter(|i| *i < len)
+            .ok_or_else(|| format!("named message {index} of a batch of {len}"))
     }
 
     /// Collects what the call left behind and resets for the next one.
     pub(crate) fn end_call(&mut self) -> CallTrace {
         self.emitted.bytes = 0;
-        let mut emitted = std::mem::take(&mut self.emitted.finished);
-        emitted.push(std::mem::take(&mut self.emitted.records));
-        self.batch.clear();
+        let contexts = std::mem::take(&mut self.contexts);
+        let mut emitted: Vec<Vec<OutputRecord>> = contexts.iter().map(|_| Vec::new()).collect();
+        for (index, record) in self.emitted.records.drain(..) {
+            if let Some(records) = emitted.get_mut(index) {
+                records.push(record);
+            }
+        }
         CallTrace {
+            contexts,
             emitted,
             memory_cap_hit: self.limiter.take_hit(),
             stdout: self.stdout.take(),

@@ -18,10 +18,11 @@ use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::bindings::Message;
+use super::batch::Batch;
 use super::call::{CallContext, CallResult};
 use super::deployment::DeploymentSlot;
 use super::instance::{PluginInstance, call_executor};
+use super::message::Message;
 
 /// The handle of one plugin thread. Dropping it stops the thread.
 #[derive(Debug)]
@@ -34,14 +35,14 @@ pub struct PluginThread {
 
 /// One batch of calls travelling to the thread (often a batch of one), with the way back.
 struct Call {
-    /// Makes the batch's contexts and messages, on the plugin thread.
+    /// Writes the batch, on the plugin thread.
     prepare: Prepare,
     reply: oneshot::Sender<Vec<CallResult>>,
 }
 
-/// Builds a batch's `(contexts, messages)` where it runs, so that copying each record into the
-/// guest's types costs the plugin thread, not the async runtime that sent it.
-pub type Prepare = Box<dyn FnOnce() -> (Vec<CallContext>, Vec<Message>) + Send>;
+/// Writes a [`Batch`] where it runs, so that copying each record into the frame costs the
+/// plugin thread, not the async runtime that sent it.
+pub type Prepare = Box<dyn FnOnce() -> Batch + Send>;
 
 /// Why a call did not reach its plugin thread or got no answer. Retriable: a fresh thread can
 /// take over.
@@ -118,12 +119,15 @@ impl PluginThread {
         &self,
         calls: Vec<(CallContext, Message)>,
     ) -> Result<Vec<CallResult>, ThreadError> {
-        self.call_prepared(Box::new(move || calls.into_iter().unzip()))
-            .await
+        self.call_prepared(Box::new(move || {
+            let (contexts, messages): (Vec<_>, Vec<_>) = calls.into_iter().unzip();
+            Batch::of(&contexts, &messages)
+        }))
+        .await
     }
 
-    /// Like [`PluginThread::call_batch`], with the batch made by `prepare` on the plugin thread
-    /// (the host's workers copy each Kafka record into the guest's types there).
+    /// Like [`PluginThread::call_batch`], with the batch written by `prepare` on the plugin
+    /// thread (the host's workers write their Kafka records into its frame there).
     pub async fn call_prepared(&self, prepare: Prepare) -> Result<Vec<CallResult>, ThreadError> {
         let (reply, result) = oneshot::channel();
         let stopped = || ThreadError::Stopped {
@@ -141,9 +145,9 @@ impl PluginThread {
 /// dropped (which drops the instance mid-call; the next call makes a fresh one).
 async fn serve(instance: &mut PluginInstance, call: Call) {
     let Call { prepare, mut reply } = call;
-    let (contexts, messages) = prepare();
+    let batch = prepare();
     let results = {
-        let running = instance.call_batch_async(&contexts, &messages);
+        let running = instance.call_batch_async(batch);
         let abandoned = reply.closed();
         tokio::select! {
             results = running => Some(results),

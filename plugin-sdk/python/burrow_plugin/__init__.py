@@ -6,8 +6,8 @@
         ...
 
 The host calls `process` once per message (and again on every retry), often for many messages
-in one call into the plugin (the contract's `process-batch`, which the SDK implements over
-`process`). What it returns decides the message's fate:
+in one call into the plugin (the contract's `process`, which takes the batch as one frame; the
+SDK reads each message from it and calls your `process`). What it returns decides the message's fate:
 
 - None, or `commit()`: done; what it emitted is produced, then the offset is marked done.
 - `retry(delay=None)`, or `raise Retry(delay=None)`: try again after the host's backoff, or after
@@ -37,6 +37,8 @@ result. Hence:
 
 Layout:
 - `message`: the plain data, `Message` in and `Record` out. No wasm here.
+- `_frame`: reads the batch frame the host sends into `Message`s, each field sliced out when
+  first read.
 - `outcome`: `commit`, `retry`, `fail` and the `Outcome` they make; the `Fail` and `Retry`
   exceptions.
 - `host`: `emit`, `forward`, `config`: the component's host imports inside wasm, the shims in

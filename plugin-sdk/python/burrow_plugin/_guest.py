@@ -14,8 +14,7 @@ from wit_world.imports import types
 
 import plugin
 
-from . import _run
-from .message import Message
+from . import _frame, _run
 from .outcome import delay_millis
 
 _process = getattr(plugin, "process", None)
@@ -23,20 +22,6 @@ if not callable(_process):
     raise TypeError(f"{plugin.__file__} must define `def process(msg):` (see burrow_plugin)")
 
 _COMMIT = types.Outcome_Commit()
-
-
-def _lift(wit):
-    """The bindings' message as a `burrow_plugin.Message` (no checks: the host built it)."""
-    msg = Message.__new__(Message)
-    msg.topic = wit.topic
-    msg.partition = wit.partition
-    msg.offset = wit.offset
-    msg.key = wit.key
-    msg.value = wit.value
-    msg.headers = [(h.name, h.value) for h in wit.headers]
-    msg.timestamp = wit.timestamp
-    msg.attempt = wit.attempt
-    return msg
 
 
 def _lower(outcome):
@@ -48,9 +33,9 @@ def _lower(outcome):
     return types.Outcome_Fail(outcome.reason)
 
 
-def _one(wit):
+def _one(msg):
     try:
-        return _lower(_run.run(_process, _lift(wit)))
+        return _lower(_run.run(_process, msg))
     finally:
         # The host reads a message's output when the message is done. componentize-py's stdout
         # is write-through today; flushing keeps that true whatever the author (or a later
@@ -60,8 +45,5 @@ def _one(wit):
 
 
 class WitWorld(wit_world.WitWorld):
-    def process(self, message):
-        return _one(message)
-
-    def process_batch(self, messages):
-        return _run.each(messages, _one)
+    def process(self, frame):
+        return _run.each(_frame.messages(frame), _one)

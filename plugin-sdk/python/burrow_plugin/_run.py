@@ -49,8 +49,8 @@ def run_batch(process, messages):
 
 
 def each(messages, one):
-    """`one(msg)` for each message in order, telling the host before each which message it is
-    on (so logs, emits and the deadline are that message's)."""
+    """`one(msg)` for each message in order, noting before each which message it is, so the
+    logs and emits it causes are named to the host as that message's."""
     results = []
     for index, msg in enumerate(messages):
         host.begin(index)

@@ -11,28 +11,34 @@ import sys
 
 from .message import Record
 
+# Which message of the batch in progress the plugin is on: `log` and `emit` name it to the
+# host. Set by `_run.each` before each message.
+_current = 0
+
+
+def begin(index):
+    global _current
+    _current = index
+
+
 if sys.platform == "wasi":
     from wit_world.imports import host as _wit
     from wit_world.imports import types as _types
 
     def log(level, text):
-        _wit.log(_wit.Level[level.name], text)
+        _wit.log(_current, _wit.Level[level.name], text)
 
     def _emit(record):
         headers = [_types.Header(name, value) for name, value in record.headers]
-        _wit.emit(_types.OutputRecord(record.topic, record.key, record.value, headers))
+        _wit.emit(_current, _types.OutputRecord(record.topic, record.key, record.value, headers))
 
     _config = _wit.config
-    begin = _wit.begin
 else:
     from . import _shim
 
     log = _shim.log
     _emit = _shim.emit
     _config = _shim.config
-
-    def begin(index):
-        """Natively there is no host to tell; a batch's messages are told apart by the tests."""
 
 
 def emit(topic, value, key=None, headers=None):

@@ -1,6 +1,7 @@
 """The Python SDK natively: `python3 -m unittest discover -s tests` in plugin-sdk/python."""
 
 import datetime
+import pathlib
 import unittest
 
 from burrow_plugin import (
@@ -243,3 +244,58 @@ class HostTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FrameTest(unittest.TestCase):
+    """The batch frame the host sends, read by the SDK: the golden frame the Rust writer makes
+    (`frame/tests/golden.frame`, checked by `burrow-frame`'s tests) reads as the messages it
+    was made of."""
+
+    GOLDEN = pathlib.Path(__file__).resolve().parents[3] / "frame" / "tests" / "golden.frame"
+
+    def test_the_golden_frame_reads_as_its_messages(self):
+        from burrow_plugin import _frame
+
+        messages = _frame.messages(self.GOLDEN.read_bytes())
+        self.assertEqual(
+            messages,
+            [
+                Message(
+                    "orders",
+                    b'{"id":1}',
+                    key=b"k1",
+                    headers=[("trace", b"abc"), ("trace", b"def"), ("empty", b"")],
+                    partition=3,
+                    offset=42,
+                    timestamp=1_700_000_000_123,
+                    attempt=1,
+                ),
+                Message("orders", b"", partition=3, offset=43, attempt=2),
+                Message(
+                    "payments-é",
+                    bytes([0, 159, 146, 150, 255]),
+                    key=b"",
+                    headers=[("bin", bytes([0xFF, 0x00]))],
+                    partition=-1,
+                    offset=2**63 - 1,
+                    timestamp=-5,
+                    attempt=2**32 - 1,
+                ),
+            ],
+        )
+        self.assertEqual(messages[0].header_str("trace"), "def")
+        self.assertEqual(messages[0].json(), {"id": 1})
+
+    def test_a_message_read_from_a_frame_can_be_changed(self):
+        from burrow_plugin import _frame
+
+        msg = _frame.messages(self.GOLDEN.read_bytes())[0]
+        msg.value = b"changed"
+        self.assertEqual(msg.value, b"changed")
+        self.assertEqual(msg.key, b"k1")
+
+    def test_a_frame_whose_index_does_not_fit_is_refused(self):
+        from burrow_plugin import _frame
+
+        with self.assertRaises(ValueError):
+            _frame.messages((1000).to_bytes(4, "little") + bytes(10))
