@@ -1,6 +1,6 @@
 //! [`Frame`]: reads a frame in place. Nothing is copied: an [`Entry`] borrows the frame.
 
-use crate::{ENTRY_LEN, FrameError, HAS_KEY, HAS_TIMESTAMP, HEADER_LEN, PREFIX_LEN};
+use crate::{ENTRY_LEN, Fields, FrameError, HAS_KEY, HAS_TIMESTAMP, HEADER_LEN, PREFIX_LEN};
 
 /// A frame, checked only as far as its index; each message is checked when it is read.
 #[derive(Debug, Clone, Copy)]
@@ -9,17 +9,12 @@ pub struct Frame<'a> {
     count: usize,
 }
 
-/// One message of a frame, borrowing it.
+/// One message of a frame, borrowing it: the fields a [`Writer`](crate::Writer) takes, and its
+/// headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
+    pub fields: Fields<'a>,
     pub headers: Headers<'a>,
-    pub timestamp: Option<i64>,
-    pub attempt: u32,
 }
 
 /// A message's headers, read as they are iterated: `(name, value)` in the producer's order.
@@ -94,19 +89,22 @@ impl<'a> Frame<'a> {
             });
         }
         Ok(Entry {
-            topic,
-            partition: i32::from_le_bytes(array(entry, 16)),
-            offset: i64::from_le_bytes(array(entry, 0)),
-            key,
-            value,
+            fields: Fields {
+                topic,
+                partition: i32::from_le_bytes(array(entry, 16)),
+                offset: i64::from_le_bytes(array(entry, 0)),
+                key,
+                value,
+                timestamp: (flags & HAS_TIMESTAMP != 0)
+                    .then(|| i64::from_le_bytes(array(entry, 8))),
+                attempt: u32_at(entry, 20).unwrap_or(0),
+            },
             headers: Headers {
                 bytes: self.bytes,
                 table,
                 count,
                 message: index,
             },
-            timestamp: (flags & HAS_TIMESTAMP != 0).then(|| i64::from_le_bytes(array(entry, 8))),
-            attempt: u32_at(entry, 20).unwrap_or(0),
         })
     }
 

@@ -44,19 +44,20 @@ fn read(frame: &[u8]) -> Result<Vec<Owned>, FrameError> {
         .entries()
         .map(|entry| {
             let e = entry?;
+            let f = e.fields;
             Ok(Owned {
-                topic: e.topic.into(),
-                partition: e.partition,
-                offset: e.offset,
-                key: e.key.map(<[u8]>::to_vec),
-                value: e.value.to_vec(),
+                topic: f.topic.into(),
+                partition: f.partition,
+                offset: f.offset,
+                key: f.key.map(<[u8]>::to_vec),
+                value: f.value.to_vec(),
                 headers: e
                     .headers
                     .iter()
                     .map(|h| h.map(|(n, v)| (n.to_owned(), v.to_vec())))
                     .collect::<Result<_, _>>()?,
-                timestamp: e.timestamp,
-                attempt: e.attempt,
+                timestamp: f.timestamp,
+                attempt: f.attempt,
             })
         })
         .collect()

@@ -80,19 +80,20 @@ impl<'a> Message<'a> {
         index: usize,
     ) -> Result<Self, burrow_frame::FrameError> {
         let entry = frame.get(index)?;
+        let fields = entry.fields;
         Ok(Self {
-            topic: Cow::Borrowed(entry.topic),
-            partition: entry.partition,
-            offset: entry.offset,
-            key: entry.key.map(Cow::Borrowed),
-            value: Cow::Borrowed(entry.value),
+            topic: Cow::Borrowed(fields.topic),
+            partition: fields.partition,
+            offset: fields.offset,
+            key: fields.key.map(Cow::Borrowed),
+            value: Cow::Borrowed(fields.value),
             headers: entry
                 .headers
                 .iter()
                 .map(|header| header.map(|(name, value)| Header::new(name, value)))
                 .collect::<Result<_, _>>()?,
-            timestamp: entry.timestamp,
-            attempt: entry.attempt,
+            timestamp: fields.timestamp,
+            attempt: fields.attempt,
         })
     }
 

@@ -108,17 +108,8 @@ impl Batch {
             let mut writer = Writer::new(range.len(), bytes);
             for i in range {
                 let e = frame.get(i)?;
-                let fields = Fields {
-                    topic: e.topic,
-                    partition: e.partition,
-                    offset: e.offset,
-                    key: e.key,
-                    value: e.value,
-                    timestamp: e.timestamp,
-                    attempt: e.attempt,
-                };
                 let headers = e.headers.iter().collect::<Result<Vec<_>, _>>()?;
-                writer.push(&fields, headers.into_iter())?;
+                writer.push(&e.fields, headers.into_iter())?;
             }
             writer.finish()
         });
@@ -143,5 +134,5 @@ fn entry_weight(e: &burrow_frame::Entry<'_>) -> usize {
         .flatten()
         .map(|(name, value)| name.len() + value.len() + burrow_frame::HEADER_LEN)
         .sum();
-    e.key.map_or(0, <[u8]>::len) + e.value.len() + headers
+    e.fields.key.map_or(0, <[u8]>::len) + e.fields.value.len() + headers
 }
