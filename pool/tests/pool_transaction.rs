@@ -265,12 +265,29 @@ async fn aborts_hold_the_guarantee_under_partition_and_key_ordering() {
     aborts_under(Ordering::Key).await;
 }
 
+/// The same with a byte bound so tight that the poll thread's batch reads often bring more
+/// than a partition's credit allows: the rest waits in the partition's carry, and an abort's
+/// seek must drop it with what librdkafka still holds, or records fetched before the seek
+/// would reach the pool as if fetched after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborts_hold_the_guarantee_when_reads_outrun_the_byte_bound() {
+    aborts_with(Config {
+        max_buffered_bytes: 64,
+        ..test_config()
+    })
+    .await;
+}
+
 async fn aborts_under(ordering: Ordering) {
-    const N: usize = 300;
-    let config = Config {
+    aborts_with(Config {
         ordering,
         ..test_config()
-    };
+    })
+    .await;
+}
+
+async fn aborts_with(config: Config) {
+    const N: usize = 300;
     let (cluster, pool) = transactional_pool(2, "txn-abort", config);
     let calls: Arc<Mutex<BTreeMap<(i32, i64), u32>>> = Arc::default();
     let (_open, gate) = watch::channel(true);

@@ -1,6 +1,6 @@
 //! The consumer the pool owns and its context (rebalance callbacks).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -16,6 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::Message;
 use super::client_log::LogLimiter;
+use super::reader::Reader;
 use crate::flow::{Credit, Flow, Permit};
 
 /// A topic-partition, with the topic name shared.
@@ -190,8 +191,22 @@ const ROUND_MAIN: usize = 1024;
 
 /// One assigned partition's own queue, split off the consumer's main queue, and its credit.
 struct Feed {
-    queue: PartitionQueue<PoolContext>,
+    /// Reads the partition's queue in batches. Declared first, so it is dropped first: `_queue`
+    /// keeps the consumer alive, which the reader's handle needs.
+    reader: Reader,
+    /// Holds the partition's queue split off the main one, and wakes the poll thread when it
+    /// fills (its non-empty callback): kept, never read through.
+    _queue: PartitionQueue<PoolContext>,
     flow: Arc<Flow>,
+    /// Records read but not yet taken: a batch read may bring more than the partition's credit
+    /// allows. They are taken first next time; a seek of the partition drops them, as it drops
+    /// what librdkafka still holds. Not counted against the bound, like librdkafka's own queue:
+    /// at most one read, `reader::MOST` records and no more than librdkafka held for the
+    /// partition, and rarely any, as reads are sized to the credit (`mean`).
+    carry: VecDeque<Message>,
+    /// The mean weight of the records of the partition's last run: how many records the credit
+    /// left has room for.
+    mean: usize,
 }
 
 /// The consumer context of a pool consumer: wires rebalances into the pool.
@@ -382,12 +397,20 @@ impl PoolContext {
                 tracing::warn!(topic = %tp.0, partition = tp.1, "cannot split the partition's queue");
                 continue;
             };
+            let Some(reader) = Reader::new(&consumer, &tp.0, tp.1) else {
+                // The queue was split, so librdkafka knows the partition: unreachable.
+                tracing::warn!(topic = %tp.0, partition = tp.1, "cannot read the partition's queue");
+                continue;
+            };
             let credit = Arc::clone(&link.credit);
             queue.set_nonempty_callback(move || credit.wake());
             let flow = link.credit.join();
             let feed = Feed {
-                queue,
+                reader,
+                _queue: queue,
                 flow: Arc::clone(&flow),
+                carry: VecDeque::new(),
+                mean: 0,
             };
             if feeds.insert(tp.clone(), feed).is_some() {
                 link.credit.leave();
@@ -665,8 +688,8 @@ fn receive(
         // the partition was split off (assigned before `run`) wait there, older than anything
         // in its own queue, and must reach the pool first.
         if main_drained {
-            let feeds = context.feeds();
-            for (tp, feed) in feeds.iter() {
+            let mut feeds = context.feeds();
+            for (tp, feed) in feeds.iter_mut() {
                 progressed |= take_from(tp, feed, credit, &mut batch, &context.log);
             }
         }
@@ -700,8 +723,14 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves the seeks the coordinator asked for, telling it of each. `Err` once the coordinator
 /// is gone.
 fn seek_back(consumer: &BaseConsumer<PoolContext>, link: &Link) -> Result<(), ()> {
-    let sought = consumer.context().seeks.serve(|tp, offset| {
-        consumer.seek(&tp.0, tp.1, rdkafka::Offset::Offset(offset), SEEK_TIMEOUT)
+    let context = consumer.context();
+    let sought = context.seeks.serve(|tp, offset| {
+        consumer.seek(&tp.0, tp.1, rdkafka::Offset::Offset(offset), SEEK_TIMEOUT)?;
+        // Read before the seek: librdkafka drops what it still holds of before, and so must we.
+        if let Some(feed) = context.feeds().get_mut(tp) {
+            feed.carry.clear();
+        }
+        Ok::<(), rdkafka::error::KafkaError>(())
     });
     for (tp, offset) in sought {
         link.send(Event::Rewound { tp, offset })?;
@@ -710,10 +739,12 @@ fn seek_back(consumer: &BaseConsumer<PoolContext>, link: &Link) -> Result<(), ()
 }
 
 /// Takes what `feed`'s credit allows, up to [`ROUND_PER_PARTITION`], as one run: its credit is
-/// counted once for the run, not per record. Whether it took anything.
+/// counted once for the run, not per record. Records are read many per librdkafka call (see
+/// [`Reader`]); what the credit does not allow waits in the feed's carry, for the next round.
+/// Whether it took anything.
 fn take_from(
     tp: &Tp,
-    feed: &Feed,
+    feed: &mut Feed,
     credit: &Credit,
     batch: &mut Vec<Run>,
     log: &LogLimiter,
@@ -727,19 +758,24 @@ fn take_from(
     let mut messages = Vec::new();
     let mut bytes = 0;
     while messages.len() < allowed && bytes < room {
-        match feed.queue.poll(Duration::ZERO) {
-            None => break,
-            Some(Ok(m)) => {
-                let message = Message::from_borrowed(&m, Arc::clone(&tp.0));
-                bytes += message.weight();
-                messages.push(Arc::new(message));
+        if feed.carry.is_empty() {
+            let mut most = allowed - messages.len();
+            if let Some(fit) = (room - bytes).checked_div(feed.mean) {
+                most = most.min(fit + 1);
             }
-            Some(Err(e)) => log.consumer_error(&e),
+            feed.reader
+                .read(&tp.0, most, &mut feed.carry, |e| log.consumer_error(&e));
         }
+        let Some(message) = feed.carry.pop_front() else {
+            break;
+        };
+        bytes += message.weight();
+        messages.push(Arc::new(message));
     }
     if messages.is_empty() {
         return false;
     }
+    feed.mean = bytes / messages.len();
     let permit = credit.took(&feed.flow, messages.len(), bytes);
     batch.push(Run { messages, permit });
     true

@@ -4,15 +4,17 @@
 //! fail: header names are bytes to Kafka, and rdkafka 0.39's own header accessor
 //! (`BorrowedHeaders::try_get`) unwraps their UTF-8 decoding, which would panic the poll thread
 //! on the first record whose header name is not UTF-8. [`read_headers`] reads them through
-//! librdkafka's C API instead.
+//! librdkafka's C API instead, and [`Message::from_raw`] copies a record from librdkafka's own
+//! struct, for the poll thread's batch reads (`kafka::reader`) and `from_borrowed` alike.
 
 use std::ffi::CStr;
 use std::sync::Arc;
 
 use rdkafka::bindings::{
     rd_kafka_header_cnt, rd_kafka_header_get_all, rd_kafka_headers_t, rd_kafka_message_headers,
+    rd_kafka_message_t, rd_kafka_message_timestamp, rd_kafka_timestamp_type_t,
 };
-use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 
 /// One Kafka record, owned, cheap to share between a worker and the pool (it travels in an `Arc`).
@@ -115,31 +117,64 @@ impl Message {
     /// Copies a fetched record; `topic` is the interned topic name (one allocation per topic).
     /// Never fails, whatever the producer wrote (see the module docs): for tools that read a
     /// topic themselves as the pool would (`burrow replay`).
+    #[allow(unsafe_code)]
     pub fn from_borrowed(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
+        // SAFETY: `m.ptr()` is the live `rd_kafka_message_t` that `m` borrows, valid for as
+        // long as `m` is, which outlives this call.
+        unsafe { Self::from_raw(m.ptr(), topic) }
+    }
+
+    /// Copies the record at `m` (its key, value, headers and timestamp); `topic` is its
+    /// interned topic name.
+    ///
+    /// # Safety
+    ///
+    /// `m` points at a live `rd_kafka_message_t` that stays valid (not destroyed) until this
+    /// returns.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn from_raw(m: *const rd_kafka_message_t, topic: Arc<str>) -> Self {
+        // SAFETY: the caller keeps `m` valid for this call (above).
+        let record = unsafe { &*m };
+        // SAFETY: librdkafka sets `key`/`payload` to null or to `key_len`/`len` bytes owned by
+        // the message, alive while it is; they are copied out before this returns.
+        let bytes = |ptr: *mut std::ffi::c_void, len: usize| {
+            (!ptr.is_null())
+                .then(|| unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }.to_vec())
+        };
+        let mut kind = rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: `m` is valid (above) and `kind` is a valid local for librdkafka to write.
+        let timestamp = unsafe { rd_kafka_message_timestamp(m, &mut kind) };
+        let timestamp_ms = (timestamp != -1
+            && kind != rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
+            .then_some(timestamp);
         Self {
             topic,
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
-            headers: read_headers(m),
-            timestamp_ms: m.timestamp().to_millis(),
+            partition: record.partition,
+            offset: record.offset,
+            key: bytes(record.key, record.key_len),
+            payload: bytes(record.payload, record.len),
+            // SAFETY: as above.
+            headers: unsafe { read_headers(m) },
+            timestamp_ms,
         }
     }
 }
 
 /// Copies a fetched record's headers, in order, names decoded lossily (see [`Header::key`]).
 ///
-/// The only `unsafe` in Burrow: rdkafka's safe accessor panics on a non-UTF-8 name, so this
-/// calls the two librdkafka functions it wraps and decodes the name without the unwrap.
+/// rdkafka's safe accessor panics on a non-UTF-8 name, so this calls the two librdkafka
+/// functions it wraps and decodes the name without the unwrap.
+///
+/// # Safety
+///
+/// `m` points at a live `rd_kafka_message_t` that stays valid until this returns.
 #[allow(unsafe_code)]
-fn read_headers(m: &BorrowedMessage<'_>) -> Vec<Header> {
+unsafe fn read_headers(m: *const rd_kafka_message_t) -> Vec<Header> {
     let mut headers: *mut rd_kafka_headers_t = std::ptr::null_mut();
-    // SAFETY: `m.ptr()` is the live `rd_kafka_message_t` that `m` borrows (rdkafka keeps it
-    // valid for `m`'s lifetime); `rd_kafka_message_headers` only parses the headers into a list
-    // owned by that message and writes its address to `headers`, which we never free. rdkafka's
-    // own `BorrowedMessage::headers` makes the same call on the same pointer.
-    let err = unsafe { rd_kafka_message_headers(m.ptr(), &mut headers) };
+    // SAFETY: `m` is live (the caller's promise); `rd_kafka_message_headers` only parses the
+    // headers into a list owned by that message and writes its address to `headers`, which we
+    // never free. rdkafka's own `BorrowedMessage::headers` makes the same call.
+    let err = unsafe { rd_kafka_message_headers(m, &mut headers) };
     if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
         // NOENT: the record has no headers.
         return Vec::new();

@@ -1,5 +1,5 @@
-//! The pool's Kafka side: the consumer it owns, its rebalance callbacks, the poll loop, and the
-//! message type handlers read; [`inspect`] reads where a topic and a group stand (end offsets,
+//! The pool's Kafka side: the consumer it owns, its rebalance callbacks, the poll loop (which
+//! reads each partition's own queue in batches, `reader`), and the message type handlers read; [`inspect`] reads where a topic and a group stand (end offsets,
 //! committed offsets, lag) without joining the group. Every client's librdkafka log lines and
 //! errors are rate-limited ([`client_log`]).
 //!
@@ -13,6 +13,7 @@ pub mod client_log;
 mod consumer;
 pub mod inspect;
 mod message;
+mod reader;
 
 pub use consumer::{Consumer, PoolContext};
 pub use message::{Header, Message, OutRecord};
