@@ -61,7 +61,10 @@ impl BatchWriter {
 impl Batch {
     /// `messages[i]` under `contexts[i]`.
     pub fn of(contexts: &[CallContext], messages: &[Message]) -> Self {
-        let bytes = messages.iter().map(weight).sum();
+        let bytes = messages
+            .iter()
+            .map(|m| weight(&m.fields(), m.header_pairs()))
+            .sum();
         let mut writer = BatchWriter::new(messages.len(), bytes);
         for (context, message) in contexts.iter().zip(messages) {
             writer.push(context.clone(), &message.fields(), message.header_pairs());
@@ -95,7 +98,7 @@ impl Batch {
         (from..self.len()).map(move |i| {
             frame
                 .and_then(|f| f.get(i).ok())
-                .map_or(0, |e| entry_weight(&e))
+                .map_or(0, |e| weight(&e.fields, e.headers.iter().flatten()))
         })
     }
 
@@ -117,22 +120,11 @@ impl Batch {
     }
 }
 
-/// What a message adds to a frame, near enough.
-fn weight(message: &Message) -> usize {
-    let headers: usize = message
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len() + burrow_frame::HEADER_LEN)
-        .sum();
-    message.topic.len() + message.key.as_ref().map_or(0, Vec::len) + message.value.len() + headers
-}
-
-fn entry_weight(e: &burrow_frame::Entry<'_>) -> usize {
-    let headers: usize = e
-        .headers
-        .iter()
-        .flatten()
+/// What a message's key, value and headers add to a frame (its topic is written once per
+/// batch), near enough.
+fn weight<'h>(fields: &Fields<'_>, headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> usize {
+    let headers: usize = headers
         .map(|(name, value)| name.len() + value.len() + burrow_frame::HEADER_LEN)
         .sum();
-    e.fields.key.map_or(0, <[u8]>::len) + e.fields.value.len() + headers
+    fields.key.map_or(0, <[u8]>::len) + fields.value.len() + headers
 }
