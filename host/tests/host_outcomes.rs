@@ -10,6 +10,7 @@ use burrow_e2e::kafka::{
 };
 use burrow_e2e::plugins::plugin_path;
 use host_support::{Host, version_of};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 /// The tenant's config: chaos, dead letters, two retries with a short backoff.
 fn config(broker: &Broker, name: &str) -> anyhow::Result<HostConfig> {
@@ -57,6 +58,45 @@ fn successful_outcomes_commit_and_emits_reach_the_output_topic() -> anyhow::Resu
         [],
         "nothing that commits is dead-lettered"
     );
+    Ok(())
+}
+
+/// An emit the broker refuses fails its message retriably: the message runs again and emits
+/// again, and its offset is committed only once an emit of it is acknowledged. So the refused
+/// record is not lost behind a committed offset, and the refusal does not stall the tenant.
+#[test]
+fn a_refused_emit_retries_its_message_and_the_offset_waits_for_the_ack() -> anyhow::Result<()> {
+    let t = "nack";
+    let (input, out, dlq) = ("nack-in", "nack-out", "nack-dlq");
+    let kafka = Broker::mock(&[(input, 1), (out, 1), (dlq, 1)])?;
+    let emit = format!("emit:{out}");
+    produce(
+        &kafka,
+        input,
+        &[Out::value("emitted once acked").action(&emit)],
+    )?;
+    // The next Produce request, the first emit's, is refused.
+    kafka.on_mock(|mock| {
+        mock.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+        );
+    })?;
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(&config(&kafka, t)?.write(dir.path())?)?;
+
+    wait_all_committed(&kafka, "nack-group", input)?;
+    let emitted = read_exactly_after(&kafka, out, 1)?;
+    let pool = host.tenant(t)?["pool"].clone();
+    host.stop()?;
+    let values: Vec<String> = emitted.iter().map(|r| r.value_text()).collect();
+    assert_eq!(values, ["emitted once acked"]);
+    assert!(
+        pool["messages_retried"].as_u64() >= Some(1),
+        "the refused emit retried its message: {pool:#}"
+    );
+    assert_eq!(pool["messages_failed"], 0, "{pool:#}");
+    assert_eq!(read_to_end(&kafka, dlq)?, [], "nothing dead-lettered");
     Ok(())
 }
 
