@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 
 use super::config::Ordering;
 use crate::flow::Permit;
+use crate::handler::Attempt;
 use crate::kafka::{Message, Tp};
 
 /// A message on its way through the pool.
@@ -50,6 +51,14 @@ impl Job {
             attempt: 0,
             lane: 0,
             bytes,
+        }
+    }
+
+    /// Its next attempt as a handler sees it: numbered from 1.
+    pub(crate) fn to_attempt(&self) -> Attempt {
+        Attempt {
+            message: Arc::clone(&self.message),
+            attempt: self.attempt + 1,
         }
     }
 }

@@ -380,41 +380,34 @@ pub(crate) async fn run_attempt<W: Work>(
     classify(work, message, attempt, max_retries, result).await
 }
 
-/// Runs one batch of attempts (`jobs` as `(message, attempts made so far)`) and classifies each
-/// result, in order. A batch that panics or returns the wrong number of results fails each of
-/// its messages retriably.
+/// Runs one batch (`batch`, each attempt numbered from 1 as the handler sees it) and classifies
+/// each result, in order. A batch that panics or returns the wrong number of results fails each
+/// of its messages retriably.
 pub(crate) async fn run_batch<W: Work>(
     work: &mut W,
-    jobs: &[(Arc<Message>, u32)],
+    batch: &[Attempt],
     max_retries: u32,
 ) -> Vec<Outcome> {
     use futures::FutureExt as _;
     // A handler that never batches gets `process`; one that does gets every call, even of one
     // message, through `process_batch` (its own fast path).
-    if let [(message, attempt)] = jobs
+    if let [Attempt { message, attempt }] = batch
         && work.max_batch() == 1
     {
-        return vec![run_attempt(work, message, *attempt, max_retries).await];
+        return vec![run_attempt(work, message, attempt - 1, max_retries).await];
     }
-    let batch: Vec<Attempt> = jobs
-        .iter()
-        .map(|(message, attempt)| Attempt {
-            message: Arc::clone(message),
-            attempt: attempt + 1,
-        })
-        .collect();
-    let results = std::panic::AssertUnwindSafe(work.attempt_batch(&batch))
+    let results = std::panic::AssertUnwindSafe(work.attempt_batch(batch))
         .catch_unwind()
         .await
         .ok()
-        .filter(|results| results.len() == jobs.len());
-    let mut outcomes = Vec::with_capacity(jobs.len());
+        .filter(|results| results.len() == batch.len());
+    let mut outcomes = Vec::with_capacity(batch.len());
     match results {
         Some(results) => {
-            for ((message, attempt), result) in jobs.iter().zip(results) {
+            for (Attempt { message, attempt }, result) in batch.iter().zip(results) {
                 let outcome = match result {
                     Processed::Now(result) => {
-                        classify(work, message, *attempt, max_retries, result).await
+                        classify(work, message, attempt - 1, max_retries, result).await
                     }
                     // Awaited by the coordinator, which also catches a panic in it.
                     Processed::Later(pending) => Outcome::Settling(pending),
@@ -424,11 +417,11 @@ pub(crate) async fn run_batch<W: Work>(
             }
         }
         None => {
-            for (message, attempt) in jobs {
+            for Attempt { message, attempt } in batch {
                 let result = Err(ProcessError::retriable(
                     "the handler's batch panicked or returned the wrong number of results",
                 ));
-                outcomes.push(classify(work, message, *attempt, max_retries, result).await);
+                outcomes.push(classify(work, message, attempt - 1, max_retries, result).await);
             }
         }
     }

@@ -10,11 +10,10 @@
 //! without awaiting should hand that work to `tokio::task::spawn_blocking` (the host's WASM
 //! calls run on threads of their own).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dispatch::Job;
-use crate::handler::{Failure, Outcome, Work, handle_failure, run_attempt, run_batch};
+use crate::handler::{Attempt, Failure, Outcome, Work, handle_failure, run_attempt, run_batch};
 
 /// How one attempt went.
 pub(crate) struct Completion {
@@ -53,8 +52,8 @@ pub(crate) async fn run<W: Work>(mut handler: W, task: Task, max_retries: u32) -
                 run_attempt(&mut handler, &job.message, job.attempt, max_retries).await
             } else {
                 // A batching handler gets every call through its batch entry.
-                let jobs = [(Arc::clone(&job.message), job.attempt)];
-                let mut outcomes = run_batch(&mut handler, &jobs, max_retries).await;
+                let batch = [job.to_attempt()];
+                let mut outcomes = run_batch(&mut handler, &batch, max_retries).await;
                 outcomes.pop().unwrap_or(Outcome::Retry(None))
             };
             let took = started.elapsed();
@@ -80,11 +79,8 @@ async fn attempt<W: Work>(
     max_retries: u32,
 ) -> (W, Vec<Completion>) {
     let started = Instant::now();
-    let attempts: Vec<_> = jobs
-        .iter()
-        .map(|job| (Arc::clone(&job.message), job.attempt))
-        .collect();
-    let outcomes = run_batch(&mut handler, &attempts, max_retries).await;
+    let batch: Vec<Attempt> = jobs.iter().map(Job::to_attempt).collect();
+    let outcomes = run_batch(&mut handler, &batch, max_retries).await;
     let took = started.elapsed() / u32::try_from(jobs.len().max(1)).unwrap_or(u32::MAX);
     let completions = jobs
         .into_iter()
