@@ -1,10 +1,13 @@
-//! Where a host's CPU goes: each thread's CPU time from `/proc/PID/task/*/stat`, summed per
-//! stage of the hot path by the thread's name, over a measurement window, per message.
+//! Where a host's CPU goes: each thread's CPU time from `/proc/PID/task/*/schedstat`, summed
+//! per stage of the hot path by the thread's name (from `stat`), over a measurement window, per
+//! message.
 //!
 //! Per-thread CPU time, not a profile: it costs nothing while the host runs, and it splits the
 //! cost the way the hot path is built (one poll thread, the coordinator on tokio's workers,
-//! plugin threads, librdkafka's own threads). The kernel counts in clock ticks (10 ms here), so
-//! a window of a few seconds reads to a few hundredths of a µs per message at these rates.
+//! plugin threads, librdkafka's own threads). `schedstat` counts nanoseconds on the CPU. `stat`'s
+//! `utime` and `stime`, read before, count clock ticks (10 ms here), sampled: the mock cluster's
+//! B3 window (~0.2 s, ten plugin threads a few ms each) read as 0.00 µs of plugin per message.
+//! Without `schedstat` (a kernel without `CONFIG_SCHED_INFO`) the ticks are used.
 
 use std::collections::BTreeMap;
 
@@ -65,28 +68,40 @@ impl Stage {
     }
 }
 
-/// Each live thread of a process at one moment: its name and CPU ticks (user + system).
+/// Each live thread of a process at one moment: its name and CPU time in nanoseconds.
 #[derive(Debug, Clone, Default)]
 pub struct Threads(BTreeMap<u32, (String, u64)>);
 
 impl Threads {
-    /// Reads `/proc/PID/task/*/stat`; a thread that ends while it is read is left out.
+    /// Reads `/proc/PID/task/*/{stat,schedstat}`; a thread that ends while it is read is left
+    /// out.
     pub fn of(pid: u32) -> std::io::Result<Self> {
+        let tick_ns = (1e9 / ticks_per_sec()) as u64;
         let mut threads = BTreeMap::new();
         for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
             let entry = entry?;
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
-            if let (Some(tid), Some((name, ticks))) = (
-                entry.file_name().to_str().and_then(|t| t.parse().ok()),
-                parse_stat(&stat),
-            ) {
-                threads.insert(tid, (name, ticks));
-            }
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            let Some((name, ticks)) = parse_stat(&stat) else {
+                continue;
+            };
+            let ns = std::fs::read_to_string(entry.path().join("schedstat"))
+                .ok()
+                .and_then(|s| parse_schedstat(&s))
+                .unwrap_or(ticks * tick_ns);
+            threads.insert(tid, (name, ns));
         }
         Ok(Self(threads))
     }
+}
+
+/// A thread's time on the CPU, in nanoseconds: the first of `schedstat`'s three fields.
+fn parse_schedstat(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
 }
 
 /// A thread's name and CPU ticks from its `stat` line: the name sits in parentheses (and may
@@ -124,14 +139,13 @@ impl Cpu {
     /// born in the window counts from zero; one that ended in it is missed (the host's hot-path
     /// threads live as long as the run).
     pub fn between(before: &Threads, after: &Threads, messages: u64) -> Self {
-        let mut ticks = [0u64; 6];
+        let mut ns = [0u64; 6];
         for (tid, (name, now)) in &after.0 {
             let then = before.0.get(tid).map_or(0, |(_, t)| *t);
             let stage = Stage::of(name) as usize;
-            ticks[stage] += now.saturating_sub(then);
+            ns[stage] += now.saturating_sub(then);
         }
-        let per_tick_us = 1e6 / ticks_per_sec();
-        let per_message_us = ticks.map(|t| t as f64 * per_tick_us / messages.max(1) as f64);
+        let per_message_us = ns.map(|t| t as f64 / 1e3 / messages.max(1) as f64);
         Self { per_message_us }
     }
 
@@ -148,19 +162,43 @@ impl Cpu {
 mod tests {
     use super::*;
 
-    /// A name with spaces and parentheses, as the kernel writes it, and the two time fields.
+    /// A name with spaces and parentheses, as the kernel writes it, and the two time fields;
+    /// `schedstat`'s nanoseconds on the CPU.
     #[test]
     fn a_stat_line_gives_the_name_and_the_ticks() {
         let stat = "4242 (producer pollin) S 1 2 3 0 -1 4194368 10 0 0 0 170 35 0 0 20 0 9 0";
         assert_eq!(parse_stat(stat), Some(("producer pollin".into(), 205)));
         let odd = "7 (a (b) c) R 1 2 3 0 -1 0 0 0 0 0 5 6 0 0";
         assert_eq!(parse_stat(odd), Some(("a (b) c".into(), 11)));
+        assert_eq!(
+            parse_schedstat("411484934 55909147 1248\n"),
+            Some(411_484_934)
+        );
+        assert_eq!(parse_schedstat(""), None);
     }
 
-    /// Threads go to their stages, the window's ticks are per message, and a thread born in
+    /// This very thread, read as the bench reads the host's: its CPU time grows by about the
+    /// work it does, to far finer than a clock tick.
+    #[test]
+    fn a_threads_cpu_time_is_read_in_nanoseconds() -> std::io::Result<()> {
+        let me = std::process::id();
+        let cpu_of_all =
+            || -> std::io::Result<u64> { Ok(Threads::of(me)?.0.values().map(|(_, ns)| ns).sum()) };
+        let before = cpu_of_all()?;
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(3) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let spent = cpu_of_all()? - before;
+        assert!(spent > 0, "3 ms of spinning read as no CPU time at all");
+        Ok(())
+    }
+
+    /// Threads go to their stages, the window's CPU time is per message, and a thread born in
     /// the window counts from zero.
     #[test]
-    fn ticks_are_summed_per_stage_over_the_window() {
+    fn cpu_time_is_summed_per_stage_over_the_window() {
         assert_eq!(Stage::of("burrow-plugin-b"), Stage::Plugin);
         assert_eq!(Stage::of("rdk:broker1"), Stage::Librdkafka);
         assert_eq!(Stage::of("tokio-rt-worker"), Stage::Coordinator);
@@ -171,17 +209,17 @@ mod tests {
                     .collect(),
             )
         };
-        let before = threads(&[(1, "burrow-poll", 100), (2, "rdk:main", 10)]);
+        // Nanoseconds on the CPU.
+        let before = threads(&[(1, "burrow-poll", 100_000), (2, "rdk:main", 10)]);
         let after = threads(&[
-            (1, "burrow-poll", 300),
+            (1, "burrow-poll", 300_000),
             (2, "rdk:main", 10),
-            (3, "burrow-plugin-x", 50),
+            (3, "burrow-plugin-x", 50_000),
         ]);
-        let cpu = Cpu::between(&before, &after, 1_000_000);
-        let tick_us = 1e6 / ticks_per_sec();
-        assert!((cpu.stage(Stage::Poll) - 200.0 * tick_us / 1e6).abs() < 1e-9);
-        assert!((cpu.stage(Stage::Plugin) - 50.0 * tick_us / 1e6).abs() < 1e-9);
+        let cpu = Cpu::between(&before, &after, 1_000);
+        assert!((cpu.stage(Stage::Poll) - 0.2).abs() < 1e-9, "{cpu:?}");
+        assert!((cpu.stage(Stage::Plugin) - 0.05).abs() < 1e-9);
         assert_eq!(cpu.stage(Stage::Librdkafka), 0.0);
-        assert!((cpu.total() - 250.0 * tick_us / 1e6).abs() < 1e-9);
+        assert!((cpu.total() - 0.25).abs() < 1e-9);
     }
 }
