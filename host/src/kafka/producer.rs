@@ -419,6 +419,39 @@ impl Producer {
         self.send_all(std::slice::from_ref(record)).await
     }
 
+    /// Hands `records` to librdkafka now, on the caller's thread, and gives the wait for their
+    /// acknowledgements, as [`Producer::send_all`] would. What a full queue does not take now
+    /// waits in the returned future, tried again as `send_all` does.
+    ///
+    /// The emits of a message take this way: producing them when the message's result is
+    /// decided, with nothing but the count of acks left to wait on, rather than in a future
+    /// first polled later, holding the records.
+    pub fn produce(&self, mut records: Vec<OutRecord>) -> Sending {
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Sending::Failed(Some(e)),
+        };
+        let acks = Arc::new(Acks::new(records.len()));
+        for (i, record) in records.iter().enumerate() {
+            match try_enqueue(client, record, &acks) {
+                Ok(()) => {}
+                Err(Refused::QueueFull(_)) => {
+                    let rest = records.split_off(i);
+                    let this = self.clone();
+                    return Sending::Queueing(Box::pin(async move {
+                        let client = this.client()?;
+                        for record in &rest {
+                            this.enqueue(client, record, &acks).await?;
+                        }
+                        AcksDone(acks).await
+                    }));
+                }
+                Err(Refused::Other(e)) => return Sending::Failed(Some(e)),
+            }
+        }
+        Sending::Queued(AcksDone(acks))
+    }
+
     /// Hands `record` to librdkafka, its delivery to count down `acks`; while librdkafka's
     /// queue is full, tries again every [`QUEUE_FULL_PAUSE`] up to the queue timeout.
     async fn enqueue(
@@ -429,29 +462,73 @@ impl Producer {
     ) -> Result<(), ProduceError> {
         let started = Instant::now();
         loop {
-            let mut out = BaseRecord::<[u8], [u8], Arc<Acks>>::with_opaque_to(
-                &record.topic,
-                Arc::clone(acks),
-            )
-            .headers(record.kafka_headers());
-            if let Some(value) = &record.value {
-                out = out.payload(value);
-            }
-            if let Some(key) = &record.key {
-                out = out.key(key);
-            }
-            let source = match client.send(out) {
+            match try_enqueue(client, record, acks) {
                 Ok(()) => return Ok(()),
-                Err((source, _)) => source,
-            };
-            let queue_full = source.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
-            if !queue_full || started.elapsed() >= self.queue_timeout {
-                return Err(ProduceError::Delivery {
-                    topic: record.topic.clone(),
-                    source,
-                });
+                Err(Refused::QueueFull(_)) if started.elapsed() < self.queue_timeout => {
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err(Refused::QueueFull(e) | Refused::Other(e)) => return Err(e),
             }
-            tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+        }
+    }
+}
+
+/// Why librdkafka did not take a record.
+enum Refused {
+    /// Its queue is full: worth trying again shortly.
+    QueueFull(ProduceError),
+    Other(ProduceError),
+}
+
+/// Hands `record` to librdkafka once, its delivery to count down `acks`.
+fn try_enqueue(
+    client: &ThreadedProducer<AckContext>,
+    record: &OutRecord,
+    acks: &Arc<Acks>,
+) -> Result<(), Refused> {
+    let mut out =
+        BaseRecord::<[u8], [u8], Arc<Acks>>::with_opaque_to(&record.topic, Arc::clone(acks))
+            .headers(record.kafka_headers());
+    if let Some(value) = &record.value {
+        out = out.payload(value);
+    }
+    if let Some(key) = &record.key {
+        out = out.key(key);
+    }
+    let Err((source, _)) = client.send(out) else {
+        return Ok(());
+    };
+    let queue_full = source.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull);
+    let error = ProduceError::Delivery {
+        topic: record.topic.clone(),
+        source,
+    };
+    Err(if queue_full {
+        Refused::QueueFull(error)
+    } else {
+        Refused::Other(error)
+    })
+}
+
+/// Records handed to librdkafka by [`Producer::produce`]: resolves once all are acknowledged,
+/// to the first failure, if any.
+pub enum Sending {
+    /// All in librdkafka's queue: only their acks to wait for.
+    Queued(AcksDone),
+    /// Some still waiting for room in the queue.
+    Queueing(Pin<Box<dyn Future<Output = Result<(), ProduceError>> + Send>>),
+    /// Refused at once.
+    Failed(Option<ProduceError>),
+}
+
+impl Future for Sending {
+    type Output = Result<(), ProduceError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Queued(acks) => Pin::new(acks).poll(cx),
+            Self::Queueing(rest) => rest.as_mut().poll(cx),
+            Self::Failed(error) => Poll::Ready(error.take().map_or(Ok(()), Err)),
         }
     }
 }
@@ -487,7 +564,7 @@ impl Acks {
 }
 
 /// Resolves once every record of its [`Acks`] is reported: to the first failure, if any.
-struct AcksDone(Arc<Acks>);
+pub struct AcksDone(Arc<Acks>);
 
 impl Future for AcksDone {
     type Output = Result<(), ProduceError>;

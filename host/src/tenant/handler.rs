@@ -530,13 +530,13 @@ impl Handler for PluginHandler {
 /// `max_buffered_bytes`.
 fn emit(shared: Arc<Shared>, records: Vec<OutRecord>, plugin: PluginId) -> Pending {
     let bytes = records.iter().map(OutRecord::size).sum();
+    let count = records.len() as u64;
+    let sending = shared.producer.produce(records);
     Pending::new(async move {
-        shared
-            .producer
-            .send_all(&records)
+        sending
             .await
             .map_err(|e| Answered::tag(ProcessError::retriable(e), plugin))?;
-        shared.metrics.emitted.inc_by(records.len() as u64);
+        shared.metrics.emitted.inc_by(count);
         Ok(())
     })
     .holding(bytes)

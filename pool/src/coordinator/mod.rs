@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::error::KafkaResult;
@@ -53,7 +52,7 @@ mod start;
 use self::commits::Commits;
 use self::outcome::Retries;
 use self::revoke::PendingRevoke;
-use self::settle::{Settled, Then};
+use self::settle::{Settling, Then};
 
 /// Where `job`'s message is, as logs and halt reasons say it.
 fn at(job: &Job) -> String {
@@ -88,7 +87,7 @@ pub(crate) struct Coordinator<W> {
     retries: Retries,
     /// Late results still to come: their workers are free, their jobs still in flight (they
     /// hold their lane, their offset and their part of the bound).
-    settling: FuturesUnordered<BoxFuture<'static, Settled>>,
+    settling: FuturesUnordered<Settling>,
     /// Jobs whose late result was a permanent failure, waiting for an idle worker to run the
     /// failure hook; served before new jobs.
     failing: VecDeque<(Job, Failure, Duration)>,

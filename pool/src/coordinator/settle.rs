@@ -23,29 +23,74 @@ pub(super) enum Then {
     FailureHandled,
 }
 
+/// A job waiting for its [`Pending`] result: a future of its own rather than an `async` block
+/// boxed around the pending one, so a late result costs the pending's box and nothing more.
+pub(super) struct Settling {
+    pending: Pending,
+    /// Everything but the result, until it comes (then taken).
+    waiting: Option<Waiting>,
+}
+
+struct Waiting {
+    job: Job,
+    took: Duration,
+    held: Permit,
+    then: Then,
+    since: std::time::Instant,
+}
+
+impl Future for Settling {
+    type Output = Settled;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Settled> {
+        let this = &mut *self;
+        // A late result that panics is a retriable failure, as a handler that does.
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.pending.poll_unpin(cx)));
+        let result = match polled {
+            Ok(std::task::Poll::Pending) => return std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(result)) => result,
+            Err(_) => Err(crate::ProcessError::retriable(
+                "the handler's pending result panicked",
+            )),
+        };
+        let Waiting {
+            job,
+            took,
+            held,
+            then,
+            since,
+        } = this
+            .waiting
+            .take()
+            .expect("a settled job is polled no more");
+        std::task::Poll::Ready(Settled {
+            job,
+            took: took + since.elapsed(),
+            result,
+            held,
+            then,
+        })
+    }
+}
+
 impl<W: Work> Coordinator<W> {
     /// Keeps `job` in flight until `pending` resolves, its worker free meanwhile; then `then`.
     pub(super) fn settle_later(&mut self, job: Job, took: Duration, pending: Pending, then: Then) {
         let held = self.hold(&job, pending.bytes());
-        let since = std::time::Instant::now();
-        self.settling.push(Box::pin(async move {
-            // A late result that panics is a retriable failure, as a handler that does.
-            let result = std::panic::AssertUnwindSafe(pending)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    Err(crate::ProcessError::retriable(
-                        "the handler's pending result panicked",
-                    ))
-                });
-            Settled {
+        self.settling.push(Settling {
+            pending,
+            waiting: Some(Waiting {
                 job,
-                took: took + since.elapsed(),
-                result,
+                took,
                 held,
                 then,
-            }
-        }));
+                since: std::time::Instant::now(),
+            }),
+        });
     }
 
     /// A late result came in: it is judged as the handler's own result would have been; a
