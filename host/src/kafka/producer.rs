@@ -419,14 +419,15 @@ impl Producer {
         self.send_all(std::slice::from_ref(record)).await
     }
 
-    /// Hands `records` to librdkafka now, on the caller's thread, and gives the wait for their
-    /// acknowledgements, as [`Producer::send_all`] would. What a full queue does not take now
-    /// waits in the returned future, tried again as `send_all` does.
+    /// Hands `records` to librdkafka now, on the caller's thread (librdkafka copies them), and
+    /// gives the wait for their acknowledgements, as [`Producer::send_all`] would. What a full
+    /// queue does not take now is copied into the returned future, which keeps trying as
+    /// `send_all` does.
     ///
-    /// The emits of a message take this way: producing them when the message's result is
+    /// A message's emits and a dead letter go this way: produced when the message's result is
     /// decided, with nothing but the count of acks left to wait on, rather than in a future
     /// first polled later, holding the records.
-    pub fn produce(&self, mut records: Vec<OutRecord>) -> Sending {
+    pub fn produce(&self, records: &[OutRecord]) -> Sending {
         let client = match self.client() {
             Ok(client) => client,
             Err(e) => return Sending::Failed(Some(e)),
@@ -436,7 +437,7 @@ impl Producer {
             match try_enqueue(client, record, &acks) {
                 Ok(()) => {}
                 Err(Refused::QueueFull(_)) => {
-                    let rest = records.split_off(i);
+                    let rest = records[i..].to_vec();
                     let this = self.clone();
                     return Sending::Queueing(Box::pin(async move {
                         let client = this.client()?;

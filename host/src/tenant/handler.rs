@@ -320,9 +320,10 @@ impl PluginHandler {
         let source = Source::of(message);
         let shared = Arc::clone(&self.shared);
         let bytes = record.size();
+        let first = shared.producer.produce(std::slice::from_ref(&record));
         FailureAction::MarkDoneWhen(
             Pending::new(async move {
-                let result = match send_dead_letter(&shared, &source, &record).await {
+                let result = match send_dead_letter(&shared, &source, &record, first).await {
                     Err(e) if e.is_too_large() => {
                         let why = e.to_string();
                         tracing::warn!(
@@ -330,7 +331,8 @@ impl PluginHandler {
                             "dead letter too large; writing a reference record instead"
                         );
                         let reference = reference.because(record, &why);
-                        send_dead_letter(&shared, &source, &reference).await
+                        let first = shared.producer.produce(std::slice::from_ref(&reference));
+                        send_dead_letter(&shared, &source, &reference, first).await
                     }
                     other => other,
                 };
@@ -370,17 +372,19 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// Sends a dead letter `record` for the message at `source`, retrying up to
-/// [`DEAD_LETTER_ATTEMPTS`] times with a doubling pause; a record refused for its size is not
-/// retried (it would be refused again).
+/// Waits for a dead letter `record` for the message at `source`, its first try `first` (already
+/// handed to the producer), trying again up to [`DEAD_LETTER_ATTEMPTS`] times in all with a
+/// doubling pause; a record refused for its size is not retried (it would be refused again).
 async fn send_dead_letter(
     shared: &Shared,
     source: &Source,
     record: &OutRecord,
+    first: producer::Sending,
 ) -> Result<(), producer::ProduceError> {
     let mut attempt = 0;
+    let mut sending = first;
     loop {
-        let error = match shared.producer.send(record).await {
+        let error = match sending.await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_too_large() => return Err(e),
             Err(e) => e,
@@ -394,6 +398,7 @@ async fn send_dead_letter(
             return Err(error);
         }
         tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt - 1)).await;
+        sending = shared.producer.produce(std::slice::from_ref(record));
     }
 }
 
@@ -531,7 +536,8 @@ impl Handler for PluginHandler {
 fn emit(shared: Arc<Shared>, records: Vec<OutRecord>, plugin: PluginId) -> Pending {
     let bytes = records.iter().map(OutRecord::size).sum();
     let count = records.len() as u64;
-    let sending = shared.producer.produce(records);
+    let sending = shared.producer.produce(&records);
+    drop(records);
     Pending::new(async move {
         sending
             .await
