@@ -400,29 +400,16 @@ impl Producer {
             .map_err(|e| ProduceError::Create(e.clone()))
     }
 
-    /// Produces every record and waits for all acknowledgements; the first failure is
-    /// returned (the others may or may not have been written: callers retry the message).
-    pub async fn send_all(&self, records: &[OutRecord]) -> Result<(), ProduceError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let client = self.client()?;
-        let acks = Arc::new(Acks::new(records.len()));
-        for record in records {
-            self.enqueue(client, record, &acks).await?;
-        }
-        AcksDone(acks).await
-    }
-
-    /// Produces one record and waits for its acknowledgement.
-    pub async fn send(&self, record: &OutRecord) -> Result<(), ProduceError> {
-        self.send_all(std::slice::from_ref(record)).await
+    /// Produces one record; resolves once the broker has acknowledged it.
+    pub fn send(&self, record: &OutRecord) -> Sending {
+        self.produce(std::slice::from_ref(record))
     }
 
     /// Hands `records` to librdkafka now, on the caller's thread (librdkafka copies them), and
-    /// gives the wait for their acknowledgements, as [`Producer::send_all`] would. What a full
-    /// queue does not take now is copied into the returned future, which keeps trying as
-    /// `send_all` does.
+    /// gives the wait for their acknowledgements: the first failure, if any (the other records
+    /// may or may not have been written: callers retry the message). What a full queue does
+    /// not take now is copied into the returned future, which tries again every
+    /// [`QUEUE_FULL_PAUSE`] up to the queue timeout.
     ///
     /// A message's emits and a dead letter go this way: produced when the message's result is
     /// decided, with nothing but the count of acks left to wait on, rather than in a future

@@ -190,8 +190,17 @@ mod tests {
         while started.elapsed() < std::time::Duration::from_millis(3) {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
-        let spent = cpu_of_all()? - before;
-        assert!(spent > 0, "3 ms of spinning read as no CPU time at all");
+        let after = cpu_of_all()?;
+        assert!(
+            after > before,
+            "3 ms of spinning read as no CPU time at all"
+        );
+        // Ticks would make every reading a whole number of them; nanoseconds almost never are.
+        let tick_ns = (1e9 / ticks_per_sec()) as u64;
+        assert!(
+            before % tick_ns != 0 || after % tick_ns != 0,
+            "read in whole clock ticks ({before} and {after} ns), not nanoseconds"
+        );
         Ok(())
     }
 
