@@ -339,6 +339,7 @@ async fn aborts_with(config: Config) {
 /// fails either way (2 runs of 2 with the fix reverted; 4 of 4 pass with it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_aborted_during_a_revoke_commits_nothing_past_it() {
+    pool_support::logs();
     const N: usize = 100;
     let config = Config {
         shutdown_timeout: Duration::from_secs(30),

@@ -3,7 +3,9 @@
 //! result that settles later — and a permanent failure's hook draws how it is handled.
 //!
 //! It records in the world what a handler's user would see happen: which records were done
-//! (processed, or failed and handled), and which lanes run a call now.
+//! (processed, or failed and handled), and which lanes run a call now. A call of a lane that
+//! starts while another of it runs, or before the lane's record before it was done, breaks
+//! the ordering mode.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,6 +62,15 @@ impl LaneGuard {
             w.violation(format!(
                 "lane {lane:?} runs offsets {other} and {} at once",
                 message.offset
+            ));
+        }
+        if let Some(lane) = lane
+            && let Some(before) = w.before_in_lane(lane, message.offset)
+            && !w.processed.contains_key(&before.id)
+        {
+            w.violation(format!(
+                "lane {lane:?} runs offset {} before offset {} was done",
+                message.offset, before.offset
             ));
         }
         Self {

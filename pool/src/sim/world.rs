@@ -155,6 +155,14 @@ impl World {
         }
     }
 
+    /// The record of `lane` just before `offset` in its partition's log, if any.
+    pub(super) fn before_in_lane(&self, lane: Lane, offset: i64) -> Option<Record> {
+        let (partition, key) = lane;
+        let log = &self.logs[usize::try_from(partition).ok()?];
+        let in_lane = |r: &&Record| self.ordering == Ordering::Partition || r.key == key;
+        log.below(offset).iter().rev().find(in_lane).copied()
+    }
+
     /// The first record of `partition` below `next` whose id `seen` does not hold.
     fn first_missing(
         &self,
