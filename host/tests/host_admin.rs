@@ -73,6 +73,11 @@ fn metrics_count_processed_messages_and_name_the_plugin() -> anyhow::Result<()> 
         Some(1.0),
         "{text}"
     );
+    // The workers' passthrough instances are alive and hold their linear memory: whole wasm
+    // pages, one instance's at least.
+    let memory = metric(&text, "burrow_plugin_memory_bytes", &[tenant]).unwrap_or(0.0);
+    assert!(memory >= 65_536.0, "plugin memory {memory} in:\n{text}");
+    assert_eq!(memory % 65_536.0, 0.0, "whole pages: {memory}");
     for family in [
         "burrow_messages_failed_total",
         "burrow_messages_retried_total",

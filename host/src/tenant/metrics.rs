@@ -1,7 +1,11 @@
 //! A tenant's own metrics, beside its pool's: what the plugin did and what the host produced.
 //! All carry the `tenant` label, so one registry serves every tenant.
 
-use prometheus::{IntCounter, IntGaugeVec, Opts, Registry};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::wasm::MemoryAccount;
 
 /// Counters the tenant's workers and supervisor bump.
 #[derive(Clone)]
@@ -76,5 +80,43 @@ impl TenantMetrics {
     pub(crate) fn set_plugin(&self, name: &str, version: &str) {
         self.plugin_info.reset();
         self.plugin_info.with_label_values(&[name, version]).set(1);
+    }
+}
+
+/// `burrow_plugin_memory_bytes`: the linear memory a tenant's plugin instances hold, read from
+/// its [`MemoryAccount`] when scraped (instances count their growth there; no call path sets
+/// a gauge).
+pub(crate) struct PluginMemory {
+    account: MemoryAccount,
+    gauge: IntGauge,
+}
+
+impl PluginMemory {
+    /// Registers the gauge of `tenant`'s `account` in `registry`.
+    pub(crate) fn register(
+        registry: &Registry,
+        tenant: &str,
+        account: MemoryAccount,
+    ) -> Result<(), prometheus::Error> {
+        let gauge = IntGauge::with_opts(
+            Opts::new(
+                "burrow_plugin_memory_bytes",
+                "Linear memory held by a tenant's plugin instances",
+            )
+            .const_label("tenant", tenant),
+        )?;
+        registry.register(Box::new(Self { account, gauge }))
+    }
+}
+
+impl Collector for PluginMemory {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.gauge
+            .set(i64::try_from(self.account.bytes()).unwrap_or(i64::MAX));
+        self.gauge.collect()
     }
 }

@@ -33,7 +33,8 @@ use crate::pool::{
     Attempt, Pauser, Pool, PoolError, Stats, StatsHandle, TransactionError, Transactions,
 };
 use crate::wasm::{
-    self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Recycle, Runtime,
+    self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, MemoryAccount, Recycle,
+    Runtime,
 };
 
 pub use canary::{By, Canary, Decision, End, EndError, Rules, Tally};
@@ -42,6 +43,7 @@ pub use metrics::TenantMetrics;
 pub use start::{Phase, StartTimedOut};
 
 use canary::CanarySlot;
+use metrics::PluginMemory;
 use start::Start;
 
 /// Sees every batch the tenant's plugin answered, after the answer, without a say in it: a
@@ -397,6 +399,8 @@ impl RunningTenant {
         let producer = Producer::new(&host.kafka.brokers, &host.kafka.options)?;
         let registry = Registry::new();
         let metrics = TenantMetrics::register(&registry, &name)?;
+        let memory = MemoryAccount::default();
+        PluginMemory::register(&registry, &name, memory.clone())?;
         let plugin = deployment.plugin().id().clone();
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
@@ -419,7 +423,7 @@ impl RunningTenant {
         let pauser = pool.pauser();
         let shared = Arc::new(Shared {
             name: name.as_str().into(),
-            slot: Arc::new(DeploymentSlot::new(deployment)),
+            slot: Arc::new(DeploymentSlot::counting(deployment, memory)),
             producer,
             output_topics: tenant.output_topics.clone(),
             dead_letter_topic: tenant.dead_letter_topic.clone(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::limits::{Limits, Recycle};
+use super::limits::{Limits, MemoryAccount, Recycle};
 use super::plugin::{LoadError, Plugin};
 use super::runtime::Runtime;
 use super::sandbox::Capabilities;
@@ -100,13 +100,27 @@ impl Deployment {
 #[derive(Debug)]
 pub struct DeploymentSlot {
     current: ArcSwap<Deployment>,
+    /// The linear memory of every instance made from this slot, whatever its version.
+    memory: MemoryAccount,
 }
 
 impl DeploymentSlot {
     pub fn new(deployment: Deployment) -> Self {
+        Self::counting(deployment, MemoryAccount::default())
+    }
+
+    /// A slot whose instances count their memory in `memory` (a tenant's, shared by its
+    /// live version and a rollout's candidate).
+    pub fn counting(deployment: Deployment, memory: MemoryAccount) -> Self {
         Self {
             current: ArcSwap::from_pointee(deployment),
+            memory,
         }
+    }
+
+    /// Where the instances made from this slot count their linear memory.
+    pub fn memory(&self) -> &MemoryAccount {
+        &self.memory
     }
 
     pub fn current(&self) -> Arc<Deployment> {

@@ -400,8 +400,8 @@ impl PluginInstance {
     }
 
     async fn instantiate(&mut self, deployment: &Arc<Deployment>) -> Result<Live, CallError> {
-        let state =
-            StoreState::new(deployment).map_err(|e| CallError::Instantiate(e.to_string()))?;
+        let state = StoreState::new(deployment, self.slot.memory().clone())
+            .map_err(|e| CallError::Instantiate(e.to_string()))?;
         // A fuel limit needs the plugin compiled for the metered engine (see `Runtime`).
         let pre = match deployment.limits().fuel {
             Some(_) => deployment

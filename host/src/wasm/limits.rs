@@ -4,6 +4,8 @@
 //! into a trap *and remembers that it did*: wasmtime's own error for this is a plain message,
 //! and the host must tell "ran out of its memory budget" from any other trap.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
@@ -56,6 +58,19 @@ impl Recycle {
 /// the memory cap does not see. A Rust plugin needs a few hundred entries.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// The linear memory of a group of instances — a tenant's, through its deployment slot —
+/// counted as they grow and given back as they are dropped: what a tenant's plugin holds, for
+/// `/metrics` and the tenant's memory budget.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryAccount(Arc<AtomicU64>);
+
+impl MemoryAccount {
+    /// The bytes of linear memory its instances hold now.
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The store's resource limiter: caps linear memory and records when the cap was hit.
 #[derive(Debug)]
 pub(crate) struct MemoryCap {
@@ -64,6 +79,16 @@ pub(crate) struct MemoryCap {
     hit: bool,
     /// The instance's linear memory, all its memories together (they only grow).
     size: usize,
+    /// Where its growth is counted; given back when the store drops it.
+    account: MemoryAccount,
+}
+
+impl Drop for MemoryCap {
+    fn drop(&mut self) {
+        self.account
+            .0
+            .fetch_sub(self.size as u64, Ordering::Relaxed);
+    }
 }
 
 /// The error that traps a guest growing past its cap (the limiter records the hit too).
@@ -75,8 +100,10 @@ pub(crate) struct MemoryCapExceeded {
 }
 
 impl MemoryCap {
-    pub(crate) fn new(limit: u64) -> Self {
+    /// A cap of `limit` bytes whose growth counts in `account`.
+    pub(crate) fn new(limit: u64, account: MemoryAccount) -> Self {
         Self {
+            account,
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             hit: false,
             size: 0,
@@ -112,7 +139,9 @@ impl ResourceLimiter for MemoryCap {
         // The module's own declared maximum: an ordinary failed `memory.grow`, not our cap.
         let allowed = maximum.is_none_or(|max| desired <= max);
         if allowed {
-            self.size += desired.saturating_sub(current);
+            let grown = desired.saturating_sub(current);
+            self.size += grown;
+            self.account.0.fetch_add(grown as u64, Ordering::Relaxed);
         }
         Ok(allowed)
     }
@@ -133,7 +162,7 @@ mod tests {
 
     #[test]
     fn growth_past_the_cap_traps_and_is_recorded_once() {
-        let mut cap = MemoryCap::new(1024);
+        let mut cap = MemoryCap::new(1024, MemoryAccount::default());
         assert!(cap.memory_growing(0, 1024, None).is_ok_and(|ok| ok));
         assert!(!cap.take_hit());
         assert!(cap.memory_growing(1024, 2048, None).is_err());
@@ -143,7 +172,7 @@ mod tests {
 
     #[test]
     fn the_size_adds_up_every_memory() {
-        let mut cap = MemoryCap::new(1 << 20);
+        let mut cap = MemoryCap::new(1 << 20, MemoryAccount::default());
         assert!(cap.memory_growing(0, 4096, None).is_ok_and(|ok| ok));
         assert!(cap.memory_growing(0, 1024, None).is_ok_and(|ok| ok));
         assert!(cap.memory_growing(4096, 8192, None).is_ok_and(|ok| ok));
@@ -155,6 +184,25 @@ mod tests {
                 .is_ok_and(|ok| !ok)
         );
         assert_eq!(cap.size(), 8192 + 1024);
+    }
+
+    /// Instances sharing an account add their growth to it and give it back when dropped.
+    #[test]
+    fn an_account_holds_what_its_live_instances_grew_to() {
+        let account = MemoryAccount::default();
+        let mut a = MemoryCap::new(1 << 20, account.clone());
+        let mut b = MemoryCap::new(1 << 20, account.clone());
+        assert!(a.memory_growing(0, 65536, None).is_ok_and(|ok| ok));
+        assert!(b.memory_growing(0, 4096, None).is_ok_and(|ok| ok));
+        assert!(a.memory_growing(65536, 131_072, None).is_ok_and(|ok| ok));
+        // Refused: past the cap, and past the module's own maximum.
+        assert!(b.memory_growing(4096, 1 << 21, None).is_err());
+        assert!(b.memory_growing(4096, 8192, Some(4096)).is_ok_and(|ok| !ok));
+        assert_eq!(account.bytes(), 131_072 + 4096);
+        drop(a);
+        assert_eq!(account.bytes(), 4096);
+        drop(b);
+        assert_eq!(account.bytes(), 0);
     }
 
     #[test]
@@ -172,7 +220,7 @@ mod tests {
 
     #[test]
     fn growth_past_the_modules_own_maximum_is_refused_without_a_trap() {
-        let mut cap = MemoryCap::new(1 << 20);
+        let mut cap = MemoryCap::new(1 << 20, MemoryAccount::default());
         assert!(cap.memory_growing(0, 4096, Some(2048)).is_ok_and(|ok| !ok));
         assert!(!cap.take_hit());
     }

@@ -80,7 +80,7 @@ pub use burrow_frame::Fields;
 pub use call::{CallContext, CallError, CallResult, Processed};
 pub use deployment::{Deployment, DeploymentSlot};
 pub use instance::PluginInstance;
-pub use limits::{Limits, Recycle};
+pub use limits::{Limits, MemoryAccount, Recycle};
 pub use message::Message;
 pub use plugin::{CONTRACT_VERSION, LoadError, Plugin, PluginId};
 pub use runtime::{CacheStats, CodeCache, Runtime, RuntimeConfig, RuntimeError};

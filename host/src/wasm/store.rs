@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::OutputRecord;
 use super::call::CallContext;
 use super::deployment::Deployment;
-use super::limits::MemoryCap;
+use super::limits::{MemoryAccount, MemoryCap};
 use super::plugin::PluginId;
 use super::sandbox::{self, SandboxError};
 use super::stdio::{Captured, CapturedOutput};
@@ -56,14 +56,18 @@ pub(crate) struct CallTrace {
 }
 
 impl StoreState {
-    pub(crate) fn new(deployment: &Deployment) -> Result<Self, SandboxError> {
+    /// A store's state for an instance of `deployment`, its memory counted in `memory`.
+    pub(crate) fn new(
+        deployment: &Deployment,
+        memory: MemoryAccount,
+    ) -> Result<Self, SandboxError> {
         let stdout = CapturedOutput::default();
         let stderr = CapturedOutput::default();
         let wasi = sandbox::wasi_ctx(deployment.capabilities(), &stdout, &stderr)?;
         Ok(Self {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryCap::new(deployment.limits().memory),
+            limiter: MemoryCap::new(deployment.limits().memory, memory),
             plugin: deployment.plugin().id().clone(),
             config: deployment.shared_config(),
             contexts: Vec::new(),

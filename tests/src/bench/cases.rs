@@ -88,7 +88,7 @@ impl<'a> Bench<'a> {
     }
 
     /// `options.runs` measurements of `one`, and their median.
-    fn median_of(
+    pub(super) fn median_of(
         &self,
         what: &str,
         mut one: impl FnMut() -> anyhow::Result<Rate>,
@@ -109,7 +109,7 @@ impl<'a> Bench<'a> {
         median_rate(runs).context("no runs")
     }
 
-    fn tenant(&self, plugin: &str) -> anyhow::Result<TenantSpec> {
+    pub(super) fn tenant(&self, plugin: &str) -> anyhow::Result<TenantSpec> {
         Ok(TenantSpec::new(
             &unique("bench-host"),
             &self.data.topic,
@@ -194,7 +194,7 @@ impl<'a> Bench<'a> {
 
     /// Runs a host on `tenant` over the dataset; when it saw every message, waits for the
     /// group to commit every offset (not timed: the last commit waits for `commit_interval`).
-    fn host_rate(&self, tenant: &TenantSpec) -> anyhow::Result<Rate> {
+    pub(super) fn host_rate(&self, tenant: &TenantSpec) -> anyhow::Result<Rate> {
         self.host_run(tenant, false).map(|(rate, _)| rate)
     }
 
@@ -731,7 +731,7 @@ fn raw_first_message(broker: &Broker, topic: &str) -> anyhow::Result<Duration> {
 }
 
 /// A consumer config in a fresh group, from the beginning, no auto commit.
-fn consumer_config(broker: &Broker, prefix: &str) -> rdkafka::ClientConfig {
+pub(super) fn consumer_config(broker: &Broker, prefix: &str) -> rdkafka::ClientConfig {
     let mut config = broker.client();
     config
         .set("group.id", unique(prefix))

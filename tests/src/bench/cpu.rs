@@ -73,6 +73,16 @@ impl Stage {
 pub struct Threads(BTreeMap<u32, (String, u64)>);
 
 impl Threads {
+    /// CPU time spent since `before` by the threads whose name `keep` accepts, in
+    /// nanoseconds; a thread born since counts from zero.
+    pub fn spent_since(&self, before: &Threads, keep: impl Fn(&str) -> bool) -> u64 {
+        self.0
+            .iter()
+            .filter(|(_, (name, _))| keep(name))
+            .map(|(tid, (_, now))| now.saturating_sub(before.0.get(tid).map_or(0, |(_, t)| *t)))
+            .sum()
+    }
+
     /// Reads `/proc/PID/task/*/{stat,schedstat}`; a thread that ends while it is read is left
     /// out.
     pub fn of(pid: u32) -> std::io::Result<Self> {

@@ -75,29 +75,15 @@ impl TenantSpec {
         }
     }
 
-    /// The whole `burrow.toml`.
+    /// The whole `burrow.toml`, this the one tenant (named [`TENANT`]).
     fn render(&self, broker: &Broker, admin: SocketAddr) -> String {
+        render(broker, admin, &[(TENANT, self)])
+    }
+
+    /// Its `[[tenant]]` table, named `name`.
+    fn render_tenant(&self, name: &str, s: &mut String) {
         let q = |s: &str| serde_json::Value::from(s).to_string();
-        let mut s = String::new();
-        // No cache unless the case asks for one: every other case starts as a first start does,
-        // whatever an earlier run left in the user's cache.
-        let cache_dir = self.cache_dir.as_deref().unwrap_or(Path::new(""));
-        let _ = writeln!(s, "cache_dir = {}", q(&cache_dir.to_string_lossy()));
-        let _ = writeln!(s, "[kafka]\nbrokers = {}", q(&broker.bootstrap));
-        let options: Vec<(&str, &str)> = broker
-            .client_options
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .chain(membership(broker).iter().copied())
-            .collect();
-        if !options.is_empty() {
-            let _ = writeln!(s, "[kafka.options]");
-            for (k, v) in options {
-                let _ = writeln!(s, "{} = {}", q(k), q(v));
-            }
-        }
-        let _ = writeln!(s, "[admin]\nlisten = {}", q(&admin.to_string()));
-        let _ = writeln!(s, "[[tenant]]\nname = {}", q(TENANT));
+        let _ = writeln!(s, "[[tenant]]\nname = {}", q(name));
         let _ = writeln!(s, "group_id = {}", q(&self.group));
         let _ = writeln!(s, "topics = [{}]", q(&self.topic));
         let _ = writeln!(s, "plugin = {}", q(&self.plugin.to_string_lossy()));
@@ -120,8 +106,38 @@ impl TenantSpec {
                 let _ = writeln!(s, "{} = {}", q(key), q(value));
             }
         }
-        s
     }
+}
+
+/// A whole `burrow.toml` with `tenants` (each named), the cache as the first one says.
+fn render(broker: &Broker, admin: SocketAddr, tenants: &[(&str, &TenantSpec)]) -> String {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    let mut s = String::new();
+    // No cache unless the case asks for one: every other case starts as a first start does,
+    // whatever an earlier run left in the user's cache.
+    let cache_dir = tenants
+        .first()
+        .and_then(|(_, t)| t.cache_dir.as_deref())
+        .unwrap_or(Path::new(""));
+    let _ = writeln!(s, "cache_dir = {}", q(&cache_dir.to_string_lossy()));
+    let _ = writeln!(s, "[kafka]\nbrokers = {}", q(&broker.bootstrap));
+    let options: Vec<(&str, &str)> = broker
+        .client_options
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(membership(broker).iter().copied())
+        .collect();
+    if !options.is_empty() {
+        let _ = writeln!(s, "[kafka.options]");
+        for (k, v) in options {
+            let _ = writeln!(s, "{} = {}", q(k), q(v));
+        }
+    }
+    let _ = writeln!(s, "[admin]\nlisten = {}", q(&admin.to_string()));
+    for (name, tenant) in tenants {
+        tenant.render_tenant(name, &mut s);
+    }
+    s
 }
 
 /// A running `burrow run`.
@@ -155,10 +171,15 @@ impl TenantCounts {
 impl Host {
     /// Writes the config and starts the binary on it (not waiting for anything).
     pub fn start(broker: &Broker, tenant: &TenantSpec) -> anyhow::Result<Self> {
+        Self::start_tenants(broker, &[(TENANT, tenant)])
+    }
+
+    /// [`Host::start`] with `tenants`, each named; the counts are [`TENANT`]'s.
+    pub fn start_tenants(broker: &Broker, tenants: &[(&str, &TenantSpec)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let config = dir.path().join("burrow.toml");
-        write_atomically(&config, tenant.render(broker, admin).as_bytes())?;
+        write_atomically(&config, render(broker, admin, tenants).as_bytes())?;
         let mut command = Command::new(burrow_bin()?);
         command
             .args(["--log-format", "json", "run", "--config"])
@@ -245,18 +266,41 @@ impl Host {
         Ok(metric(&body, name, &[("tenant", TENANT)]).unwrap_or(0.0))
     }
 
+    /// `/metrics` value of `name` summed over every tenant (0 if absent).
+    pub fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
+        let (code, body) = http_get(self.admin, "/metrics")?;
+        anyhow::ensure!(code == 200, "/metrics answered {code}");
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// The process's resident set now and its peak (`VmRSS`, `VmHWM`), in MiB.
     pub fn memory(&self) -> anyhow::Result<(f64, f64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kib = |field: &str| -> anyhow::Result<f64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse::<f64>().ok())
-                .with_context(|| format!("no {field} in /proc/PID/status"))
-        };
+        let kib = |field| proc_status(self.pid(), field);
         Ok((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
+    }
+
+    /// The process's OS threads now.
+    pub fn threads(&self) -> anyhow::Result<f64> {
+        proc_status(self.pid(), "Threads:")
+    }
+
+    /// The whole of `/stats`, or `None` while the admin listener is not up yet; fails if the
+    /// process has exited.
+    pub fn stats(&mut self) -> anyhow::Result<Option<serde_json::Value>> {
+        if let Some(status) = self.process.exited()? {
+            bail!(
+                "burrow exited ({status}); log:\n{}",
+                tail(&self.process.stderr())
+            );
+        }
+        let Ok((200, body)) = http_get(self.admin, "/stats") else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_str(&body).context("parsing /stats")?))
     }
 
     /// Waits for the first processed message, then measures until `n` are processed or `cap`
@@ -345,6 +389,17 @@ pub fn membership(broker: &Broker) -> &'static [(&'static str, &'static str)] {
             ("heartbeat.interval.ms", "500"),
         ]
     }
+}
+
+/// A number field of `/proc/PID/status` (`VmRSS:` in KiB, `Threads:`).
+pub fn proc_status(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// A port nobody listens on now.

@@ -9,6 +9,8 @@
 //!   its `/stats` and its memory.
 //! - [`cpu`]: where the host's CPU goes over a measured run, per stage, from its threads.
 //! - [`cases`]: one function per case, B1 to B10.
+//! - [`peer`]: B14's peer, the same job in Quix Streams.
+//! - [`tenants`]: many tenants in one host, B11 and B12.
 //! - [`report`]: the table (text and markdown), the chart, the machine.
 
 pub mod cases;
@@ -17,6 +19,7 @@ pub mod data;
 pub mod host;
 pub mod peer;
 pub mod report;
+pub mod tenants;
 
 use std::fmt;
 use std::time::Duration;
@@ -73,6 +76,10 @@ pub enum Figure {
     Millis(f64),
     /// Mebibytes.
     MiB(f64),
+    /// Percent (of one core, of a total: the row says).
+    Percent(f64),
+    /// A count (threads).
+    Count(f64),
 }
 
 impl fmt::Display for Figure {
@@ -80,7 +87,10 @@ impl fmt::Display for Figure {
         match self {
             Figure::Rate(r) => write!(f, "{} msg/s", thousands(*r)),
             Figure::Millis(ms) => write!(f, "{ms:.0} ms"),
+            Figure::MiB(m) if m.abs() < 10.0 => write!(f, "{m:.1} MiB"),
             Figure::MiB(m) => write!(f, "{m:.0} MiB"),
+            Figure::Percent(p) => write!(f, "{p:.1}%"),
+            Figure::Count(n) => write!(f, "{n:.1}"),
         }
     }
 }
@@ -96,6 +106,10 @@ pub enum Goal {
     MillisAtMost(f64),
     /// Memory flat over the run (and within the configured bound): `met` says.
     Flat,
+    /// The figure must be at most this.
+    AtMost(Figure),
+    /// The figure must be within these bounds.
+    Within(Figure, Figure),
 }
 
 impl fmt::Display for Goal {
@@ -105,6 +119,8 @@ impl fmt::Display for Goal {
             Goal::RatioAtLeast(r) => write!(f, "≥ {r:.2}"),
             Goal::MillisAtMost(ms) => write!(f, "≤ {ms:.0} ms"),
             Goal::Flat => f.write_str("flat"),
+            Goal::AtMost(figure) => write!(f, "≤ {figure}"),
+            Goal::Within(low, high) => write!(f, "{low} to {high}"),
         }
     }
 }

@@ -127,6 +127,14 @@ fn run_on(broker: &Broker, kind: BrokerKind, options: &Options) -> anyhow::Resul
     if wants(&["B8"]) {
         rows.extend(bench.b8_cold_start()?);
     }
+    // A hundred groups' joins: on Tansu when it is in the run (the mock's first join of each
+    // group waits 3 s), else on the mock.
+    if wants(&["B11"]) {
+        rows.extend(bench.b11_noisy_neighbour()?);
+    }
+    if long_runs_here && wants(&["B12"]) {
+        rows.extend(bench.b12_idle_tenants()?);
+    }
     Ok(rows)
 }
 

@@ -1,0 +1,363 @@
+//! Many tenants in one host (issue 20): whether one tenant can take another's CPU (B11), and
+//! what a tenant costs while it waits (B12).
+//!
+//! B11 runs B3's tenant (passthrough over the dataset) alone, then beside a tenant whose every
+//! message burns [`BURN`] of CPU in the plugin (chaos, `sleep`: a busy loop) over a topic of
+//! its own, with the same weight (no CPU controls exist yet). Its rate beside the other is
+//! compared with its rate alone; and over the same window, its plugin threads' share of both
+//! tenants' plugin CPU (each thread's `schedstat`, told apart by their names,
+//! `burrow-plugin-TENANT-N`) is compared with its fair share, one half.
+//!
+//! B12 starts one host with [`IDLE_TENANTS`] passthrough tenants, each with its own group and
+//! its own one-partition topic of [`IDLE_RECORDS`] records (as the issue measured: a tenant
+//! that has worked, then waits), and reads:
+//! - the time from spawning the process to every tenant holding its partition (`/stats`);
+//! - once every tenant has processed its records, and after [`SETTLE`], the process's CPU over
+//!   [`IDLE_WINDOW`] with nothing to do, as a share of one core (each thread's `schedstat`);
+//! - its resident set and OS threads then, per tenant: the difference from a host with one
+//!   such tenant, over the tenants added.
+//!
+//! The goal counts a tenant's memory beyond its plugin instances'. Their linear memory
+//! (`burrow_plugin_memory_bytes`) is what they reserved, not what is resident (a passthrough
+//! instance's 1.1 MiB is mostly untouched pages), so it cannot be subtracted from a resident
+//! set. The row with the goal is measured the same way on tenants that never got a message:
+//! no instance is made then (a worker makes its instance on its first call), nor a plugin
+//! thread; the tenants that worked give the figure in all, beside it.
+//!
+//! The thread goal is librdkafka's own threads for one consumer, measured in the same run: a
+//! consumer made in this process, joined to a group, the process's threads counted before and
+//! after.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+
+use burrow_e2e::kafka::create_topic;
+use burrow_e2e::plugins::plugin_path;
+use burrow_e2e::unique;
+
+use super::cases::{Bench, consumer_config};
+use super::cpu::{Stage, Threads};
+use super::data;
+use super::host::{Host, TENANT, TenantSpec, proc_status};
+use super::{Figure, Goal, Row, median};
+
+/// What each message of B11's noisy tenant costs: a busy loop in the plugin.
+pub const BURN: &str = "sleep:20";
+/// The noisy tenant's records: at 20 ms of CPU each, more than it can get through while the
+/// quiet tenant reads the dataset.
+const NOISY_RECORDS: u64 = 5_000;
+/// The noisy tenant's name; its plugin threads are `burrow-plugin-n…`, the quiet tenant's
+/// ([`TENANT`], `bench`) `burrow-plugin-b…`.
+const NOISY: &str = "noisy";
+
+/// Tenants of B12's host. The issue's goals put the idle CPU and the start at 100 tenants and
+/// the memory and threads per tenant at 500; 500 today would take ~10 GiB and ~10,000 threads
+/// (~20 per tenant), so the per-tenant figures are read at 100 until that changes.
+pub const IDLE_TENANTS: usize = 100;
+/// Records in each of B12's topics: each tenant's workers make their instances.
+const IDLE_RECORDS: u64 = 2_000;
+/// Waited after every tenant has processed its records, before the idle window: the last
+/// commits and fetches are over.
+const SETTLE: Duration = Duration::from_secs(5);
+/// How long the idle CPU is read over.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// How long a host may take to get every tenant its partition before the case fails.
+const ASSIGNED_WITHIN: Duration = Duration::from_secs(300);
+
+/// What one host of idle tenants measured.
+struct Idle {
+    /// Spawn to every tenant assigned.
+    assigned: Duration,
+    /// Share of one core over the idle window.
+    cpu: f64,
+    /// The same, per stage (by thread name), as text.
+    stages: String,
+    rss_mib: f64,
+    /// The plugin instances' linear memory, all tenants'.
+    instances_mib: f64,
+    threads: f64,
+}
+
+impl Bench<'_> {
+    /// B11: a quiet tenant beside a CPU-burning one (see the module docs).
+    pub fn b11_noisy_neighbour(&self) -> anyhow::Result<Vec<Row>> {
+        let noisy_topic = unique("bench-noisy");
+        data::dataset(self.broker, &noisy_topic, NOISY_RECORDS)?;
+        let solo = self.median_of("B11 quiet tenant alone", || {
+            self.host_rate(&self.tenant("passthrough")?)
+        })?;
+        let mut shares = Vec::new();
+        let beside = self.median_of("B11 quiet tenant beside a CPU-burning one", || {
+            let quiet = self.tenant("passthrough")?;
+            let mut noisy = self.tenant("chaos")?;
+            noisy.topic.clone_from(&noisy_topic);
+            noisy.settings = vec![("default-action".into(), BURN.into())];
+            let mut host = Host::start_tenants(self.broker, &[(TENANT, &quiet), (NOISY, &noisy)])?;
+            let mut first: Option<Threads> = None;
+            let rate = host.rate(self.data.messages, self.options.cap, |host, _, _| {
+                if first.is_none() {
+                    first = Some(Threads::of(host.pid())?);
+                }
+                Ok(false)
+            })?;
+            let last = Threads::of(host.pid())?;
+            let first = first.unwrap_or_default();
+            let plugin_of = |tenant: &str| {
+                let prefix = format!("burrow-plugin-{tenant}");
+                // Thread names are cut to 15 bytes: `burrow-plugin-` and the tenant's first.
+                let prefix = &prefix[..prefix.len().min(15)];
+                last.spent_since(&first, |name| name.starts_with(prefix)) as f64
+            };
+            let (quiet_ns, noisy_ns) = (plugin_of(TENANT), plugin_of(NOISY));
+            shares.push(quiet_ns / (quiet_ns + noisy_ns).max(1.0));
+            host.stop()?;
+            Ok(rate)
+        })?;
+        let share = median(shares).context("no runs")? * 100.0;
+        let (low, high) = (45.0, 55.0);
+        Ok(vec![
+            Row::against(
+                "B11",
+                "quiet tenant beside a CPU-burning one, equal weights",
+                self.kind,
+                beside,
+                (solo, "the same tenant alone"),
+                0.5,
+            )
+            .note(format!(
+                "the other tenant: chaos `{BURN}` on every message, default config (10 workers)"
+            )),
+            Row {
+                case: "B11",
+                what: "quiet tenant's share of plugin CPU beside the CPU-burning one".into(),
+                broker: self.kind,
+                messages: beside.messages,
+                figure: Figure::Percent(share),
+                baseline: None,
+                ratio: None,
+                goal: Goal::Within(Figure::Percent(low), Figure::Percent(high)),
+                met: Some((low..=high).contains(&share)),
+                note: "over the quiet tenant's measured run; its fair share is half".into(),
+                cpu: None,
+            },
+        ])
+    }
+
+    /// B12: idle tenants (see the module docs).
+    pub fn b12_idle_tenants(&self) -> anyhow::Result<Vec<Row>> {
+        let consumer_threads = self.consumer_threads()?;
+        let one = self.idle_host(1, IDLE_RECORDS)?;
+        let many = self.idle_host(IDLE_TENANTS, IDLE_RECORDS)?;
+        let unused = self.idle_host(IDLE_TENANTS, 0)?;
+        let unused_one = self.idle_host(1, 0)?;
+        eprintln!(
+            "[{}] B12: 1 tenant: {:.0} MiB, {:.0} threads; {IDLE_TENANTS} tenants: {:.0} MiB, {:.0} threads, {:.1}% of a core idle, all assigned after {:.1} s; a consumer's own threads: {consumer_threads:.0}",
+            self.kind,
+            one.rss_mib,
+            one.threads,
+            many.rss_mib,
+            many.threads,
+            many.cpu * 100.0,
+            many.assigned.as_secs_f64()
+        );
+        let added = (IDLE_TENANTS - 1) as f64;
+        let rss_each = (many.rss_mib - one.rss_mib) / added;
+        let unused_each = (unused.rss_mib - unused_one.rss_mib) / added;
+        let threads_each = (many.threads - one.threads) / added;
+        let start_ms = many.assigned.as_secs_f64() * 1000.0;
+        let row = |what: String, figure: Figure, goal: Goal, met: Option<bool>, note: String| Row {
+            case: "B12",
+            what,
+            broker: self.kind,
+            messages: 0,
+            figure,
+            baseline: None,
+            ratio: None,
+            goal,
+            met,
+            note,
+            cpu: None,
+        };
+        let n = IDLE_TENANTS;
+        Ok(vec![
+            row(
+                format!("{n} idle tenants: spawn to every tenant assigned"),
+                Figure::Millis(start_ms),
+                Goal::MillisAtMost(15_000.0),
+                Some(start_ms <= 15_000.0),
+                String::new(),
+            ),
+            row(
+                format!("{n} idle tenants: CPU while idle, of one core"),
+                Figure::Percent(many.cpu * 100.0),
+                Goal::AtMost(Figure::Percent(2.0)),
+                Some(many.cpu <= 0.02),
+                format!(
+                    "the whole process over {} s, {} s after every tenant had processed its records: {}; tenants that never got a message: {:.1}%",
+                    IDLE_WINDOW.as_secs(),
+                    SETTLE.as_secs(),
+                    many.stages,
+                    unused.cpu * 100.0
+                ),
+            ),
+            row(
+                format!("{n} idle tenants: RSS per tenant, no instance made"),
+                Figure::MiB(unused_each),
+                Goal::AtMost(Figure::MiB(3.0)),
+                Some(unused_each <= 3.0),
+                format!(
+                    "tenants that never got a message: {:.0} MiB with {n}, {:.0} MiB with 1, {:.1} threads each",
+                    unused.rss_mib,
+                    unused_one.rss_mib,
+                    (unused.threads - unused_one.threads) / added
+                ),
+            ),
+            row(
+                format!("{n} idle tenants: RSS per tenant, after {IDLE_RECORDS} messages each"),
+                Figure::MiB(rss_each),
+                Goal::None,
+                None,
+                format!(
+                    "{:.0} MiB with {n} tenants, {:.0} MiB with 1; with each worker's instance (their linear memory: {:.0} MiB reserved in all) and plugin thread",
+                    many.rss_mib, one.rss_mib, many.instances_mib
+                ),
+            ),
+            row(
+                format!("{n} idle tenants: OS threads per tenant"),
+                Figure::Count(threads_each),
+                Goal::AtMost(Figure::Count(consumer_threads)),
+                Some(threads_each <= consumer_threads),
+                format!(
+                    "{:.0} threads with {n} tenants, {:.0} with 1; the goal: librdkafka's own for one consumer, measured in this run ({consumer_threads:.0})",
+                    many.threads, one.threads
+                ),
+            ),
+        ])
+    }
+
+    /// A host of `n` idle passthrough tenants that have each processed `records` first,
+    /// measured (see the module docs).
+    fn idle_host(&self, n: usize, records: u64) -> anyhow::Result<Idle> {
+        let plugin = plugin_path("passthrough")?;
+        let mut specs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let topic = unique("bench-idle");
+            create_topic(self.broker, &topic, 1)?;
+            if records > 0 {
+                data::produce(self.broker, &topic, records, None)?;
+            }
+            specs.push(TenantSpec::new(
+                &unique("bench-idle"),
+                &topic,
+                &plugin,
+                &self.dead_letters,
+            ));
+        }
+        let names: Vec<String> = (0..n).map(|i| format!("idle-{i}")).collect();
+        let tenants: Vec<(&str, &TenantSpec)> =
+            names.iter().map(String::as_str).zip(specs.iter()).collect();
+        let mut host = Host::start_tenants(self.broker, &tenants)?;
+        let assigned = wait_assigned(&mut host, &names)?;
+        wait_processed(&mut host, &names, records)?;
+        std::thread::sleep(SETTLE);
+        let before = Threads::of(host.pid())?;
+        let started = Instant::now();
+        std::thread::sleep(IDLE_WINDOW);
+        let after = Threads::of(host.pid())?;
+        let window = started.elapsed();
+        let window_ns = window.as_nanos() as f64;
+        let cpu = after.spent_since(&before, |_| true) as f64 / window_ns;
+        let stages: Vec<String> = Stage::ALL
+            .iter()
+            .map(|stage| {
+                let ns = after.spent_since(&before, |name| Stage::of(name) == *stage);
+                format!("{} {:.1}%", stage.name(), ns as f64 / window_ns * 100.0)
+            })
+            .collect();
+        let stages = stages.join(", ");
+        let (rss_mib, _) = host.memory()?;
+        let threads = host.threads()?;
+        let instances_mib = host.metric_sum("burrow_plugin_memory_bytes")? / (1024.0 * 1024.0);
+        host.stop()?;
+        Ok(Idle {
+            assigned,
+            cpu,
+            stages,
+            rss_mib,
+            instances_mib,
+            threads,
+        })
+    }
+
+    /// librdkafka's own threads for one consumer: this process's threads before a consumer is
+    /// made and once it has joined its group.
+    fn consumer_threads(&self) -> anyhow::Result<f64> {
+        let pid = std::process::id();
+        let before = proc_status(pid, "Threads:")?;
+        let topic = unique("bench-idle");
+        create_topic(self.broker, &topic, 1)?;
+        let consumer: BaseConsumer = consumer_config(self.broker, "bench-threads").create()?;
+        consumer.subscribe(&[topic.as_str()])?;
+        let deadline = Instant::now() + ASSIGNED_WITHIN;
+        while consumer.assignment()?.count() == 0 {
+            if Instant::now() > deadline {
+                bail!("a consumer was not assigned {topic} within {ASSIGNED_WITHIN:?}");
+            }
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        let during = proc_status(pid, "Threads:")?;
+        drop(consumer);
+        Ok(during - before)
+    }
+}
+
+/// Waits until every one of `names` has processed its `records`.
+fn wait_processed(host: &mut Host, names: &[String], records: u64) -> anyhow::Result<()> {
+    loop {
+        if let Some(stats) = host.stats()? {
+            let tenants = &stats["tenants"];
+            let done = |name: &String| {
+                tenants[name.as_str()]["pool"]["messages_processed"]
+                    .as_u64()
+                    .is_some_and(|n| n >= records)
+            };
+            if names.iter().all(done) {
+                return Ok(());
+            }
+        }
+        if host.spawned.elapsed() > ASSIGNED_WITHIN {
+            bail!(
+                "B12: not every tenant processed its {records} records within {ASSIGNED_WITHIN:?}; log:\n{}",
+                host.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until every one of `names` holds a partition; the time since the host was spawned.
+fn wait_assigned(host: &mut Host, names: &[String]) -> anyhow::Result<Duration> {
+    loop {
+        if let Some(stats) = host.stats()? {
+            let tenants = &stats["tenants"];
+            let assigned = |name: &String| {
+                tenants[name.as_str()]["pool"]["partitions"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty())
+            };
+            if names.iter().all(assigned) {
+                return Ok(host.spawned.elapsed());
+            }
+        }
+        if host.spawned.elapsed() > ASSIGNED_WITHIN {
+            let log = host.log_tail();
+            return Err(anyhow::anyhow!(
+                "not every tenant was assigned within {ASSIGNED_WITHIN:?}; log:\n{log}"
+            ))
+            .context("B12");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
