@@ -108,8 +108,6 @@ pub enum Goal {
     Flat,
     /// The figure must be at most this.
     AtMost(Figure),
-    /// The figure must be within these bounds.
-    Within(Figure, Figure),
 }
 
 impl fmt::Display for Goal {
@@ -120,7 +118,6 @@ impl fmt::Display for Goal {
             Goal::MillisAtMost(ms) => write!(f, "≤ {ms:.0} ms"),
             Goal::Flat => f.write_str("flat"),
             Goal::AtMost(figure) => write!(f, "≤ {figure}"),
-            Goal::Within(low, high) => write!(f, "{low} to {high}"),
         }
     }
 }
