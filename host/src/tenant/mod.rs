@@ -43,7 +43,7 @@ pub use metrics::TenantMetrics;
 pub use start::{Phase, StartTimedOut};
 
 use canary::CanarySlot;
-use metrics::{PluginMemory, TenantCpu};
+use metrics::PluginMemory;
 use start::Start;
 
 /// Sees every batch the tenant's plugin answered, after the answer, without a say in it: a
@@ -402,8 +402,6 @@ impl RunningTenant {
         let memory = MemoryAccount::default();
         PluginMemory::register(&registry, &name, memory.clone())?;
         let plugin = deployment.plugin().id().clone();
-        let slot = Arc::new(DeploymentSlot::counting(deployment, memory));
-        TenantCpu::register(&registry, &name, Arc::clone(&slot))?;
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
         let settings = host.pool_settings_for(tenant);
@@ -425,7 +423,7 @@ impl RunningTenant {
         let pauser = pool.pauser();
         let shared = Arc::new(Shared {
             name: name.as_str().into(),
-            slot,
+            slot: Arc::new(DeploymentSlot::counting(deployment, memory)),
             producer,
             output_topics: tenant.output_topics.clone(),
             dead_letter_topic: tenant.dead_letter_topic.clone(),

@@ -8,12 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::executor::Executor;
-use super::fair::Share;
 use super::limits::{Limits, MemoryAccount, Recycle};
 use super::plugin::{LoadError, Plugin};
 use super::runtime::Runtime;
@@ -104,8 +102,6 @@ pub struct DeploymentSlot {
     current: ArcSwap<Deployment>,
     /// The linear memory of every instance made from this slot, whatever its version.
     memory: MemoryAccount,
-    /// Its calls' share of the plugin executor, made with its first call.
-    share: OnceLock<Share>,
 }
 
 impl DeploymentSlot {
@@ -119,20 +115,7 @@ impl DeploymentSlot {
         Self {
             current: ArcSwap::from_pointee(deployment),
             memory,
-            share: OnceLock::new(),
         }
-    }
-
-    /// Its calls' share of `executor` (one per slot: a tenant's live version is one share).
-    pub fn share(&self, executor: &Executor) -> &Share {
-        self.share.get_or_init(|| executor.share(1))
-    }
-
-    /// How long its calls have run on the executor, in all.
-    pub fn run_time(&self) -> std::time::Duration {
-        self.share
-            .get()
-            .map_or(std::time::Duration::ZERO, Share::run_time)
     }
 
     /// Where the instances made from this slot count their linear memory.

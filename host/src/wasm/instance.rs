@@ -10,7 +10,7 @@
 //!   fires and drops it;
 //! - guest *code* never parks, so the store yields to the executor at every epoch tick
 //!   (every 5 ms): the timeout gets its turn, and so does a caller that abandons
-//!   the call (see [`PluginWorker`](super::PluginWorker)).
+//!   the call (see [`PluginThread`](super::PluginThread)).
 //!
 //! Dropping wasmtime's future unwinds the guest's fiber (the host call in progress sees an
 //! error, the guest traps out); the store stays sound but the instance's state is unknown, so
@@ -39,7 +39,7 @@ use super::store::StoreState;
 use super::text::plugin_text;
 
 /// One worker's handle on a tenant's plugin. Not shared: each pool worker owns one (on its
-/// call, see [`PluginWorker`](super::PluginWorker)), so calls never contend on a
+/// plugin thread, see [`PluginThread`](super::PluginThread)), so calls never contend on a
 /// store.
 pub struct PluginInstance {
     slot: Arc<DeploymentSlot>,
@@ -53,7 +53,7 @@ pub struct PluginInstance {
     /// How many instances were replaced because the deployment's [`Recycle`](super::Recycle) said so.
     recycled: u64,
     /// The executor of the blocking [`PluginInstance::call`], made on its first use: a handle
-    /// driven by a [`PluginWorker`](super::PluginWorker) runs on the shared executor and never builds this one.
+    /// driven by a plugin thread brings its own executor and never builds this one.
     executor: Option<tokio::runtime::Runtime>,
     /// How many messages go into the next call.
     pace: Pace,
@@ -108,7 +108,7 @@ impl PluginInstance {
     ///
     /// Drives [`PluginInstance::call_async`] on an executor of its own (a current-thread tokio
     /// runtime, made on first use). For tests, benchmarks and tools; the host's workers call
-    /// through a [`PluginWorker`](super::PluginWorker). Do not call it from an async task: it
+    /// through a [`PluginThread`](super::PluginThread). Do not call it from an async task: it
     /// blocks, and tokio refuses to start a runtime inside one of its async worker threads.
     pub fn call(&mut self, context: &CallContext, message: &Message) -> CallResult {
         let executor = match self.take_executor() {
@@ -161,7 +161,7 @@ impl PluginInstance {
     /// call starts a fresh one; so is it when this future is dropped before it completes.
     ///
     /// Runs guest code inside `poll`, up to the deadline: drive it from a thread meant for that
-    /// (the plugin executor), not from a shared async runtime. Needs a tokio runtime with timers
+    /// (a plugin thread), not from a shared async runtime. Needs a tokio runtime with timers
     /// enabled (the deadline and WASI clocks are tokio timers).
     pub async fn call_batch_async(&mut self, mut batch: Batch) -> Vec<CallResult> {
         let deployment = self.slot.current();
@@ -248,7 +248,7 @@ impl PluginInstance {
     }
 
     /// Replaces the instance with a fresh one now if the deployment's [`Recycle`](super::Recycle) says it is
-    /// due: what a worker's call does once its batch is answered, so the next call does not
+    /// due: what a plugin thread does after it has answered a call, so the next call does not
     /// wait for the new instance. A fresh instance that cannot start is left to the next call
     /// to report.
     pub async fn renew_if_due(&mut self) {
@@ -486,7 +486,7 @@ mod tests {
     fn handles_and_results_can_move_to_worker_threads() {
         assert_send::<PluginInstance>();
         assert_send::<CallResult>();
-        assert_send_sync::<crate::wasm::PluginWorker>();
+        assert_send_sync::<crate::wasm::PluginThread>();
     }
 
     /// Fuel is counted only for a deployment that sets a fuel limit: without one, the plugin

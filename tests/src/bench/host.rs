@@ -266,13 +266,6 @@ impl Host {
         Ok(metric(&body, name, &[("tenant", TENANT)]).unwrap_or(0.0))
     }
 
-    /// `/metrics` value of `name` for tenant `tenant` (0 if absent).
-    pub fn metric_of(&self, name: &str, tenant: &str) -> anyhow::Result<f64> {
-        let (code, body) = http_get(self.admin, "/metrics")?;
-        anyhow::ensure!(code == 200, "/metrics answered {code}");
-        Ok(metric(&body, name, &[("tenant", tenant)]).unwrap_or(0.0))
-    }
-
     /// `/metrics` value of `name` summed over every tenant (0 if absent).
     pub fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
         let (code, body) = http_get(self.admin, "/metrics")?;

@@ -108,6 +108,8 @@ pub enum Goal {
     Flat,
     /// The figure must be at most this.
     AtMost(Figure),
+    /// The figure must be within these bounds.
+    Within(Figure, Figure),
 }
 
 impl fmt::Display for Goal {
@@ -118,6 +120,7 @@ impl fmt::Display for Goal {
             Goal::MillisAtMost(ms) => write!(f, "≤ {ms:.0} ms"),
             Goal::Flat => f.write_str("flat"),
             Goal::AtMost(figure) => write!(f, "≤ {figure}"),
+            Goal::Within(low, high) => write!(f, "{low} to {high}"),
         }
     }
 }

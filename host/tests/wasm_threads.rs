@@ -1,6 +1,5 @@
-//! The plugin executor: every worker's calls run on one shared set of threads, end at their
-//! deadline even when the guest blocks, cannot starve another tenant's calls, and share the
-//! threads fairly between tenants, not between calls.
+//! Plugin threads: each worker's calls run on a named OS thread of its own, end at their
+//! deadline even when the guest blocks, and cannot starve another tenant's calls.
 
 mod wasm_support;
 
@@ -10,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use burrow::wasm::{
     CallContext, CallError, CallResult, Deployment, DeploymentSlot, Limits, Message, Outcome,
-    PluginWorker,
+    PluginThread,
 };
 use wasm_support::{chaos, load, runtime};
 
@@ -31,7 +30,7 @@ fn patient_slot() -> anyhow::Result<Arc<DeploymentSlot>> {
     })
 }
 
-async fn call(thread: &PluginWorker, msg: Message) -> anyhow::Result<CallResult> {
+async fn call(thread: &PluginThread, msg: Message) -> anyhow::Result<CallResult> {
     let context = CallContext::for_message("tenant-a", &msg);
     let result = tokio::time::timeout(HANG, thread.call(context, msg))
         .await
@@ -39,7 +38,7 @@ async fn call(thread: &PluginWorker, msg: Message) -> anyhow::Result<CallResult>
     Ok(result)
 }
 
-async fn outcome(thread: &PluginWorker, msg: Message) -> anyhow::Result<Outcome> {
+async fn outcome(thread: &PluginThread, msg: Message) -> anyhow::Result<Outcome> {
     Ok(call(thread, msg)
         .await?
         .result
@@ -47,12 +46,34 @@ async fn outcome(thread: &PluginWorker, msg: Message) -> anyhow::Result<Outcome>
         .outcome)
 }
 
+/// Whether this process has a thread named `name` (Linux keeps the first 15 bytes).
+fn thread_exists(name: &str) -> anyhow::Result<bool> {
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let comm = std::fs::read_to_string(task?.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+async fn wait_until_gone(name: &str) -> anyhow::Result<()> {
+    tokio::time::timeout(HANG, async {
+        while thread_exists(name)? {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .with_context(|| format!("thread {name} still running"))?
+}
+
 /// Calls from async code that use WASI (stdout, clocks, a blocking sleep, files) are served.
 #[tokio::test]
-async fn a_worker_serves_calls_that_use_wasi() -> anyhow::Result<()> {
-    let thread = PluginWorker::new("wasi-user", slot(Limits::default())?);
+async fn a_plugin_thread_serves_calls_that_use_wasi() -> anyhow::Result<()> {
+    let thread = PluginThread::spawn("wasi-user", slot(Limits::default())?)?;
     assert_eq!(
-        outcome(&thread, chaos("print:from a plugin call")).await?,
+        outcome(&thread, chaos("print:from a plugin thread")).await?,
         Outcome::Commit
     );
     assert_eq!(outcome(&thread, chaos("sleep:1")).await?, Outcome::Commit);
@@ -65,18 +86,18 @@ async fn a_worker_serves_calls_that_use_wasi() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A call blocked in a host call ends at its deadline as a timeout, and the same worker serves
+/// A call blocked in a host call ends at its deadline as a timeout, and the same thread serves
 /// the next call on a fresh instance.
 #[tokio::test]
-async fn a_blocked_call_times_out_and_the_worker_serves_the_next() -> anyhow::Result<()> {
+async fn a_blocked_call_times_out_and_the_thread_serves_the_next() -> anyhow::Result<()> {
     let timeout = Duration::from_millis(200);
-    let thread = PluginWorker::new(
+    let thread = PluginThread::spawn(
         "blocked",
         slot(Limits {
             timeout,
             ..Limits::default()
         })?,
-    );
+    )?;
     let blocked = call(&thread, chaos("block:60000")).await?;
     assert_eq!(blocked.result, Err(CallError::Timeout { limit: timeout }));
     assert_eq!(outcome(&thread, chaos("commit")).await?, Outcome::Commit);
@@ -97,7 +118,7 @@ fn one_tenants_blocked_calls_do_not_starve_another() -> anyhow::Result<()> {
         let stuck = patient_slot()?;
         let mut blocked = Vec::new();
         for i in 0..16 {
-            let thread = PluginWorker::new(format!("stuck-{i}"), Arc::clone(&stuck));
+            let thread = PluginThread::spawn(format!("stuck-{i}"), Arc::clone(&stuck))?;
             blocked.push(tokio::spawn(async move {
                 let msg = chaos("block:600000");
                 thread
@@ -105,7 +126,7 @@ fn one_tenants_blocked_calls_do_not_starve_another() -> anyhow::Result<()> {
                     .await
             }));
         }
-        let healthy = PluginWorker::new("healthy", slot(Limits::default())?);
+        let healthy = PluginThread::spawn("healthy", slot(Limits::default())?)?;
         for _ in 0..20 {
             assert_eq!(outcome(&healthy, chaos("commit")).await?, Outcome::Commit);
         }
@@ -118,121 +139,51 @@ fn one_tenants_blocked_calls_do_not_starve_another() -> anyhow::Result<()> {
     })
 }
 
-/// Gives a worker on a slot with a ten-minute deadline `action`, abandons the call and drops
-/// the worker; returns once the call's instance is gone, its linear memory given back (fails
-/// after [`HANG`]).
+/// Starts thread `name` on a slot with a ten-minute deadline, gives it `action`, abandons the
+/// call and drops the handle; returns once the thread is gone (fails after [`HANG`]).
 async fn abandon_mid_call(name: &'static str, action: &'static str) -> anyhow::Result<()> {
-    let slot = patient_slot()?;
-    let worker = PluginWorker::new(name, Arc::clone(&slot));
-    assert_eq!(outcome(&worker, chaos("commit")).await?, Outcome::Commit);
-    assert!(slot.memory().bytes() > 0, "the worker keeps its instance");
+    let thread = PluginThread::spawn(name, patient_slot()?)?;
+    assert_eq!(outcome(&thread, chaos("commit")).await?, Outcome::Commit);
+    assert!(thread_exists(name)?);
     let task = tokio::spawn(async move {
         let msg = chaos(action);
-        worker
+        thread
             .call(CallContext::for_message("tenant-a", &msg), msg)
             .await
     });
-    // Let the call reach the executor; the test holds whether it did or not.
+    // Let the call reach the thread; the test holds whether it did or not.
     tokio::time::sleep(Duration::from_millis(50)).await;
     task.abort();
-    tokio::time::timeout(HANG, async {
-        while slot.memory().bytes() > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .context("the abandoned call's instance still lives")
+    wait_until_gone(name).await
 }
 
-/// Dropping a call stops it, even in the middle of a host call blocked for ten minutes: an
-/// abandoned call is cut short (its instance thrown away), not left to run beside its
+/// Dropping a thread's handle stops the thread, even in the middle of a call blocked in a host
+/// call for ten minutes: an abandoned call is cut short, not left to run beside its
 /// replacement.
 #[tokio::test]
-async fn an_abandoned_call_stops_even_blocked_in_a_host_call() -> anyhow::Result<()> {
+async fn dropping_the_handle_stops_the_thread_even_mid_call() -> anyhow::Result<()> {
     abandon_mid_call("bp-drop-block", "block:600000").await
 }
 
 /// The same for a guest spinning in its own code, with no host call to park in: the epoch
 /// makes it yield, and the abandoned call is dropped there.
 #[tokio::test]
-async fn an_abandoned_spinning_call_stops() -> anyhow::Result<()> {
+async fn dropping_the_handle_stops_a_spinning_call() -> anyhow::Result<()> {
     abandon_mid_call("bp-drop-spin", "loop").await
 }
 
-/// Two tenants of equal weight on the executor: one with eight workers, one with two, every
-/// call an endless loop stopped by its fuel — the same amount of work each, whatever the
-/// clock says. Shared call by call (as the kernel shares threads), the two-worker tenant would
-/// get a fifth of the executor (0.19 with admission turned off); shared by tenant, about half
-/// (0.49-0.50). Asserted on the shares of run time the executor measured (not on any
-/// duration): more than a third. (Two workers, not
-/// one: between one worker's calls the tenant does not contend, and on a busy 2-core machine
-/// that gap is not short.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_share_the_executor_by_weight_not_by_calls() -> anyhow::Result<()> {
-    const FUEL: u64 = 400_000_000;
-    let metered = || -> anyhow::Result<Arc<DeploymentSlot>> {
-        let plugin = load(&runtime()?, "chaos")?;
-        plugin.prepare_metered()?;
-        let limits = Limits {
-            fuel: Some(FUEL),
-            timeout: Duration::from_secs(60),
-            ..Limits::default()
-        };
-        Ok(Arc::new(DeploymentSlot::new(
-            Deployment::new(plugin).with_limits(limits),
-        )))
-    };
-    let (many, two) = (metered()?, metered()?);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let spin = |slot: &Arc<DeploymentSlot>, i: usize| {
-        let (worker, stop) = (
-            PluginWorker::new(format!("spin-{i}"), Arc::clone(slot)),
-            Arc::clone(&stop),
-        );
-        tokio::spawn(async move {
-            let mut calls = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let ran = call(&worker, chaos("loop")).await?.result;
-                anyhow::ensure!(
-                    matches!(ran, Err(CallError::FuelExhausted { .. })),
-                    "{ran:?}"
-                );
-                calls += 1;
-            }
-            anyhow::Ok(calls)
-        })
-    };
-    let mut tasks: Vec<_> = (0..8).map(|i| spin(&many, i)).collect();
-    tasks.extend((8..10).map(|i| spin(&two, i)));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut calls = Vec::new();
-    for task in tasks {
-        calls.push(task.await??);
-    }
-    let (many_ran, two_ran) = (many.run_time(), two.run_time());
-    eprintln!("calls per worker: {calls:?}");
-    let share = two_ran.as_secs_f64() / (many_ran + two_ran).as_secs_f64();
-    eprintln!("two workers: {two_ran:?}, eight: {many_ran:?}, share {share:.2}");
-    assert!(
-        share > 1.0 / 3.0,
-        "the two-worker tenant ran {two_ran:?} against {many_ran:?} ({share:.2} of the executor's time)"
-    );
-    Ok(())
-}
-
-/// A batch of calls crosses to the executor once and comes back with one result per
+/// A batch of calls crosses to the plugin thread once and comes back with one result per
 /// message, in order; a trap or a deadline overrun in the middle costs only its own message —
 /// the calls after it run on a fresh instance and commit.
 #[tokio::test]
 async fn a_batch_returns_each_calls_own_result_past_a_trap_and_a_timeout() -> anyhow::Result<()> {
-    let thread = PluginWorker::new(
+    let thread = PluginThread::spawn(
         "batch-user",
         slot(Limits {
             timeout: Duration::from_millis(300),
             ..Limits::default()
         })?,
-    );
+    )?;
     let actions = ["commit", "trap", "commit", "fail", "loop", "commit"];
     let calls = actions
         .iter()
