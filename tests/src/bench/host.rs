@@ -224,16 +224,9 @@ impl Host {
     }
 
     pub fn counts(&mut self) -> anyhow::Result<Option<TenantCounts>> {
-        if let Some(status) = self.process.exited()? {
-            bail!(
-                "burrow exited ({status}); log:\n{}",
-                tail(&self.process.stderr())
-            );
-        }
-        let Ok((200, body)) = http_get(self.admin, "/stats") else {
+        let Some(stats) = self.stats()? else {
             return Ok(None);
         };
-        let stats: serde_json::Value = serde_json::from_str(&body).context("parsing /stats")?;
         let pool = &stats["tenants"][TENANT]["pool"];
         Ok(pool["messages_processed"]
             .as_u64()

@@ -315,48 +315,47 @@ impl Bench<'_> {
 
 /// Waits until every one of `names` has processed its `records`.
 fn wait_processed(host: &mut Host, names: &[String], records: u64) -> anyhow::Result<()> {
-    loop {
-        if let Some(stats) = host.stats()? {
-            let tenants = &stats["tenants"];
-            let done = |name: &String| {
-                tenants[name.as_str()]["pool"]["messages_processed"]
-                    .as_u64()
-                    .is_some_and(|n| n >= records)
-            };
-            if names.iter().all(done) {
-                return Ok(());
-            }
-        }
-        if host.spawned.elapsed() > ASSIGNED_WITHIN {
-            bail!(
-                "B12: not every tenant processed its {records} records within {ASSIGNED_WITHIN:?}; log:\n{}",
-                host.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_all(
+        host,
+        names,
+        &format!("processed its {records} records"),
+        |pool| {
+            pool["messages_processed"]
+                .as_u64()
+                .is_some_and(|n| n >= records)
+        },
+    )
+    .map(|_| ())
 }
 
 /// Waits until every one of `names` holds a partition; the time since the host was spawned.
 fn wait_assigned(host: &mut Host, names: &[String]) -> anyhow::Result<Duration> {
+    wait_all(host, names, "been assigned", |pool| {
+        pool["partitions"].as_array().is_some_and(|p| !p.is_empty())
+    })
+}
+
+/// Waits until `done` holds for the pool stats of every one of `names` (`what` says what it
+/// waits for, in an error); the time since the host was spawned.
+fn wait_all(
+    host: &mut Host,
+    names: &[String],
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<Duration> {
     loop {
-        if let Some(stats) = host.stats()? {
-            let tenants = &stats["tenants"];
-            let assigned = |name: &String| {
-                tenants[name.as_str()]["pool"]["partitions"]
-                    .as_array()
-                    .is_some_and(|p| !p.is_empty())
-            };
-            if names.iter().all(assigned) {
-                return Ok(host.spawned.elapsed());
-            }
+        if let Some(stats) = host.stats()?
+            && names
+                .iter()
+                .all(|name| done(&stats["tenants"][name.as_str()]["pool"]))
+        {
+            return Ok(host.spawned.elapsed());
         }
         if host.spawned.elapsed() > ASSIGNED_WITHIN {
-            let log = host.log_tail();
-            return Err(anyhow::anyhow!(
-                "not every tenant was assigned within {ASSIGNED_WITHIN:?}; log:\n{log}"
-            ))
-            .context("B12");
+            bail!(
+                "B12: not every tenant had {what} within {ASSIGNED_WITHIN:?}; log:\n{}",
+                host.log_tail()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
