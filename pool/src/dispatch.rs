@@ -69,10 +69,6 @@ struct Lane {
     topic: Arc<str>,
     partition: i32,
     waiting: VecDeque<Job>,
-    /// Its jobs out of `waiting` and not finished: its holder, and the jobs that follow the
-    /// holder in one worker's sequence (see [`Dispatch::take_followers`]). The next waiting
-    /// job becomes ready when the last of them finishes.
-    out: usize,
 }
 
 /// The pool's queue of received, not-started messages.
@@ -131,7 +127,6 @@ impl Dispatch {
                     topic: Arc::clone(&job.message.topic),
                     partition: job.message.partition,
                     waiting: VecDeque::new(),
-                    out: 1,
                 };
                 self.lanes.insert(lane, held);
                 self.ready.push_back(job);
@@ -149,50 +144,7 @@ impl Dispatch {
         self.ready.pop_front()
     }
 
-    /// Moves up to `most` of the jobs waiting in `lane` behind its holder (just popped, about
-    /// to start) to the end of `into`, in order, to run after it on the same worker: they hold
-    /// the lane with it. A worker runs them in order and stops at the first that does not end
-    /// done, giving the rest back ([`Dispatch::give_back`]). Returns how many.
-    pub(crate) fn take_followers(&mut self, lane: u64, most: usize, into: &mut Vec<Job>) -> usize {
-        if self.ordering == Ordering::Unordered || most == 0 {
-            return 0;
-        }
-        let Some(held) = self.lanes.get_mut(&lane) else {
-            return 0;
-        };
-        let n = most.min(held.waiting.len());
-        into.extend(held.waiting.drain(..n));
-        held.out += n;
-        self.waiting -= n;
-        n
-    }
-
-    /// Puts back what a sequence did not run (see `crate::worker::GivenBack`), each part in
-    /// the order it was taken: holders at the head of the queue, still holding their lanes;
-    /// followers at the head of their lanes, behind the lanes' jobs still out. Called before
-    /// the job that stopped the sequence is finished, so that finishing it makes the first
-    /// follower of its lane ready. A job whose lane was dropped meanwhile (a revoke, a rewind,
-    /// shutdown) is dropped; none may be of an earlier epoch than its lane.
-    pub(crate) fn give_back(&mut self, holders: Vec<Job>, followers: Vec<Job>) {
-        for job in followers.into_iter().rev() {
-            let Some(held) = self.lanes.get_mut(&job.lane) else {
-                continue;
-            };
-            held.out -= 1;
-            // The job that stopped the lane, or the lane's holder, is still out.
-            debug_assert!(held.out > 0, "a lane given back with nothing of it out");
-            held.waiting.push_front(job);
-            self.waiting += 1;
-        }
-        for job in holders.into_iter().rev() {
-            if self.ordering == Ordering::Unordered || self.lanes.contains_key(&job.lane) {
-                self.ready.push_front(job);
-            }
-        }
-    }
-
-    /// A job of the lane is finished: when it was the last one out, the next one waiting
-    /// becomes ready.
+    /// Releases the lane of a finished job: the next one waiting behind it becomes ready.
     pub(crate) fn finish(&mut self, job: &Job) {
         if self.ordering == Ordering::Unordered {
             return;
@@ -200,13 +152,8 @@ impl Dispatch {
         let Some(held) = self.lanes.get_mut(&job.lane) else {
             return;
         };
-        held.out -= 1;
-        if held.out > 0 {
-            return;
-        }
         match held.waiting.pop_front() {
             Some(next) => {
-                held.out = 1;
                 self.waiting -= 1;
                 self.ready.push_back(next);
             }
@@ -309,39 +256,6 @@ mod tests {
         assert!(d.pop().is_none());
         d.retry(first);
         assert_eq!(offsets(&mut d), [1]);
-    }
-
-    /// Followers run with their lane's holder: the lane's next job waits until the last of
-    /// them is finished, and followers given back go first again, in order.
-    #[test]
-    fn followers_hold_the_lane_and_go_back_to_its_head() {
-        let mut d = Dispatch::new(Ordering::Partition);
-        for o in 1..=5 {
-            d.push(job(0, o, None));
-        }
-        let holder = d.pop().expect("ready");
-        let mut sequence = vec![];
-        let lane = holder.lane;
-        sequence.push(holder);
-        assert_eq!(d.take_followers(lane, 2, &mut sequence), 2);
-        let taken: Vec<i64> = sequence.iter().map(|j| j.message.offset).collect();
-        assert_eq!(taken, [1, 2, 3]);
-        assert_eq!(d.queued(), 2);
-        // 1 done, 2 stops the lane (a retry), 3 is given back: 4 and 5 still wait.
-        let mut sequence = sequence.into_iter();
-        let (one, two, three) = (
-            sequence.next().expect("1"),
-            sequence.next().expect("2"),
-            sequence.next().expect("3"),
-        );
-        d.give_back(vec![], vec![three]);
-        d.finish(&one);
-        assert!(d.pop().is_none(), "2 still holds the lane");
-        d.retry(two);
-        let two = d.pop().expect("the retry");
-        assert_eq!(two.message.offset, 2);
-        d.finish(&two);
-        assert_eq!(offsets(&mut d), [3]);
     }
 
     /// Dropping a revoked partition removes its queued jobs and nothing else.

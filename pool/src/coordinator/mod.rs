@@ -53,7 +53,6 @@ use self::commits::Commits;
 use self::outcome::Retries;
 use self::revoke::PendingRevoke;
 use self::settle::{Settling, Then};
-use self::start::Pace;
 
 /// Where `job`'s message is, as logs and halt reasons say it.
 fn at(job: &Job) -> String {
@@ -82,8 +81,6 @@ pub(crate) struct Coordinator<W> {
     idle: Vec<W>,
     /// Jobs in flight: at a worker, waiting for a late result, or for the failure hook.
     busy: usize,
-    /// How long calls take: how many jobs a worker may be given at once.
-    pace: Pace,
 
     // Outcomes (`outcome`, `settle`, `failure`).
     /// Jobs waiting for their retry delay.
@@ -141,7 +138,6 @@ impl<W: Work> Coordinator<W> {
             partitions: Partitions::default(),
             idle: handlers,
             busy: 0,
-            pace: Pace::default(),
             settling: FuturesUnordered::new(),
             failing: VecDeque::new(),
             retries: Retries::default(),

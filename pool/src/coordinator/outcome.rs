@@ -2,7 +2,6 @@
 //! on a timer that holds no worker (`crate::retry`), failed, or left to settle later.
 
 use super::*;
-use crate::worker::GivenBack;
 
 /// Jobs waiting for their retry delay, on timers that hand them back.
 pub(super) struct Retries {
@@ -31,23 +30,8 @@ impl<W: Work> Coordinator<W> {
     pub(super) fn on_done(&mut self, (handler, done): (W, Completions)) {
         self.idle.push(handler);
         match done {
-            Completions::One(completion) => {
-                self.pace.observe(completion.took, 1);
-                self.on_completion(completion);
-            }
-            Completions::Sequence { ran, rest } => {
-                let took = ran.iter().map(|c| c.took).sum();
-                self.pace.observe(took, ran.len());
-                // Given back first, while the job that stopped their lane still holds it: once
-                // that one is finished, the lane's next job (the first given back) is ready.
-                self.give_back(rest);
-                for completion in ran {
-                    self.on_completion(completion);
-                }
-            }
+            Completions::One(completion) => self.on_completion(completion),
             Completions::Many(completions) => {
-                let took = completions.iter().map(|c| c.took).sum();
-                self.pace.observe(took, completions.len());
                 for completion in completions {
                     self.on_completion(completion);
                 }
@@ -137,41 +121,6 @@ impl<W: Work> Coordinator<W> {
                 self.halt_if_failing_in_a_row(&at, &error);
             }
         }
-    }
-
-    /// Jobs a sequence gave back unstarted (see [`crate::worker::GivenBack`]): no longer in
-    /// flight, back at the head of the queue or of their lanes. One whose partition is let
-    /// go or being let go, or sought back, or the pool stopping, is dropped (a zombie ended,
-    /// if stale).
-    fn give_back(&mut self, back: GivenBack) {
-        if back.is_empty() {
-            return;
-        }
-        let GivenBack { holders, followers } = back;
-        let holders = self.keep_given_back(holders);
-        let followers = self.keep_given_back(followers);
-        self.dispatch.give_back(holders, followers);
-    }
-
-    fn keep_given_back(&mut self, jobs: Vec<Job>) -> Vec<Job> {
-        let stopping = self.stopping || self.halt.is_some();
-        let mut kept = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            self.busy -= 1;
-            match self.partition_of(&job) {
-                Some(p) => {
-                    p.in_flight -= 1;
-                    if !p.revoking && !stopping {
-                        kept.push(job);
-                    }
-                }
-                None => {
-                    let tp = (Arc::clone(&job.message.topic), job.message.partition);
-                    self.zombie_ended(&tp);
-                }
-            }
-        }
-        kept
     }
 
     /// Parks a job on a timer; it keeps its lane, so its partition or key waits behind it.
