@@ -217,10 +217,21 @@ impl std::ops::Deref for Burrow {
     }
 }
 
+/// Where every host's whole log is written when it ends, if set: for following one message
+/// through a run that failed (`BURROW_TEST_LOG_DIR=/tmp/logs BURROW_TEST_RUST_LOG=debug cargo
+/// test ...`).
+const LOG_DIR_ENV: &str = "BURROW_TEST_LOG_DIR";
+
 impl Drop for Burrow {
     /// A failing test still ends its host, and shows the end of its log (the test harness
     /// prints a test's output only when it fails).
     fn drop(&mut self) {
+        if let Some(dir) = std::env::var_os(LOG_DIR_ENV) {
+            let path = Path::new(&dir).join(format!("burrow-{}.log", self.pid()));
+            if let Err(e) = std::fs::write(&path, self.stderr()) {
+                println!("cannot write {}: {e}", path.display());
+            }
+        }
         if matches!(self.process.exited(), Ok(None)) {
             println!(
                 "burrow {} log (last lines):\n{}",
@@ -251,7 +262,11 @@ impl Burrow {
                 "--config",
             ])
             .arg(config)
-            .env("RUST_LOG", "info");
+            // `BURROW_TEST_RUST_LOG` sets the hosts' log filter for a run being debugged.
+            .env(
+                "RUST_LOG",
+                std::env::var_os("BURROW_TEST_RUST_LOG").unwrap_or_else(|| "info".into()),
+            );
         for (k, v) in env {
             command.env(k, v);
         }
