@@ -14,6 +14,7 @@ use burrow::wasm::{
 use wasm_support::{Chaos, LogCapture, chaos, worker};
 
 wasm_support::chaos_tests!(
+    a_batch_split_by_a_fresh_pace_keeps_each_messages_own_outcome,
     a_batch_is_one_call_with_each_messages_own_outcome_and_emits,
     each_message_of_a_batch_has_its_own_deadline,
     a_trap_in_a_batch_fails_only_its_message,
@@ -120,6 +121,37 @@ fn a_batch_is_one_call_with_each_messages_own_outcome_and_emits(
     );
     assert_eq!(instance.guest_calls() - warm, 1, "one call for the batch");
     assert_eq!(instance.instantiations(), 1);
+    Ok(())
+}
+
+/// A fresh worker's pace splits a batch into calls of 1, 2, 4, … messages: each message still
+/// gets its own outcome and its own emits, a failure among commits included.
+fn a_batch_split_by_a_fresh_pace_keeps_each_messages_own_outcome(
+    plugin: Chaos,
+) -> anyhow::Result<()> {
+    let mut instance = chaos_worker(plugin, Limits::default())?;
+    let actions: Vec<String> = (0..12)
+        .map(|i| {
+            if i % 3 == 1 {
+                "fail".into()
+            } else {
+                format!("emit:out-{i}")
+            }
+        })
+        .collect();
+    let actions: Vec<&str> = actions.iter().map(String::as_str).collect();
+    let results = run(&mut instance, &actions)?;
+    let expected: Vec<_> = (0..12)
+        .map(|i| {
+            if i % 3 == 1 {
+                plain("Outcome::Fail(\"chaos: asked to fail\")")
+            } else {
+                commit_emitting(&format!("out-{i}"), &format!("v{i}"))
+            }
+        })
+        .collect();
+    assert_eq!(summary(results), expected);
+    assert!(instance.guest_calls() > 1, "the batch was split");
     Ok(())
 }
 
