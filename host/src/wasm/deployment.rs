@@ -109,8 +109,8 @@ impl DeploymentSlot {
         Self::counting(deployment, MemoryAccount::default())
     }
 
-    /// A slot whose instances count their memory in `memory` (a tenant's, shared by its
-    /// live version and a rollout's candidate).
+    /// A slot whose instances count their memory in `memory` (a tenant's live slot; a
+    /// rollout's candidate slot counts in an account of its own for now).
     pub fn counting(deployment: Deployment, memory: MemoryAccount) -> Self {
         Self {
             current: ArcSwap::from_pointee(deployment),

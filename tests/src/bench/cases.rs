@@ -494,7 +494,7 @@ impl<'a> Bench<'a> {
                 "raw consumer's longest gap, same topic, no swap".into(),
             )),
             ratio: None,
-            goal: Goal::MillisAtMost(50.0),
+            goal: Goal::AtMost(Figure::Millis(50.0)),
             // A run without a swap proves nothing.
             met: Some(gap <= 50.0 && swaps >= 1.0),
             note: format!(
@@ -614,7 +614,7 @@ impl<'a> Bench<'a> {
                 )),
                 ratio: None,
                 goal: if cached {
-                    Goal::MillisAtMost(100.0)
+                    Goal::AtMost(Figure::Millis(100.0))
                 } else {
                     Goal::None
                 },

@@ -102,8 +102,6 @@ pub enum Goal {
     None,
     /// The ratio to the baseline must be at least this.
     RatioAtLeast(f64),
-    /// The figure must be at most this many milliseconds.
-    MillisAtMost(f64),
     /// Memory flat over the run (and within the configured bound): `met` says.
     Flat,
     /// The figure must be at most this.
@@ -117,7 +115,6 @@ impl fmt::Display for Goal {
         match self {
             Goal::None => f.write_str("-"),
             Goal::RatioAtLeast(r) => write!(f, "≥ {r:.2}"),
-            Goal::MillisAtMost(ms) => write!(f, "≤ {ms:.0} ms"),
             Goal::Flat => f.write_str("flat"),
             Goal::AtMost(figure) => write!(f, "≤ {figure}"),
             Goal::Within(low, high) => write!(f, "{low} to {high}"),

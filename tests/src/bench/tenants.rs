@@ -185,7 +185,7 @@ impl Bench<'_> {
             row(
                 format!("{n} idle tenants: spawn to every tenant assigned"),
                 Figure::Millis(start_ms),
-                Goal::MillisAtMost(15_000.0),
+                Goal::AtMost(Figure::Millis(15_000.0)),
                 Some(start_ms <= 15_000.0),
                 String::new(),
             ),
