@@ -160,7 +160,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(250);
 ///
 /// Why the main queue has no non-empty callback: with one, cooperative rebalances on the mock
 /// cluster took 5 s turns and a revoke's commit was refused for an old generation (3 of 32
-/// runs of `pool_group`'s cooperative test; 0 of 12 before, 0 of 15 without it).
+/// runs of the pool's cooperative group test (`group::`); 0 of 12 before, 0 of 15 without it).
 const QUIET_ROUNDS: u32 = 200;
 
 /// Wakes the poll thread out of its idle sleep. Shared by the partition queues' non-empty
