@@ -6,8 +6,8 @@
 //! instance per call (the cost of instantiation), and a native function doing the same work in
 //! the same run. The ratio columns are wasm rate / native rate: the figure to quote, since it
 //! carries over between machines better than raw rates. A last line measures the host's own
-//! path for `passthrough` on 100 B: a worker on a tokio runtime sending each call to its plugin
-//! thread and awaiting the reply, one message per hop and 64 per hop. A second table gives the
+//! path for `passthrough` on 100 B: a worker on a tokio runtime sending each call to the plugin
+//! executor and awaiting the reply, one message per hop and 64 per hop. A second table gives the
 //! cost per message of a batch of 64 against one call per message, on one reused instance, for
 //! each value size. A program that prints a table,
 //! not a test: nothing here asserts a speed.
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use burrow::wasm::{
     Batch, CallContext, CodeCache, Deployment, DeploymentSlot, Message, Outcome, PluginInstance,
-    PluginThread, Runtime, RuntimeConfig,
+    PluginWorker, Runtime, RuntimeConfig,
 };
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -100,10 +100,10 @@ fn main() -> anyhow::Result<()> {
         runtime.load_file(&plugin_path("passthrough")?)?,
     )));
     let msg = message(json_object(100));
-    let threaded = through_a_plugin_thread(Arc::clone(&slot), msg.clone(), 1)?;
-    let threaded_batches = through_a_plugin_thread(slot, msg, BATCH)?;
+    let threaded = through_the_executor(Arc::clone(&slot), msg.clone(), 1)?;
+    let threaded_batches = through_the_executor(slot, msg, BATCH)?;
     println!(
-        "\npassthrough, 100 B, reused, through a plugin thread from a tokio worker: {}/s one per \
+        "\npassthrough, 100 B, reused, through the plugin executor from a tokio worker: {}/s one per \
          hop, {}/s {BATCH} per hop",
         count(threaded),
         count(threaded_batches)
@@ -139,8 +139,8 @@ fn batch_rate(instance: &mut PluginInstance, msg: &Message) -> anyhow::Result<f6
 }
 
 /// Messages per second the way the host sends them: from a task on a tokio worker, `per_hop`
-/// at a time over the channel to a plugin thread, the replies on a oneshot.
-fn through_a_plugin_thread(
+/// at a time to the plugin executor, awaiting each call's task.
+fn through_the_executor(
     slot: Arc<DeploymentSlot>,
     msg: Message,
     per_hop: usize,
@@ -149,7 +149,7 @@ fn through_a_plugin_thread(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let thread = PluginThread::spawn("bench", slot)?;
+    let thread = PluginWorker::new("bench", slot);
     executor.block_on(executor.spawn(async move {
         for _ in 0..100 {
             commit_through(&thread, &msg, per_hop).await?;
@@ -166,7 +166,7 @@ fn through_a_plugin_thread(
     }))?
 }
 
-async fn commit_through(thread: &PluginThread, msg: &Message, n: usize) -> anyhow::Result<()> {
+async fn commit_through(thread: &PluginWorker, msg: &Message, n: usize) -> anyhow::Result<()> {
     let calls = (0..n)
         .map(|_| (CallContext::default(), msg.clone()))
         .collect();

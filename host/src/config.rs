@@ -392,6 +392,13 @@ pub struct LimitsConfig {
     /// default.
     #[serde(default, deserialize_with = "units::opt_size")]
     pub recycle_memory_above: Option<ByteSize>,
+    /// The tenant's share of the plugin executor's threads while tenants contend for them,
+    /// relative to the other tenants' weights. A tenant alone may use every idle thread.
+    #[serde(default = "default_cpu_weight")]
+    pub cpu_weight: u32,
+    /// A hard cap on the CPU the tenant's plugin calls use, in cores (`0.25`: a quarter of one
+    /// core), held even when nothing else runs. None by default.
+    pub cpu: Option<f64>,
 }
 
 impl Default for LimitsConfig {
@@ -404,8 +411,14 @@ impl Default for LimitsConfig {
             read_dirs: Vec::new(),
             recycle_after_messages: None,
             recycle_memory_above: None,
+            cpu_weight: default_cpu_weight(),
+            cpu: None,
         }
     }
+}
+
+fn default_cpu_weight() -> u32 {
+    1
 }
 
 fn default_memory() -> ByteSize {
@@ -962,6 +975,14 @@ impl RolloutConfig {
 }
 
 impl LimitsConfig {
+    /// The tenant's claim on the plugin executor.
+    pub fn cpu(&self) -> crate::wasm::Cpu {
+        crate::wasm::Cpu {
+            weight: self.cpu_weight,
+            cores: self.cpu,
+        }
+    }
+
     fn validate(&self, at: &str, issues: &mut Vec<ConfigIssue>) {
         // A Rust plugin's std needs a few pages before `process` even runs.
         const MIN_MEMORY: u64 = 1024 * 1024;
@@ -978,6 +999,23 @@ impl LimitsConfig {
             issues.push(issue(
                 format!("{at}.fuel"),
                 "must be greater than 0 (omit it for no fuel limit)",
+            ));
+        }
+        if self.cpu_weight == 0 {
+            issues.push(issue(
+                format!("{at}.cpu_weight"),
+                "must be at least 1 (a weight is a share relative to the other tenants')",
+            ));
+        }
+        if let Some(cores) = self.cpu
+            && !(cores.is_finite() && cores > 0.0)
+        {
+            issues.push(issue(
+                format!("{at}.cpu"),
+                format!(
+                    "{cores} is not a number of cores greater than 0 (0.25 is a quarter of one \
+                     core; omit it for no cap)"
+                ),
             ));
         }
         if self.recycle_after_messages == Some(0) {

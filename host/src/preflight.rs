@@ -181,7 +181,7 @@ fn without_missing_dirs(deployment: &Deployment) -> Deployment {
 ///
 /// On a thread of its own: instantiating runs guest code (initialisers) and blocks, and the
 /// caller may be an async task (start-up and reloads run on the host's runtime); a fresh
-/// thread is outside any runtime whatever the caller's, like the workers' plugin threads.
+/// thread is outside any runtime whatever the caller's.
 pub(crate) fn instantiate(deployment: &Deployment) -> Result<(), CallError> {
     let slot = Arc::new(DeploymentSlot::new(deployment.clone()));
     std::thread::scope(|scope| {

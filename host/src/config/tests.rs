@@ -35,6 +35,11 @@ fn minimal_file_gets_defaults() {
     assert_eq!(tenant.limits.memory, ByteSize::mib(64));
     assert_eq!(tenant.limits.timeout, Duration::from_secs(1));
     assert_eq!(tenant.limits.fuel, None);
+    assert_eq!(
+        tenant.limits.cpu(),
+        crate::wasm::Cpu::default(),
+        "weight 1, no cap"
+    );
     assert!(tenant.limits.env.is_empty() && tenant.limits.read_dirs.is_empty());
     assert_eq!(config.log.format, LogFormat::Text);
 }
@@ -74,6 +79,8 @@ output_topics = ["out"]
 memory = "32MiB"
 timeout = "250ms"
 fuel = 1000000
+cpu_weight = 3
+cpu = 0.25
 env = { REGION = "eu" }
 # An existing directory: validation checks it is there.
 read_dirs = ["/etc"]
@@ -96,6 +103,13 @@ output-topic = "out"
     assert_eq!(t.limits.memory, ByteSize::mib(32));
     assert_eq!(t.limits.timeout, Duration::from_millis(250));
     assert_eq!(t.limits.fuel, Some(1_000_000));
+    assert_eq!(
+        t.limits.cpu(),
+        crate::wasm::Cpu {
+            weight: 3,
+            cores: Some(0.25)
+        }
+    );
     assert_eq!(
         t.config.get("output-topic").map(String::as_str),
         Some("out")
@@ -132,6 +146,8 @@ fn bad_values_name_their_key() {
         ("memory = \"lots\"", "tenant[0].limits.memory"),
         ("timeout = \"soon\"", "tenant[0].limits.timeout"),
         ("fuel = \"many\"", "tenant[0].limits.fuel"),
+        ("cpu_weight = \"heavy\"", "tenant[0].limits.cpu_weight"),
+        ("cpu = \"half\"", "tenant[0].limits.cpu"),
     ];
     for (line, key) in cases {
         let text = format!("{MINIMAL}[tenant.limits]\n{line}\n");
@@ -328,6 +344,8 @@ output_topics = ["in"]
 memory = "1KiB"
 timeout = "0s"
 fuel = 0
+cpu_weight = 0
+cpu = -1.0
 [[tenant]]
 name = "ok"
 group_id = "g"
@@ -348,6 +366,8 @@ dead_letter_topic = "no/slashes"
         "tenant[0].limits.memory",
         "tenant[0].limits.timeout",
         "tenant[0].limits.fuel",
+        "tenant[0].limits.cpu_weight",
+        "tenant[0].limits.cpu",
         "tenant[1].topics",
         "tenant[1].dead_letter_topic",
         "tenant[1].group_id",

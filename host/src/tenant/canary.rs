@@ -30,7 +30,7 @@ use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opt
 use serde::Serialize;
 
 use crate::kafka::Message;
-use crate::wasm::{CallResult, Deployment, DeploymentSlot};
+use crate::wasm::{Account, CallResult, Deployment, DeploymentSlot};
 
 /// Latest per-message times kept per version for the p99.
 const LATENCY_WINDOW: usize = 4096;
@@ -272,8 +272,13 @@ fn percentile(values: &mut [Duration], q: f64) -> Option<Duration> {
 }
 
 impl CanarySlot {
-    /// The canary of tenant `tenant`, starting now; its metrics are [`Self::collectors`].
-    pub(crate) fn new(canary: Canary, tenant: &str) -> Result<Self, prometheus::Error> {
+    /// The canary of tenant `tenant`, starting now, its candidate's calls charged to the
+    /// tenant's `account`; its metrics are [`Self::collectors`].
+    pub(crate) fn new(
+        canary: Canary,
+        tenant: &str,
+        account: &Account,
+    ) -> Result<Self, prometheus::Error> {
         let families = Families::new(tenant)?;
         let share = Gauge::with_opts(
             Opts::new(
@@ -293,7 +298,7 @@ impl CanarySlot {
         let fraction = canary.share.clamp(0.0, 1.0);
         share.set(fraction);
         Ok(Self {
-            slot: Arc::new(DeploymentSlot::new(canary.candidate)),
+            slot: Arc::new(DeploymentSlot::charging(canary.candidate, account.clone())),
             bound: (fraction * u64::MAX as f64) as u64,
             rules: canary.rules,
             started: Instant::now(),

@@ -23,7 +23,7 @@ use crate::pool::{
     Attempt, BoxError, Failure, FailureAction, Handler, Pending, ProcessError, Processed,
 };
 use crate::wasm::{
-    self, CallContext, CallError, CallResult, DeploymentSlot, PluginId, PluginThread,
+    self, CallContext, CallError, CallResult, DeploymentSlot, PluginId, PluginWorker,
 };
 
 use super::canary::{CanarySlot, Side};
@@ -32,50 +32,49 @@ use super::{RolloutSlot, Shared};
 /// How often a dead letter is tried before the tenant halts rather than lose the message.
 const DEAD_LETTER_ATTEMPTS: u32 = 5;
 
-/// Most messages a worker sends its plugin thread at once. Each call still has its own deadline,
-/// outcome and emits; the batch shares one hop to the thread and back (~9 us), a wake-up of each
-/// side. The pool batches only when more messages are queued than workers are idle, and a call
+/// Most messages a worker sends the plugin executor at once. Each call still has its own
+/// deadline, outcome and emits; the batch shares one hop to the executor and back (~9 us), a
+/// wake-up of each side. The pool batches only when more messages are queued than workers are idle, and a call
 /// is sized to its deadline (`wasm::pace`), so the cap matters only for fast plugins: 64 left
-/// B3 at 0.44-0.51 of a raw consumer, its plugin threads and the pool's task switching ~17,000
-/// times each per million messages; 256 gives 0.48-0.59 (alternated, 5 rounds each).
+/// B3 at 0.44-0.51 of a raw consumer, its plugin threads (before the shared executor) and the
+/// pool's task switching ~17,000 times each per million messages; 256 gives 0.48-0.59
+/// (alternated, 5 rounds each).
 const MAX_BATCH: usize = 256;
 
-/// A worker's handler: its own plugin thread (with the instance on it), the tenant's shared
-/// parts.
+/// A worker's handler: its plugin instance (its calls run on the shared executor), the
+/// tenant's shared parts.
 pub struct PluginHandler {
-    /// Where this worker's plugin calls run; started on the first call (and again after the
-    /// thread was lost), so a failure to start is one retriable message, not a dead pool.
-    /// Dropped with the handler, which stops the thread.
-    thread: Option<PluginThread>,
-    /// `burrow-plugin-TENANT-N`: names the thread in `top -H`, debuggers and panics.
-    thread_name: Arc<str>,
+    /// This worker's plugin instance; made on the first call (and again after a call was
+    /// lost), so a failure is one retriable message, not a dead pool.
+    worker: Option<PluginWorker>,
+    /// `burrow-plugin-TENANT-N`: names the worker in logs.
+    worker_name: Arc<str>,
     shared: Arc<Shared>,
-    /// A canary's candidate runs on a plugin thread of its own, started on its first message,
-    /// with the candidate's slot it serves.
-    candidate: Option<(Option<PluginThread>, Arc<DeploymentSlot>)>,
+    /// A canary's candidate has an instance of its own, made on its first message, with the
+    /// candidate's slot it serves.
+    candidate: Option<(Option<PluginWorker>, Arc<DeploymentSlot>)>,
 }
 
 impl PluginHandler {
     /// The handler of pool worker `worker` of the tenant.
     pub(super) fn new(shared: Arc<Shared>, worker: usize) -> Self {
         Self {
-            thread: None,
-            thread_name: format!("burrow-plugin-{}-{worker}", shared.name).into(),
+            worker: None,
+            worker_name: format!("burrow-plugin-{}-{worker}", shared.name).into(),
             shared,
             candidate: None,
         }
     }
 
-    /// Runs the plugin on this worker's plugin thread, once per message of `batch`, and awaits
-    /// the results, which come at the latest at each call's deadline: guest code never runs on
-    /// the async runtime nor on tokio's shared blocking pool, so a blocked plugin holds only its
-    /// own tenant's threads.
+    /// Runs the plugin on the executor, once per message of `batch`, and awaits the results,
+    /// which come at the latest at each call's deadline: guest code never runs on the async
+    /// runtime nor on tokio's shared blocking pool, and a blocked plugin holds no thread.
     async fn call(&mut self, batch: &[Attempt]) -> Result<Vec<CallResult>, ProcessError> {
         let rollout = self.shared.rollout.load_full();
         if let Some(canary) = rollout.as_deref().and_then(RolloutSlot::running_canary) {
             return self.call_canary(canary, batch).await;
         }
-        // A canary that ended leaves its candidate's thread idle: stop it.
+        // A canary that ended leaves its candidate's instance idle: drop it.
         self.candidate = None;
         let slot = Arc::clone(&self.shared.slot);
         let results = self.call_version(Side::Live, &slot, batch.to_vec()).await?;
@@ -118,7 +117,7 @@ impl PluginHandler {
                     Side::Live => live.next(),
                     Side::Candidate => candidate.next(),
                 };
-                next.ok_or_else(|| ProcessError::retriable("plugin thread lost results"))
+                next.ok_or_else(|| ProcessError::retriable("the plugin call lost its results"))
             })
             .collect()
     }
@@ -141,8 +140,8 @@ impl PluginHandler {
         Ok(results)
     }
 
-    /// Runs `batch` on the plugin thread of `version` — the live deployment, or a canary's
-    /// candidate — whose deployments are in `slot`, starting the thread if need be.
+    /// Runs `batch` on the instance of `version` — the live deployment, or a canary's
+    /// candidate — whose deployments are in `slot`, made if need be.
     async fn call_version(
         &mut self,
         version: Side,
@@ -153,9 +152,9 @@ impl PluginHandler {
             return Ok(Vec::new());
         }
         let held = match version {
-            Side::Live => &mut self.thread,
+            Side::Live => &mut self.worker,
             Side::Candidate => {
-                // A thread of another canary's candidate (the rollout changed) is stopped.
+                // The instance of another canary's candidate (the rollout changed) is dropped.
                 let ours = self
                     .candidate
                     .as_ref()
@@ -164,33 +163,33 @@ impl PluginHandler {
                     self.candidate = Some((None, Arc::clone(slot)));
                 }
                 match &mut self.candidate {
-                    Some((thread, _)) => thread,
+                    Some((worker, _)) => worker,
                     None => return Err(ProcessError::retriable("no canary")),
                 }
             }
         };
-        // Named and pointed at its slot only when started: not work for every batch.
-        let thread = match held.take() {
-            Some(thread) => thread,
+        // Named and pointed at its slot only when made: not work for every batch.
+        let worker = match held.take() {
+            Some(worker) => worker,
             None => {
                 let name: Arc<str> = match version {
-                    Side::Live => Arc::clone(&self.thread_name),
-                    Side::Candidate => format!("{}-canary", self.thread_name).into(),
+                    Side::Live => Arc::clone(&self.worker_name),
+                    Side::Candidate => format!("{}-canary", self.worker_name).into(),
                 };
-                PluginThread::spawn(name, Arc::clone(slot)).map_err(ProcessError::retriable)?
+                PluginWorker::new(name, Arc::clone(slot))
             }
         };
-        // The records are written into the batch's frame on the plugin thread, not here on the
+        // The records are written into the batch's frame on the executor, not here on the
         // pool's task, which every message of the tenant goes through: their only copy before
         // the guest's own.
         let tenant = Arc::clone(&self.shared.name);
         let prepare: wasm::Prepare = Box::new(move || write_batch(&tenant, &batch));
-        match thread.call_prepared(prepare).await {
+        match worker.call_prepared(prepare).await {
             Ok(results) => {
-                *held = Some(thread);
+                *held = Some(worker);
                 Ok(results)
             }
-            // The thread is gone; the next call starts a fresh one.
+            // The call was lost; the next call starts on a fresh instance.
             Err(e) => Err(ProcessError::retriable(e)),
         }
     }
@@ -220,7 +219,7 @@ impl PluginHandler {
     /// The version a failure's dead letter names: the one that answered the failing call. Not
     /// this worker's last call: a permanent failure may be handled by any idle worker, which may
     /// have last called before a swap, or the other version of a canary. A failure no plugin
-    /// answered (its thread was lost) names the version live now.
+    /// answered (its call was lost) names the version live now.
     fn answered_by(&self, failure: &Failure) -> PluginId {
         match failure.error.downcast_ref::<Answered>() {
             Some(answered) => answered.plugin.clone(),
@@ -459,7 +458,7 @@ impl Handler for PluginHandler {
         MAX_BATCH
     }
 
-    /// One hop to the plugin thread for the batch. The emits of each message that committed
+    /// One hop to the plugin executor for the batch. The emits of each message that committed
     /// are produced at once, and its result is left [pending](Pending) on their acks: the
     /// worker goes on to its next batch meanwhile, and the message's offset waits for them.
     async fn process_batch(&mut self, batch: &[Attempt]) -> Vec<Processed> {
@@ -468,7 +467,9 @@ impl Handler for PluginHandler {
             Ok(_) => {
                 return batch
                     .iter()
-                    .map(|_| Err(ProcessError::retriable("plugin thread lost results")).into())
+                    .map(|_| {
+                        Err(ProcessError::retriable("the plugin call lost its results")).into()
+                    })
                     .collect();
             }
             Err(e) => {
@@ -689,7 +690,7 @@ mod tests {
     }
 
     /// A plugin blocked in a host call past its deadline is a retriable failure, counted as a
-    /// timeout; the same handler then processes the next message, on its named plugin thread.
+    /// timeout; the same handler then processes the next message, on a fresh instance.
     #[tokio::test]
     async fn a_blocked_call_is_a_counted_retriable_timeout_and_the_worker_goes_on()
     -> anyhow::Result<()> {
@@ -712,7 +713,7 @@ mod tests {
         let next = handler.process(&chaos("commit"), 1).await;
         assert!(next.is_ok(), "{next:?}");
         assert_eq!(
-            handler.thread.as_ref().map(PluginThread::name),
+            handler.worker.as_ref().map(PluginWorker::name),
             Some("burrow-plugin-t-3")
         );
         Ok(())
@@ -744,7 +745,7 @@ mod tests {
         shared.slot.swap(Deployment::new(next));
         let other_worker = PluginHandler::new(Arc::clone(&shared), 1);
         assert_eq!(&*other_worker.answered_by(&failure(error)).name, "chaos");
-        let unanswered = failure("plugin thread lost results".into());
+        let unanswered = failure("the plugin call lost its results".into());
         assert_eq!(&*other_worker.answered_by(&unanswered).name, "passthrough");
         Ok(())
     }

@@ -120,3 +120,44 @@ impl Collector for PluginMemory {
         self.gauge.collect()
     }
 }
+
+/// `burrow_tenant_cpu_seconds_total`: how long a tenant's plugin calls have run on the shared
+/// executor (its [`Share`](crate::wasm::Share)'s measured time), read when scraped.
+pub(crate) struct TenantCpu {
+    slot: std::sync::Arc<crate::wasm::DeploymentSlot>,
+    counter: prometheus::Counter,
+}
+
+impl TenantCpu {
+    /// Registers the counter of `tenant`'s live `slot` in `registry`.
+    pub(crate) fn register(
+        registry: &Registry,
+        tenant: &str,
+        slot: std::sync::Arc<crate::wasm::DeploymentSlot>,
+    ) -> Result<(), prometheus::Error> {
+        let counter = prometheus::Counter::with_opts(
+            Opts::new(
+                "burrow_tenant_cpu_seconds_total",
+                "Time a tenant's plugin calls have run on the plugin executor",
+            )
+            .const_label("tenant", tenant),
+        )?;
+        registry.register(Box::new(Self { slot, counter }))
+    }
+}
+
+impl Collector for TenantCpu {
+    fn desc(&self) -> Vec<&Desc> {
+        self.counter.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let total = self.slot.run_time().as_secs_f64();
+        // A counter only goes up: add what ran since the last scrape.
+        let delta = total - self.counter.get();
+        if delta > 0.0 {
+            self.counter.inc_by(delta);
+        }
+        self.counter.collect()
+    }
+}

@@ -33,8 +33,7 @@ use crate::pool::{
     Attempt, Pauser, Pool, PoolError, Stats, StatsHandle, TransactionError, Transactions,
 };
 use crate::wasm::{
-    self, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, MemoryAccount, Recycle,
-    Runtime,
+    self, Account, Capabilities, Deployment, DeploymentSlot, Limits, LoadError, Recycle, Runtime,
 };
 
 pub use canary::{By, Canary, Decision, End, EndError, Rules, Tally};
@@ -43,7 +42,7 @@ pub use metrics::TenantMetrics;
 pub use start::{Phase, StartTimedOut};
 
 use canary::CanarySlot;
-use metrics::PluginMemory;
+use metrics::{PluginMemory, TenantCpu};
 use start::Start;
 
 /// Sees every batch the tenant's plugin answered, after the answer, without a say in it: a
@@ -77,10 +76,11 @@ pub(crate) enum RolloutSlot {
 }
 
 impl RolloutSlot {
-    fn new(rollout: Rollout, tenant: &str) -> Result<Self, prometheus::Error> {
+    /// A canary's candidate is charged to `account`, the tenant's.
+    fn new(rollout: Rollout, tenant: &str, account: &Account) -> Result<Self, prometheus::Error> {
         Ok(match rollout {
             Rollout::Shadow(observer) => Self::Shadow(observer),
-            Rollout::Canary(canary) => Self::Canary(CanarySlot::new(canary, tenant)?),
+            Rollout::Canary(canary) => Self::Canary(CanarySlot::new(canary, tenant, account)?),
         })
     }
 
@@ -399,9 +399,11 @@ impl RunningTenant {
         let producer = Producer::new(&host.kafka.brokers, &host.kafka.options)?;
         let registry = Registry::new();
         let metrics = TenantMetrics::register(&registry, &name)?;
-        let memory = MemoryAccount::default();
-        PluginMemory::register(&registry, &name, memory.clone())?;
+        let account = Account::new(tenant.limits.cpu());
+        PluginMemory::register(&registry, &name, account.memory.clone())?;
         let plugin = deployment.plugin().id().clone();
+        let slot = Arc::new(DeploymentSlot::charging(deployment, account));
+        TenantCpu::register(&registry, &name, Arc::clone(&slot))?;
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
         let settings = host.pool_settings_for(tenant);
@@ -423,7 +425,7 @@ impl RunningTenant {
         let pauser = pool.pauser();
         let shared = Arc::new(Shared {
             name: name.as_str().into(),
-            slot: Arc::new(DeploymentSlot::counting(deployment, memory)),
+            slot,
             producer,
             output_topics: tenant.output_topics.clone(),
             dead_letter_topic: tenant.dead_letter_topic.clone(),
@@ -555,6 +557,7 @@ impl RunningTenant {
         match next {
             Ok(next) => {
                 let id = next.plugin().id().clone();
+                self.shared.slot.share().configure(config.limits.cpu());
                 let old = self.shared.slot.swap(next);
                 metrics.reloads.inc();
                 metrics.set_plugin(&id.name, &id.version.to_string());
@@ -588,6 +591,18 @@ impl RunningTenant {
         }
     }
 
+    /// Its plugin calls' time on the executor: in all, and its part of every tenant's lately
+    /// (about the last second), beside the weight and cap it has.
+    fn cpu_report(&self) -> serde_json::Value {
+        let share = self.shared.slot.share();
+        serde_json::json!({
+            "seconds": share.run_time().as_secs_f64(),
+            "recent_share": share.recent(),
+            "weight": self.config.limits.cpu_weight,
+            "cap_cores": self.config.limits.cpu,
+        })
+    }
+
     /// A summary for `/stats`.
     pub fn report(&self) -> serde_json::Value {
         let mut report = serde_json::json!({
@@ -599,6 +614,8 @@ impl RunningTenant {
             "paused": self.pauser.is_paused(),
             "start": self.start.report(),
             "pool": self.stats(),
+            "plugin_cpu": self.cpu_report(),
+            "plugin_memory_bytes": self.shared.slot.memory().bytes(),
         });
         if let Some(rollout) = &*self.shared.rollout.load() {
             report["rollout"] = rollout.report();
@@ -615,7 +632,7 @@ fn install_rollout(
     rollout: Option<Rollout>,
 ) -> Result<(), prometheus::Error> {
     let next = rollout
-        .map(|r| RolloutSlot::new(r, &shared.name))
+        .map(|r| RolloutSlot::new(r, &shared.name, shared.slot.account()))
         .transpose()?
         .map(Arc::new);
     let old = shared.rollout.swap(next.clone());

@@ -3,7 +3,7 @@
 //!
 //! The frame is what crosses into the guest: one buffer, lowered with one allocation and one
 //! copy, read in place by the SDKs. Writing it is the host's only copy of a message: the pool's
-//! workers write their Kafka records straight into it, on the plugin thread.
+//! workers write their Kafka records straight into it, on the plugin executor.
 
 use std::ops::Range;
 

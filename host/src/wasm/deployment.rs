@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::limits::{Limits, MemoryAccount, Recycle};
+use super::fair::Share;
+use super::limits::{Cpu, Limits, MemoryAccount, Recycle};
 use super::plugin::{LoadError, Plugin};
 use super::runtime::Runtime;
 use super::sandbox::Capabilities;
@@ -96,31 +97,72 @@ impl Deployment {
     }
 }
 
+/// What a tenant's plugin calls are charged to: the linear memory of its instances and its
+/// share of the plugin executor. Clones are the same account: a tenant's live version and a
+/// canary's candidate charge one.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub memory: MemoryAccount,
+    pub cpu: Share,
+}
+
+impl Account {
+    /// A new account whose calls get `cpu`'s weight and cap.
+    pub fn new(cpu: Cpu) -> Self {
+        Self {
+            memory: MemoryAccount::default(),
+            cpu: Share::new(cpu),
+        }
+    }
+}
+
+impl Default for Account {
+    /// Weight 1, no cap.
+    fn default() -> Self {
+        Self::new(Cpu::default())
+    }
+}
+
 /// The current deployment of one tenant, swappable atomically while workers call it.
 #[derive(Debug)]
 pub struct DeploymentSlot {
     current: ArcSwap<Deployment>,
-    /// The linear memory of every instance made from this slot, whatever its version.
-    memory: MemoryAccount,
+    /// What every instance made from this slot, whatever its version, is charged to.
+    account: Account,
 }
 
 impl DeploymentSlot {
+    /// A slot with an account of its own.
     pub fn new(deployment: Deployment) -> Self {
-        Self::counting(deployment, MemoryAccount::default())
+        Self::charging(deployment, Account::default())
     }
 
-    /// A slot whose instances count their memory in `memory` (a tenant's live slot; a
-    /// rollout's candidate slot counts in an account of its own for now).
-    pub fn counting(deployment: Deployment, memory: MemoryAccount) -> Self {
+    /// A slot whose calls are charged to `account` (a tenant's).
+    pub fn charging(deployment: Deployment, account: Account) -> Self {
         Self {
             current: ArcSwap::from_pointee(deployment),
-            memory,
+            account,
         }
+    }
+
+    /// What its calls are charged to.
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
+    /// Its calls' share of the plugin executor.
+    pub fn share(&self) -> &Share {
+        &self.account.cpu
+    }
+
+    /// How long the calls charged to its account have run on the executor, in all.
+    pub fn run_time(&self) -> std::time::Duration {
+        self.account.cpu.run_time()
     }
 
     /// Where the instances made from this slot count their linear memory.
     pub fn memory(&self) -> &MemoryAccount {
-        &self.memory
+        &self.account.memory
     }
 
     pub fn current(&self) -> Arc<Deployment> {

@@ -8,9 +8,12 @@
 //!
 //! - a guest *parked in a host call* (a WASI sleep or poll) is a pending future: the timeout
 //!   fires and drops it;
-//! - guest *code* never parks, so the store yields to the executor at every epoch tick
-//!   (every 5 ms): the timeout gets its turn, and so does a caller that abandons
-//!   the call (see [`PluginThread`](super::PluginThread)).
+//! - guest *code* never parks: at every epoch tick (every 5 ms) it traps if it is past its
+//!   deadline, and otherwise yields to the executor, where a caller that abandons the call
+//!   gets its turn (see [`PluginWorker`](super::PluginWorker)). The timer alone would not do:
+//!   a runtime whose threads are all busy turns its timers only every so many polls (tokio's
+//!   `event_interval`), and a guest busy for 300 ms past a 100 ms deadline answered before
+//!   its timer fired.
 //!
 //! Dropping wasmtime's future unwinds the guest's fiber (the host call in progress sees an
 //! error, the guest traps out); the store stays sound but the instance's state is unknown, so
@@ -25,7 +28,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::batch::Batch;
 use super::bindings::{Outcome, Processor};
@@ -39,7 +42,7 @@ use super::store::StoreState;
 use super::text::plugin_text;
 
 /// One worker's handle on a tenant's plugin. Not shared: each pool worker owns one (on its
-/// plugin thread, see [`PluginThread`](super::PluginThread)), so calls never contend on a
+/// call, see [`PluginWorker`](super::PluginWorker)), so calls never contend on a
 /// store.
 pub struct PluginInstance {
     slot: Arc<DeploymentSlot>,
@@ -53,7 +56,7 @@ pub struct PluginInstance {
     /// How many instances were replaced because the deployment's [`Recycle`](super::Recycle) said so.
     recycled: u64,
     /// The executor of the blocking [`PluginInstance::call`], made on its first use: a handle
-    /// driven by a plugin thread brings its own executor and never builds this one.
+    /// driven by a [`PluginWorker`](super::PluginWorker) runs on the shared executor and never builds this one.
     executor: Option<tokio::runtime::Runtime>,
     /// How many messages go into the next call.
     pace: Pace,
@@ -108,7 +111,7 @@ impl PluginInstance {
     ///
     /// Drives [`PluginInstance::call_async`] on an executor of its own (a current-thread tokio
     /// runtime, made on first use). For tests, benchmarks and tools; the host's workers call
-    /// through a [`PluginThread`](super::PluginThread). Do not call it from an async task: it
+    /// through a [`PluginWorker`](super::PluginWorker). Do not call it from an async task: it
     /// blocks, and tokio refuses to start a runtime inside one of its async worker threads.
     pub fn call(&mut self, context: &CallContext, message: &Message) -> CallResult {
         let executor = match self.take_executor() {
@@ -161,7 +164,7 @@ impl PluginInstance {
     /// call starts a fresh one; so is it when this future is dropped before it completes.
     ///
     /// Runs guest code inside `poll`, up to the deadline: drive it from a thread meant for that
-    /// (a plugin thread), not from a shared async runtime. Needs a tokio runtime with timers
+    /// (the plugin executor), not from a shared async runtime. Needs a tokio runtime with timers
     /// enabled (the deadline and WASI clocks are tokio timers).
     pub async fn call_batch_async(&mut self, mut batch: Batch) -> Vec<CallResult> {
         let deployment = self.slot.current();
@@ -248,7 +251,7 @@ impl PluginInstance {
     }
 
     /// Replaces the instance with a fresh one now if the deployment's [`Recycle`](super::Recycle) says it is
-    /// due: what a plugin thread does after it has answered a call, so the next call does not
+    /// due: what a worker's call does once its batch is answered, so the next call does not
     /// wait for the new instance. A fresh instance that cannot start is left to the next call
     /// to report.
     pub async fn renew_if_due(&mut self) {
@@ -337,6 +340,7 @@ impl PluginInstance {
             .begin_call(std::mem::take(&mut batch.contexts));
         arm(&mut live.store, fuel);
         let started = Instant::now();
+        live.store.data_mut().deadline = Some(started + limits.timeout);
         let called = tokio::time::timeout(
             limits.timeout,
             live.processor.call_process(&mut live.store, frame),
@@ -412,11 +416,19 @@ impl PluginInstance {
         };
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        // Give the executor a turn every tick: the deadline (a tokio timer) and an abandoned
-        // caller are noticed there.
-        store.epoch_deadline_async_yield_and_update(1);
+        // At every tick, stop guest code past its deadline, or give the executor a turn: the
+        // deadline's timer (for a guest parked in a host call), an abandoned caller and the
+        // other tenants' calls are served there.
+        store.epoch_deadline_callback(|store| {
+            Ok(if store.data().past_deadline() {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         // Instantiation runs guest code too (initialisers), under the same limits as a call.
         let limits = deployment.limits();
+        store.data_mut().deadline = Some(Instant::now() + limits.timeout);
         arm(&mut store, limits.fuel);
         let processor = tokio::time::timeout(limits.timeout, pre.instantiate_async(&mut store))
             .await
@@ -486,7 +498,7 @@ mod tests {
     fn handles_and_results_can_move_to_worker_threads() {
         assert_send::<PluginInstance>();
         assert_send::<CallResult>();
-        assert_send_sync::<crate::wasm::PluginThread>();
+        assert_send_sync::<crate::wasm::PluginWorker>();
     }
 
     /// Fuel is counted only for a deployment that sets a fuel limit: without one, the plugin

@@ -35,6 +35,34 @@ impl Default for Limits {
     }
 }
 
+/// A tenant's claim on the plugin executor's threads (see `wasm::fair`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cpu {
+    /// Its share of the threads when tenants contend for them, relative to the others'
+    /// weights. A tenant alone may use every idle thread whatever its weight.
+    pub weight: u32,
+    /// A hard cap, in cores (0.25: a quarter of one core's time), held even when nothing else
+    /// runs. None by default.
+    pub cores: Option<f64>,
+}
+
+impl Default for Cpu {
+    /// Weight 1, no cap.
+    fn default() -> Self {
+        Self::weighted(1)
+    }
+}
+
+impl Cpu {
+    /// Weight `weight`, no cap.
+    pub fn weighted(weight: u32) -> Self {
+        Self {
+            weight,
+            cores: None,
+        }
+    }
+}
+
 /// When a worker replaces its instance with a fresh one although nothing failed. A guest whose
 /// memory only grows (a garbage-collected language keeps its heap) stays inside its cap this
 /// way; and state a plugin keeps between messages starts over. Never, by default.

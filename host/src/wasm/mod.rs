@@ -44,13 +44,18 @@
 //!
 //! - **Every call ends at its deadline.** A call is an async wasmtime call under a
 //!   `tokio::time::timeout`, with WASI in its async flavour: a guest parked in a WASI sleep or
-//!   poll is a pending future, and running guest code yields at every epoch tick, so the
-//!   timeout always gets to fire and drop the call. It is a [`CallError::Timeout`] and a fresh
-//!   instance serves the next call.
-//! - **Plugin threads.** Each worker's instance lives on a [`PluginThread`] of its own (a named
-//!   OS thread with a current-thread tokio runtime); the async worker sends it calls and awaits
-//!   the replies. Guest code never runs on the async runtime or on tokio's shared blocking pool,
-//!   so one tenant's blocked calls cannot take threads another tenant needs.
+//!   poll is a pending future, which the timeout drops; running guest code is checked against
+//!   the deadline at every epoch tick, and traps past it. It is a [`CallError::Timeout`] and a
+//!   fresh instance serves the next call.
+//! - **One executor, fair shares.** Every worker's calls run on one [`Executor`] for the whole
+//!   process: a fixed set of threads (one per core, `burrow-plugin-N`), a tokio runtime apart
+//!   from the pools'. A [`PluginWorker`] owns a worker's instance, and each call takes it to
+//!   the executor and back. A blocked call holds no thread, a spinning one yields at every
+//!   tick, and each call runs under its tenant's [`Share`]: tenants get the threads by weight
+//!   under contention, not by how many calls they have, and never more than their cap
+//!   ([`Cpu`]; `fair`). What a tenant's calls use, memory and CPU, is charged to its
+//!   [`Account`], which its live version and a canary's candidate share. Guest code never runs
+//!   on the pools' runtime or on tokio's shared blocking pool.
 //! - **Plugin text is made safe.** `log` messages, `fail` reasons and output lines are escaped
 //!   (no forged log lines) and capped at [`MAX_PLUGIN_TEXT`] bytes.
 
@@ -58,6 +63,8 @@ mod batch;
 mod bindings;
 mod call;
 mod deployment;
+mod executor;
+mod fair;
 mod host;
 pub(crate) use host::record_size;
 mod instance;
@@ -70,21 +77,23 @@ mod sandbox;
 mod stdio;
 mod store;
 mod text;
-mod thread;
 mod ticker;
 mod version;
+mod worker;
 
 pub use batch::{Batch, BatchWriter};
 pub use bindings::{Header, Level, Outcome, OutputRecord};
 pub use burrow_frame::Fields;
 pub use call::{CallContext, CallError, CallResult, Processed};
-pub use deployment::{Deployment, DeploymentSlot};
+pub use deployment::{Account, Deployment, DeploymentSlot};
+pub use executor::Executor;
+pub use fair::Share;
 pub use instance::PluginInstance;
-pub use limits::{Limits, MemoryAccount, Recycle};
+pub use limits::{Cpu, Limits, MemoryAccount, Recycle};
 pub use message::Message;
 pub use plugin::{CONTRACT_VERSION, LoadError, Plugin, PluginId};
 pub use runtime::{CacheStats, CodeCache, Runtime, RuntimeConfig, RuntimeError};
 pub use sandbox::{Capabilities, SandboxError};
 pub use text::MAX_PLUGIN_TEXT;
-pub use thread::{PluginThread, Prepare, ThreadError};
 pub use version::Version;
+pub use worker::{PluginWorker, Prepare, WorkerError};

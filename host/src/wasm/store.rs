@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -29,6 +30,8 @@ pub(crate) struct StoreState {
     /// line carries its message's context.
     pub(super) contexts: Vec<CallContext>,
     pub(super) emitted: Emitted,
+    /// When the guest code running now must stop (see [`StoreState::past_deadline`]).
+    pub(super) deadline: Option<Instant>,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
 }
@@ -76,9 +79,19 @@ impl StoreState {
                 bytes: 0,
                 byte_limit: deployment.limits().memory,
             },
+            deadline: None,
             stdout,
             stderr,
         })
+    }
+
+    /// Whether the call (or instantiation) running now is past its deadline: checked at every
+    /// epoch tick, so guest *code* stops at its deadline even on an executor too busy to fire
+    /// the call's timer in time (a tokio runtime turns its timers only between polls, every so
+    /// many). A guest parked in a host call is ended by that timer.
+    pub(super) fn past_deadline(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     /// Before a call of the messages of `contexts`.

@@ -56,8 +56,21 @@ fn metrics_count_processed_messages_and_name_the_plugin() -> anyhow::Result<()> 
     let host = tenant.host;
 
     let text = host.metrics()?;
+    let stats = host.tenant("metrics")?;
     host.stop()?;
     let tenant = ("tenant", "metrics");
+    // Its plugin calls ran on the executor, charged to it, and /stats says so beside its
+    // weight (1, the default) and cap (none).
+    let cpu = metric(&text, "burrow_tenant_cpu_seconds_total", &[tenant]).unwrap_or(0.0);
+    assert!(cpu > 0.0, "plugin CPU {cpu} in:\n{text}");
+    let in_stats = &stats["plugin_cpu"];
+    assert!(in_stats["seconds"].as_f64() > Some(0.0), "{stats}");
+    assert_eq!(in_stats["weight"], 1, "{stats}");
+    assert!(in_stats["cap_cores"].is_null(), "{stats}");
+    assert!(
+        stats["plugin_memory_bytes"].as_u64() >= Some(65_536),
+        "{stats}"
+    );
     assert_eq!(
         metric(&text, "burrow_messages_processed_total", &[tenant]),
         Some(25.0),

@@ -15,11 +15,11 @@ mod config;
 mod logging;
 mod outcomes;
 
+mod executor;
 mod limits;
 mod recycle;
 mod sandbox;
 mod swap;
-mod threads;
 
 mod burrow_test;
 mod check;

@@ -72,16 +72,16 @@ fn a_leaking_guest_stays_inside_its_cap() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A plugin thread renews a due instance between calls, after answering: the instance's own
+/// A worker renews a due instance between calls, after answering: the instance's own
 /// count of messages starts over every 2.
 #[test]
-fn a_plugin_thread_renews_between_calls() -> anyhow::Result<()> {
+fn a_worker_renews_between_calls() -> anyhow::Result<()> {
     let deployment = Deployment::new(load(&runtime()?, "chaos")?).with_recycling(Recycle {
         after_messages: Some(2),
         above_memory: None,
     });
     let slot = Arc::new(DeploymentSlot::new(deployment));
-    let thread = burrow::wasm::PluginThread::spawn("recycle-test", Arc::clone(&slot))?;
+    let thread = burrow::wasm::PluginWorker::new("recycle-test", Arc::clone(&slot));
     let executor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

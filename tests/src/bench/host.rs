@@ -58,6 +58,8 @@ pub struct TenantSpec {
     pub delivery: Option<String>,
     /// `[tenant.config]` settings for the plugin, beside `output-topic`.
     pub settings: Vec<(String, String)>,
+    /// `[tenant.limits]` lines (`key = value`).
+    pub limits: Vec<String>,
 }
 
 impl TenantSpec {
@@ -72,6 +74,7 @@ impl TenantSpec {
             cache_dir: None,
             delivery: None,
             settings: Vec::new(),
+            limits: Vec::new(),
         }
     }
 
@@ -96,6 +99,9 @@ impl TenantSpec {
         }
         if !self.pool.is_empty() {
             let _ = writeln!(s, "[tenant.pool]\n{}", self.pool.join("\n"));
+        }
+        if !self.limits.is_empty() {
+            let _ = writeln!(s, "[tenant.limits]\n{}", self.limits.join("\n"));
         }
         let output = self.output.iter().map(|out| ("output-topic", out.as_str()));
         let settings = self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -257,6 +263,13 @@ impl Host {
         let (code, body) = http_get(self.admin, "/metrics")?;
         anyhow::ensure!(code == 200, "/metrics answered {code}");
         Ok(metric(&body, name, &[("tenant", TENANT)]).unwrap_or(0.0))
+    }
+
+    /// `/metrics` value of `name` for tenant `tenant` (0 if absent).
+    pub fn metric_of(&self, name: &str, tenant: &str) -> anyhow::Result<f64> {
+        let (code, body) = http_get(self.admin, "/metrics")?;
+        anyhow::ensure!(code == 200, "/metrics answered {code}");
+        Ok(metric(&body, name, &[("tenant", tenant)]).unwrap_or(0.0))
     }
 
     /// `/metrics` value of `name` summed over every tenant (0 if absent).

@@ -106,8 +106,6 @@ pub enum Goal {
     Flat,
     /// The figure must be at most this.
     AtMost(Figure),
-    /// The figure must be within these bounds.
-    Within(Figure, Figure),
 }
 
 impl fmt::Display for Goal {
@@ -117,7 +115,6 @@ impl fmt::Display for Goal {
             Goal::RatioAtLeast(r) => write!(f, "≥ {r:.2}"),
             Goal::Flat => f.write_str("flat"),
             Goal::AtMost(figure) => write!(f, "≤ {figure}"),
-            Goal::Within(low, high) => write!(f, "{low} to {high}"),
         }
     }
 }

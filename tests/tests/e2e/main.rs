@@ -24,6 +24,7 @@ mod codecs;
 mod tls;
 
 mod idle;
+mod neighbours;
 mod start;
 
 mod replay;
