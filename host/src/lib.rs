@@ -20,7 +20,8 @@
 //! - [`kafka`] — the pool's message types and the acknowledged producer for emits and dead
 //!   letters.
 //! - [`wasm`] — the plugin runtime: one engine, compiled-once plugins, per-worker instances,
-//!   limits, the sandbox, hot swap. It knows nothing of Kafka.
+//!   one executor whose threads every tenant shares by weight (and cap), limits, the sandbox,
+//!   hot swap. It knows nothing of Kafka.
 //! - [`preflight`] — what `burrow validate` and `burrow run` check before consuming anything:
 //!   the Kafka clients built (without connecting), each plugin instantiated under its limits.
 //! - [`reload`] — what a changed config file means for a running host.

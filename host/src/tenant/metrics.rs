@@ -3,9 +3,9 @@
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Counter, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::wasm::MemoryAccount;
+use crate::wasm::Account;
 
 /// Counters the tenant's workers and supervisor bump.
 #[derive(Clone)]
@@ -83,81 +83,70 @@ impl TenantMetrics {
     }
 }
 
-/// `burrow_plugin_memory_bytes`: the linear memory a tenant's plugin instances hold, read from
-/// its [`MemoryAccount`] when scraped (instances count their growth there; no call path sets
-/// a gauge).
-pub(crate) struct PluginMemory {
-    account: MemoryAccount,
-    gauge: IntGauge,
+/// What a tenant's plugin calls are charged to ([`Account`]), read when scraped (instances
+/// count their growth, and the executor their run time, there; no call path sets a metric):
+/// - `burrow_plugin_memory_bytes`: the linear memory its plugin instances hold;
+/// - `burrow_tenant_cpu_seconds_total`: how long its calls have run on the plugin executor.
+pub(crate) struct AccountMetrics {
+    account: Account,
+    memory: IntGauge,
+    cpu: Counter,
+    descs: Vec<Desc>,
 }
 
-impl PluginMemory {
-    /// Registers the gauge of `tenant`'s `account` in `registry`.
+impl AccountMetrics {
+    /// Registers the metrics of `tenant`'s `account` in `registry`.
     pub(crate) fn register(
         registry: &Registry,
         tenant: &str,
-        account: MemoryAccount,
+        account: Account,
     ) -> Result<(), prometheus::Error> {
-        let gauge = IntGauge::with_opts(
+        let memory = IntGauge::with_opts(
             Opts::new(
                 "burrow_plugin_memory_bytes",
                 "Linear memory held by a tenant's plugin instances",
             )
             .const_label("tenant", tenant),
         )?;
-        registry.register(Box::new(Self { account, gauge }))
-    }
-}
-
-impl Collector for PluginMemory {
-    fn desc(&self) -> Vec<&Desc> {
-        self.gauge.desc()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        self.gauge
-            .set(i64::try_from(self.account.bytes()).unwrap_or(i64::MAX));
-        self.gauge.collect()
-    }
-}
-
-/// `burrow_tenant_cpu_seconds_total`: how long a tenant's plugin calls have run on the shared
-/// executor (its [`Share`](crate::wasm::Share)'s measured time), read when scraped.
-pub(crate) struct TenantCpu {
-    slot: std::sync::Arc<crate::wasm::DeploymentSlot>,
-    counter: prometheus::Counter,
-}
-
-impl TenantCpu {
-    /// Registers the counter of `tenant`'s live `slot` in `registry`.
-    pub(crate) fn register(
-        registry: &Registry,
-        tenant: &str,
-        slot: std::sync::Arc<crate::wasm::DeploymentSlot>,
-    ) -> Result<(), prometheus::Error> {
-        let counter = prometheus::Counter::with_opts(
+        let cpu = Counter::with_opts(
             Opts::new(
                 "burrow_tenant_cpu_seconds_total",
                 "Time a tenant's plugin calls have run on the plugin executor",
             )
             .const_label("tenant", tenant),
         )?;
-        registry.register(Box::new(Self { slot, counter }))
+        let descs = memory
+            .desc()
+            .into_iter()
+            .chain(cpu.desc())
+            .cloned()
+            .collect();
+        registry.register(Box::new(Self {
+            account,
+            memory,
+            cpu,
+            descs,
+        }))
     }
 }
 
-impl Collector for TenantCpu {
+impl Collector for AccountMetrics {
     fn desc(&self) -> Vec<&Desc> {
-        self.counter.desc()
+        self.descs.iter().collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let total = self.slot.run_time().as_secs_f64();
+        self.memory
+            .set(i64::try_from(self.account.memory.bytes()).unwrap_or(i64::MAX));
         // A counter only goes up: add what ran since the last scrape.
-        let delta = total - self.counter.get();
-        if delta > 0.0 {
-            self.counter.inc_by(delta);
+        let ran = self.account.cpu.run_time().as_secs_f64() - self.cpu.get();
+        if ran > 0.0 {
+            self.cpu.inc_by(ran);
         }
-        self.counter.collect()
+        self.memory
+            .collect()
+            .into_iter()
+            .chain(self.cpu.collect())
+            .collect()
     }
 }

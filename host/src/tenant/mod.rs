@@ -42,7 +42,7 @@ pub use metrics::TenantMetrics;
 pub use start::{Phase, StartTimedOut};
 
 use canary::CanarySlot;
-use metrics::{PluginMemory, TenantCpu};
+use metrics::AccountMetrics;
 use start::Start;
 
 /// Sees every batch the tenant's plugin answered, after the answer, without a say in it: a
@@ -400,10 +400,9 @@ impl RunningTenant {
         let registry = Registry::new();
         let metrics = TenantMetrics::register(&registry, &name)?;
         let account = Account::new(tenant.limits.cpu());
-        PluginMemory::register(&registry, &name, account.memory.clone())?;
+        AccountMetrics::register(&registry, &name, account.clone())?;
         let plugin = deployment.plugin().id().clone();
         let slot = Arc::new(DeploymentSlot::charging(deployment, account));
-        TenantCpu::register(&registry, &name, Arc::clone(&slot))?;
         metrics.set_plugin(&plugin.name, &plugin.version.to_string());
         let labels = HashMap::from([("tenant".to_owned(), name.clone())]);
         let settings = host.pool_settings_for(tenant);
